@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# Builds the Debian 12 cloud base image described by recipe.toml into a qcow2 disk that boots
+# through UEFI firmware alone (OVMF -> systemd-boot -> linux-image-cloud-amd64).
+# No loop devices, no mounts: the rootfs is a plain directory made by mmdebstrap, the filesystems
+# are images made from files (mkfs.ext4 -d, mkfs.vfat + mtools), the disk is assembled with
+# sfdisk and dd conv=notrunc.
+#
+# usage: build.sh OUTPUT.qcow2 [--workdir DIR] [--recipe FILE] [--keep-workdir]
+# needs: root (mmdebstrap --mode=root and a rootfs tree owned by real uids for mkfs.ext4 -d),
+#        mmdebstrap, e2fsprogs, dosfstools, mtools, fdisk (sfdisk), qemu-utils, python3 >= 3.11.
+# writes: OUTPUT.qcow2, OUTPUT.manifest (dpkg-query of the image), OUTPUT.sha256
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+recipe=$here/recipe.toml
+workdir=
+keep_workdir=0
+output=
+
+usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    --workdir) workdir=$2; shift 2 ;;
+    --recipe) recipe=$2; shift 2 ;;
+    --keep-workdir) keep_workdir=1; shift ;;
+    -h|--help) usage ;;
+    -*) echo "unknown option: $1" >&2; usage ;;
+    *) [ -z "$output" ] || usage; output=$1; shift ;;
+  esac
+done
+[ -n "$output" ] || usage
+case $output in /*) ;; *) output=$PWD/$output ;; esac
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "build.sh: must run as root (mmdebstrap --mode=root; mkfs.ext4 -d copies file owners as they are)" >&2
+  exit 1
+fi
+for tool in mmdebstrap mkfs.ext4 mkfs.vfat mcopy mmd sfdisk qemu-img /usr/bin/python3 systemctl; do
+  command -v "$tool" >/dev/null || { echo "build.sh: missing tool: $tool" >&2; exit 1; }
+done
+
+# ---- timing helpers: every phase prints "phase NAME: N.NN s" to stderr ----------------------
+t_start=$(date +%s.%N)
+phase_name=
+phase_t0=
+phase() {
+  phase_end
+  phase_name=$1
+  phase_t0=$(date +%s.%N)
+  echo "==> $phase_name" >&2
+}
+phase_end() {
+  if [ -n "$phase_name" ]; then
+    awk -v n="$phase_name" -v a="$phase_t0" -v b="$(date +%s.%N)" 'BEGIN { printf "phase %s: %.2f s\n", n, b - a }' >&2
+  fi
+  phase_name=
+}
+
+# ---- recipe ----------------------------------------------------------------------------------
+# tomllib -> shell assignments (shlex-quoted), so the rest of the script is plain bash.
+eval "$(/usr/bin/python3 - "$recipe" <<'PY'
+import shlex, sys, tomllib
+r = tomllib.load(open(sys.argv[1], "rb"))
+out = {}
+out["SDE"] = r["image"]["source_date_epoch"]
+out["SUITE"] = r["bootstrap"]["suite"]
+out["VARIANT"] = r["bootstrap"]["variant"]
+out["PACKAGES"] = ",".join(r["bootstrap"]["packages"])
+d = r["disk"]
+out["DISK_MIB"] = d["size_mib"]
+out["LABEL_ID"] = d["label_id"]
+esp, root = d["partitions"]
+assert esp["fs"] == "vfat" and root["fs"] == "ext4"
+for p, pre in ((esp, "ESP"), (root, "ROOT")):
+    for k in ("type", "uuid", "start_mib", "size_mib", "fs_label", "name"):
+        out[f"{pre}_{k.upper()}"] = p[k]
+out["ESP_FS_ID"] = esp["fs_id"]
+out["ROOT_FS_UUID"] = root["fs_uuid"]
+b = r["boot"]
+out["ENTRY_TOKEN"] = b["entry_token"]
+out["CMDLINE"] = b["cmdline"]
+out["LOADER_TIMEOUT"] = b["timeout"]
+out["DATASOURCES"] = ", ".join(r["cloud_init"]["datasource_list"])
+for k, v in out.items():
+    print(f"{k}={shlex.quote(str(v))}")
+mirrors = r["bootstrap"]["mirrors"]
+print("MIRRORS=(" + " ".join(shlex.quote(m) for m in mirrors) + ")")
+PY
+)"
+
+# Root partition: from its start to 1 MiB before the end (room for the backup GPT).
+if [ "$ROOT_SIZE_MIB" -eq 0 ]; then
+  ROOT_SIZE_MIB=$((DISK_MIB - ROOT_START_MIB - 1))
+fi
+[ $((ESP_START_MIB + ESP_SIZE_MIB)) -le "$ROOT_START_MIB" ] || { echo "ESP overlaps root" >&2; exit 1; }
+
+export SOURCE_DATE_EPOCH=$SDE
+# mkfs.ext4 reads this for every timestamp it invents itself (superblock, lost+found, root dir).
+export E2FSPROGS_FAKE_TIME=$SDE
+export LC_ALL=C.UTF-8 TZ=UTC
+
+# ---- work directory --------------------------------------------------------------------------
+if [ -z "$workdir" ]; then
+  mkdir -p /var/tmp/kiln-image
+  workdir=$(mktemp -d /var/tmp/kiln-image/build.XXXXXX)
+else
+  mkdir -p "$workdir"
+fi
+workdir=$(cd "$workdir" && pwd)
+rootfs=$workdir/rootfs
+cleanup() {
+  local rc=$?
+  if [ "$keep_workdir" -eq 0 ] && [ $rc -eq 0 ]; then rm -rf "$workdir"; fi
+  [ $rc -eq 0 ] || echo "build.sh: failed (rc=$rc); work directory kept: $workdir" >&2
+}
+trap cleanup EXIT
+[ ! -e "$rootfs" ] || rm -rf "$rootfs"
+
+# ---- 1. rootfs with mmdebstrap ---------------------------------------------------------------
+phase mmdebstrap
+mmdebstrap_args=(
+  --mode=root
+  --format=directory
+  --variant="$VARIANT"
+  --include="$PACKAGES"
+  # the host's resolv.conf and hostname are copied in for the build; replaced below
+  --customize-hook='rm -f "$1/etc/hostname"'
+  # dpkg/apt logs carry wall-clock times; mmdebstrap drops some with SOURCE_DATE_EPOCH set
+  --customize-hook='rm -f "$1/var/log/alternatives.log" "$1/var/log/bootstrap.log" "$1/var/cache/debconf/"*-old "$1/var/lib/dpkg/"*-old'
+)
+mmdebstrap "${mmdebstrap_args[@]}" "$SUITE" "$rootfs" "${MIRRORS[@]}" \
+  > "$workdir/mmdebstrap.log" 2>&1 || { tail -40 "$workdir/mmdebstrap.log" >&2; exit 1; }
+
+# ---- 2. configure the tree -------------------------------------------------------------------
+phase configure
+kver=$(cd "$rootfs/boot" && ls vmlinuz-* | sed 's/^vmlinuz-//' | sort -V | tail -1)
+[ -n "$kver" ] && [ -f "$rootfs/boot/initrd.img-$kver" ] || { echo "no kernel/initrd in rootfs/boot" >&2; exit 1; }
+
+cat > "$rootfs/etc/fstab" <<EOF
+# <file system>	<mount point>	<type>	<options>	<dump>	<pass>
+PARTUUID=$ROOT_UUID	/	ext4	rw,discard,errors=remount-ro	0	1
+PARTUUID=$ESP_UUID	/boot/efi	vfat	umask=0077	0	2
+EOF
+mkdir -p "$rootfs/boot/efi"
+
+# Identity: empty machine-id = "first boot" for systemd (generated, presets applied);
+# empty hostname: cloud-init sets it from meta-data (local-hostname) or the instance id.
+: > "$rootfs/etc/machine-id"
+rm -f "$rootfs/var/lib/dbus/machine-id"
+: > "$rootfs/etc/hostname"
+cat > "$rootfs/etc/hosts" <<'EOF'
+127.0.0.1	localhost
+::1		localhost ip6-localhost ip6-loopback
+ff02::1		ip6-allnodes
+ff02::2		ip6-allrouters
+EOF
+ln -sfn ../run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
+echo 'LANG=C.UTF-8' > "$rootfs/etc/default/locale"
+
+# No host keys baked in: cloud-init's ssh module generates them per instance.
+rm -f "$rootfs"/etc/ssh/ssh_host_*
+# Root: locked (base-passwd's "*"); make sure, whatever a package did.
+sed -i 's/^root:[^:]*:/root:*:/' "$rootfs/etc/shadow"
+
+# cloud-init: which datasources to probe (ds-identify honours this list).
+cat > "$rootfs/etc/cloud/cloud.cfg.d/90_kiln_datasources.cfg" <<EOF
+# kiln base image: NoCloud for tests (seed disk labelled cidata), ConfigDrive for OpenStack-likes.
+datasource_list: [ $DATASOURCES ]
+EOF
+
+# Network: cloud-init (renderer "netplan", since ifupdown is absent) writes
+# /etc/netplan/50-cloud-init.yaml and runs "netplan generate"; networkd must already be part of
+# the boot transaction (it cannot be pulled in after cloud-init-local has run).
+systemctl --root="$rootfs" enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
+# qemu-guest-agent has no [Install]: udev starts it when the virtio port
+# org.qemu.guest_agent.0 appears. Nothing to enable; checked at the end of this phase.
+grep -q 'org.qemu.guest_agent.0' "$rootfs/lib/systemd/system/qemu-guest-agent.service"
+
+# Kernel command line and kernel-install layout for kernels installed later in the guest:
+# /etc/kernel/postinst.d/zz-systemd-boot (package systemd-boot) runs "kernel-install add" when
+# "bootctl is-installed" (ESP mounted at /boot/efi, /EFI/systemd/systemd-bootx64.efi present).
+echo "$CMDLINE" > "$rootfs/etc/kernel/cmdline"
+echo "$ENTRY_TOKEN" > "$rootfs/etc/kernel/entry-token"
+cat > "$rootfs/etc/kernel/install.conf" <<'EOF'
+layout=bls
+EOF
+
+# Reproducible-ish: clamp mtimes of what we wrote to SOURCE_DATE_EPOCH.
+find "$rootfs/etc" "$rootfs/boot" -newermt "@$SDE" -print0 | xargs -0r touch --no-dereference -d "@$SDE"
+
+# Manifest of exactly what is in the image.
+chroot "$rootfs" dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | sort > "$workdir/manifest"
+
+# ---- 3. ESP image (vfat, filled with mtools) -------------------------------------------------
+phase esp
+esp=$workdir/esp.img
+rm -f "$esp"
+mkfs.vfat -C -F 32 -n "$ESP_FS_LABEL" -i "$ESP_FS_ID" --invariant "$esp" $((ESP_SIZE_MIB * 1024)) >/dev/null
+export MTOOLS_SKIP_CHECK=1
+sdboot=$rootfs/usr/lib/systemd/boot/efi/systemd-bootx64.efi
+esp_stage=$workdir/esp
+rm -rf "$esp_stage"
+mkdir -p "$esp_stage/EFI/BOOT" "$esp_stage/EFI/systemd" "$esp_stage/loader/entries" "$esp_stage/$ENTRY_TOKEN/$kver"
+cp "$sdboot" "$esp_stage/EFI/BOOT/BOOTX64.EFI"      # removable-media path: found with no NVRAM entry
+cp "$sdboot" "$esp_stage/EFI/systemd/systemd-bootx64.efi"  # what "bootctl is-installed/update" look for
+cp "$rootfs/boot/vmlinuz-$kver" "$esp_stage/$ENTRY_TOKEN/$kver/linux"
+cp "$rootfs/boot/initrd.img-$kver" "$esp_stage/$ENTRY_TOKEN/$kver/initrd.img-$kver"
+cat > "$esp_stage/loader/loader.conf" <<EOF
+timeout $LOADER_TIMEOUT
+editor no
+EOF
+# Same name and layout as kernel-install's 90-loaderentry.install would write (entry token dir).
+cat > "$esp_stage/loader/entries/$ENTRY_TOKEN-$kver.conf" <<EOF
+title      Debian GNU/Linux 12 (bookworm)
+version    $kver
+sort-key   debian
+options    $CMDLINE
+linux      /$ENTRY_TOKEN/$kver/linux
+initrd     /$ENTRY_TOKEN/$kver/initrd.img-$kver
+EOF
+find "$esp_stage" -exec touch -d "@$SDE" {} +
+# mcopy -s copies the tree; -m keeps mtimes; -Q stops at the first error.
+mcopy -i "$esp" -s -m -Q "$esp_stage"/* ::/
+mdir -i "$esp" -/ :: > "$workdir/esp.list"
+
+# ---- 4. root ext4 image from the tree --------------------------------------------------------
+phase rootfs-ext4
+root_img=$workdir/root.img
+rm -f "$root_img"
+# -E root_owner: the root dir comes from the tree anyway; hash_seed fixed for reproducibility.
+mkfs.ext4 -q -F -L "$ROOT_FS_LABEL" -U "$ROOT_FS_UUID" \
+  -E hash_seed="$ROOT_FS_UUID",lazy_itable_init=1,lazy_journal_init=1 \
+  -d "$rootfs" "$root_img" "${ROOT_SIZE_MIB}M"
+
+# ---- 5. GPT disk -----------------------------------------------------------------------------
+phase disk
+raw=$workdir/disk.raw
+rm -f "$raw"
+truncate -s "${DISK_MIB}M" "$raw"
+sfdisk --quiet --no-reread --no-tell-kernel "$raw" <<EOF
+label: gpt
+label-id: $LABEL_ID
+unit: sectors
+first-lba: 2048
+
+start=$((ESP_START_MIB * 2048)), size=$((ESP_SIZE_MIB * 2048)), type=$ESP_TYPE, uuid=$ESP_UUID, name="$ESP_NAME"
+start=$((ROOT_START_MIB * 2048)), size=$((ROOT_SIZE_MIB * 2048)), type=$ROOT_TYPE, uuid=$ROOT_UUID, name="$ROOT_NAME"
+EOF
+dd if="$esp" of="$raw" bs=1M seek="$ESP_START_MIB" conv=notrunc,sparse status=none
+dd if="$root_img" of="$raw" bs=1M seek="$ROOT_START_MIB" conv=notrunc,sparse status=none
+sfdisk --dump "$raw" > "$workdir/partitions.txt"
+
+# ---- 6. qcow2 --------------------------------------------------------------------------------
+phase qcow2
+mkdir -p "$(dirname "$output")"
+rm -f "$output"
+qemu-img convert -f raw -O qcow2 -o compat=1.1 "$raw" "$output"
+cp "$workdir/manifest" "${output%.qcow2}.manifest"
+(cd "$(dirname "$output")" && sha256sum "$(basename "$output")") > "${output%.qcow2}.sha256"
+phase_end
+
+awk -v a="$t_start" -v b="$(date +%s.%N)" -v k="$kver" -v o="$output" -v s="$(du -h "$output" | cut -f1)" -v d="$DISK_MIB" \
+  'BEGIN { printf "total: %.2f s; kernel %s; %s (%s on disk, virtual %s MiB)\n", b - a, k, o, s, d }' >&2

@@ -1,0 +1,1 @@
+//! Placeholder: deterministic vfat cidata image; filled in by its author.

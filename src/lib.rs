@@ -1,0 +1,18 @@
+//! kiln: declarative host profiles → validated cloud-init user-data, seeds, golden images and VM tests.
+//!
+//! ```text
+//! profile.yaml ─parse→ RawProfile ─validate→ Model ─lower→ CloudConfig ─emit→ user-data
+//!    (spans)       (shape-checked)      │   (typed, pure)       │       (+ gzip / base64 / size check)
+//!                                       │                       └─seed→ NoCloud cidata image
+//!                                       └─expect→ ExpectedState (what a booted VM must show)
+//! Report (errors/warnings, YAML path, file:line:col) accumulates through parse → validate → lower
+//! ```
+//!
+//! Everything outside `effects` and `cli` is pure: strings in, values out.
+
+pub mod catalog;
+pub mod diag;
+pub mod profile;
+pub mod seed;
+pub mod target;
+pub mod effects;

@@ -1,0 +1,391 @@
+//! The profile format, version 1: the raw, unvalidated shape of `profile.yaml`. Frozen once released.
+//!
+//! These types are the single source of truth for three things: the JSON Schema (`kiln schema`), the
+//! structural check with spans (`shape` walks that schema over the YAML tree) and deserialization.
+//! Doc comments become the schema's descriptions, which editors show on hover.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A kiln host profile: one VM that runs a Kamal-deployed app behind a tunnel and a VPN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "kiln host profile (version 1)")]
+pub struct RawProfile {
+    /// Profile format version. Always `1` for this format.
+    pub version: i64,
+    pub host: Host,
+    pub user: User,
+    #[serde(default)]
+    pub ssh: Ssh,
+    /// Install Docker. Omit the section for a host without containers.
+    #[serde(default)]
+    pub docker: Option<Docker>,
+    /// Run a Cloudflare tunnel (cloudflared) so HTTP reaches the host without open ports.
+    #[serde(default)]
+    pub cloudflared: Option<Cloudflared>,
+    /// Join a tailnet so SSH reaches the host without open ports.
+    #[serde(default)]
+    pub tailscale: Option<Tailscale>,
+    /// The UFW host firewall. Omitting it leaves every listening port reachable (a warning).
+    #[serde(default)]
+    pub firewall: Option<Firewall>,
+    /// Extra Debian packages to install (`name` or `name=version`).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Extra files to write. Bodies may be minijinja templates.
+    #[serde(default)]
+    pub files: Vec<File>,
+    /// Variables available to file templates as `vars.NAME`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Package mirror overrides (a private mirror, or a test harness's local one).
+    #[serde(default)]
+    pub apt: Apt,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Host name (RFC 1123 label or dotted name, at most 63 characters per label).
+    pub hostname: String,
+    /// IANA time zone, e.g. `Etc/UTC` or `Europe/Berlin`.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// System locale, e.g. `C.UTF-8` or `en_US.UTF-8`.
+    #[serde(default = "default_locale")]
+    pub locale: String,
+    /// Size of a swap file, e.g. `2G` or `512M`. No swap when omitted.
+    #[serde(default)]
+    pub swap: Option<String>,
+}
+
+fn default_timezone() -> String {
+    "Etc/UTC".into()
+}
+
+fn default_locale() -> String {
+    "C.UTF-8".into()
+}
+
+/// The deploy user that Kamal and CI log in as.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// User name (POSIX portable: lowercase letter or `_` first, then `a-z0-9_-`, at most 32).
+    pub name: String,
+    /// SSH public keys: inline (`ssh-ed25519 AAAA… comment`) or `{file: keys/ci.pub}` under the profile's
+    /// directory.
+    pub ssh_keys: Vec<SshKeySource>,
+    /// Passwordless sudo for this user.
+    #[serde(default = "yes")]
+    pub sudo: bool,
+    /// Login shell.
+    #[serde(default = "default_shell")]
+    pub shell: String,
+}
+
+fn default_shell() -> String {
+    "/bin/bash".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(title = "an SSH public key or {file: PATH}")]
+pub enum SshKeySource {
+    Inline(String),
+    File(FileRef),
+}
+
+/// A file under the profile's directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    /// Path relative to the profile's directory; it may not leave that directory.
+    pub file: String,
+}
+
+/// A secret: `{env: NAME}` or `{file: PATH}`. Resolved only by `kiln render`; never written in the profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[schemars(title = "a secret reference ({env: NAME} or {file: PATH})")]
+pub enum SecretRef {
+    /// Read from this environment variable.
+    Env(String),
+    /// Read from this file (relative to the profile's directory).
+    File(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Ssh {
+    /// Allow password logins. Off by default: keys only.
+    #[serde(default)]
+    pub password_authentication: bool,
+    /// Allow root to log in over SSH. Off by default.
+    #[serde(default)]
+    pub permit_root_login: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Docker {
+    /// `distro` installs Debian's docker.io; `docker-ce` uses Docker's apt repository (pinned key).
+    #[serde(default)]
+    pub source: DockerSource,
+    #[serde(default)]
+    pub log: DockerLog,
+    #[serde(default)]
+    pub published_ports: PublishedPorts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DockerSource {
+    #[default]
+    Distro,
+    DockerCe,
+}
+
+/// Rotation of container logs (json-file driver).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DockerLog {
+    /// Largest size of one log file, e.g. `10m`.
+    #[serde(default = "default_log_size")]
+    pub max_size: String,
+    /// How many log files to keep per container.
+    #[serde(default = "default_log_files")]
+    pub max_files: i64,
+}
+
+impl Default for DockerLog {
+    fn default() -> Self {
+        DockerLog { max_size: default_log_size(), max_files: default_log_files() }
+    }
+}
+
+fn default_log_size() -> String {
+    "10m".into()
+}
+
+fn default_log_files() -> i64 {
+    3
+}
+
+/// Docker publishes ports by DNAT before UFW sees the packets: this policy keeps them off the internet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedPorts {
+    /// Address that `-p PORT:PORT` binds to when no address is given. `127.0.0.1` keeps published ports on
+    /// loopback (cloudflared on the host still reaches them); `0.0.0.0` is Docker's own default.
+    #[serde(default = "loopback")]
+    pub default_bind: String,
+    /// Drop new connections from outside to any published port in the `DOCKER-USER` chain (loaded with
+    /// UFW, so it survives reboots and Docker restarts), except the ports listed in `open`.
+    #[serde(default = "yes")]
+    pub block_from_outside: bool,
+    /// Published ports that are meant to be reachable from outside.
+    #[serde(default)]
+    pub open: Vec<PortRule>,
+}
+
+impl Default for PublishedPorts {
+    fn default() -> Self {
+        PublishedPorts { default_bind: loopback(), block_from_outside: true, open: Vec::new() }
+    }
+}
+
+fn loopback() -> String {
+    "127.0.0.1".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortRule {
+    pub port: PortSpec,
+    #[serde(default)]
+    pub proto: Proto,
+}
+
+/// A port (`443`) or an inclusive range (`"8000-8010"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(title = "a port number or a range like \"8000-8010\"")]
+pub enum PortSpec {
+    Single(i64),
+    Range(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cloudflared {
+    /// The tunnel token (`cloudflared tunnel run --token-file`).
+    pub token: SecretRef,
+    /// A locally managed ingress configuration. The last rule must be a catch-all (no hostname, no path),
+    /// usually `service: http_status:404`.
+    #[serde(default)]
+    pub ingress: Option<Vec<IngressRule>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IngressRule {
+    /// Public host name this rule matches (`app.example.com`, or `*.example.com`).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Regular expression on the request path, e.g. `^/\.well-known/acme-challenge/`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Where matching requests go: `http://localhost:80`, `https://localhost:443`, `http_status:404`, …
+    pub service: String,
+    /// TLS server name expected from an `https://` origin (the certificate kamal-proxy presents).
+    #[serde(default)]
+    pub origin_server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tailscale {
+    /// The auth key (`tailscale up --auth-key=file:…`). Prefer a one-off, pre-authorized key.
+    pub auth_key: SecretRef,
+    /// Run Tailscale SSH (`--ssh`): the tailnet's ACLs decide who logs in.
+    #[serde(default)]
+    pub ssh: bool,
+    /// ACL tags to advertise, e.g. `tag:server`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Name in the tailnet; the host name when omitted.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Use the tailnet's DNS settings. Off by default on Docker hosts (it breaks container DNS), on otherwise.
+    #[serde(default)]
+    pub accept_dns: Option<bool>,
+    /// Control server URL, for self-hosted control planes (Headscale).
+    #[serde(default)]
+    pub login_server: Option<String>,
+    /// How long `tailscale up` may take before provisioning fails, e.g. `120s` or `2m` (10 s to 15 min).
+    #[serde(default = "default_tailscale_timeout")]
+    pub timeout: String,
+}
+
+fn default_tailscale_timeout() -> String {
+    "120s".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    /// Policy for incoming connections that no rule allows.
+    #[serde(default = "deny")]
+    pub incoming: Policy,
+    /// Policy for outgoing connections.
+    #[serde(default = "allow")]
+    pub outgoing: Policy,
+    /// Incoming connections to allow.
+    #[serde(default)]
+    pub allow: Vec<AllowRule>,
+    /// Interfaces on which all incoming traffic is allowed, e.g. `tailscale0`.
+    #[serde(default)]
+    pub allow_in_on: Vec<String>,
+}
+
+fn deny() -> Policy {
+    Policy::Deny
+}
+
+fn allow() -> Policy {
+    Policy::Allow
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    Deny,
+    Reject,
+    Allow,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllowRule {
+    pub port: PortSpec,
+    #[serde(default)]
+    pub proto: Proto,
+    /// Only from this address or network (CIDR), e.g. `203.0.113.0/24`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Shown by `ufw status`.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// A file written on the host. Give exactly one of `content` and `source`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    /// Absolute path on the host.
+    pub path: String,
+    /// The file's body.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Take the body from this file under the profile's directory.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Render the body as a minijinja template (strict: an undefined variable is an error). Context:
+    /// `host`, `user`, `vars`.
+    #[serde(default)]
+    pub template: bool,
+    /// Octal permission bits, quoted: `"0644"`.
+    pub mode: String,
+    /// `user:group`, e.g. `root:root`.
+    pub owner: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Apt {
+    /// Replace Debian's own package sources.
+    #[serde(default)]
+    pub debian: Option<AptSource>,
+    /// Replace Docker's repository (with `docker.source: docker-ce`).
+    #[serde(default)]
+    pub docker: Option<AptSource>,
+    /// Replace Tailscale's repository.
+    #[serde(default)]
+    pub tailscale: Option<AptSource>,
+    /// Replace Cloudflare's cloudflared repository.
+    #[serde(default)]
+    pub cloudflared: Option<AptSource>,
+}
+
+/// A deb822 source. Omitted fields keep the repository's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AptSource {
+    /// Repository URL (`http://` or `https://`).
+    pub url: String,
+    /// Suites, e.g. `[bookworm]`; `["./"]` for a flat repository.
+    #[serde(default)]
+    pub suites: Option<Vec<String>>,
+    /// Components, e.g. `[main]`; `[]` for a flat repository.
+    #[serde(default)]
+    pub components: Option<Vec<String>>,
+    /// The repository's signing key (armored or binary OpenPGP) under the profile's directory.
+    #[serde(default)]
+    pub key: Option<FileRef>,
+}
