@@ -145,12 +145,8 @@ pub fn render_human(report: &Report, file: &str, source: &str) -> String {
                     let shown = if d.sensitive { mask(text, span) } else { (*text).to_string() };
                     let _ = writeln!(out, "{} | {}", span.line, shown);
                     let width = caret_width(text, span);
-                    let _ = write!(
-                        out,
-                        "{gutter} | {}{}",
-                        " ".repeat(span.column.saturating_sub(1)),
-                        "^".repeat(width)
-                    );
+                    let _ =
+                        write!(out, "{gutter} | {}{}", " ".repeat(span.column.saturating_sub(1)), "^".repeat(width));
                     match &d.help {
                         Some(help) => {
                             let _ = writeln!(out, " {help}");
@@ -188,10 +184,7 @@ fn caret_width(text: &str, span: Span) -> usize {
 fn mask(text: &str, span: Span) -> String {
     let start = span.column - 1;
     let end = if span.end_line == span.line { span.end_column - 1 } else { usize::MAX };
-    text.chars()
-        .enumerate()
-        .map(|(i, c)| if i >= start && i < end { '*' } else { c })
-        .collect()
+    text.chars().enumerate().map(|(i, c)| if i >= start && i < end { '*' } else { c }).collect()
 }
 
 #[derive(Serialize)]

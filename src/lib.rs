@@ -12,7 +12,7 @@
 
 pub mod catalog;
 pub mod diag;
+pub mod effects;
 pub mod profile;
 pub mod seed;
 pub mod target;
-pub mod effects;

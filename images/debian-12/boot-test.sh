@@ -64,7 +64,7 @@ instance-id: kiln-boot-test-$(date +%s)
 local-hostname: kiln-test
 EOF
 rm -f seed.img
-mkfs.vfat -C -n CIDATA -i 4349444 --invariant seed.img 1024 >/dev/null
+mkfs.vfat -C --invariant -n CIDATA -i 43494441 seed.img 1024 >/dev/null
 MTOOLS_SKIP_CHECK=1 mcopy -i seed.img -m user-data meta-data ::/
 
 # ---- overlay: never write to the base ---------------------------------------------------------

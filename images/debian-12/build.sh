@@ -196,7 +196,7 @@ chroot "$rootfs" dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | 
 phase esp
 esp=$workdir/esp.img
 rm -f "$esp"
-mkfs.vfat -C -F 32 -n "$ESP_FS_LABEL" -i "$ESP_FS_ID" --invariant "$esp" $((ESP_SIZE_MIB * 1024)) >/dev/null
+mkfs.vfat -C -F 32 --invariant -n "$ESP_FS_LABEL" -i "$ESP_FS_ID" "$esp" $((ESP_SIZE_MIB * 1024)) >/dev/null
 export MTOOLS_SKIP_CHECK=1
 sdboot=$rootfs/usr/lib/systemd/boot/efi/systemd-bootx64.efi
 esp_stage=$workdir/esp

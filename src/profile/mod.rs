@@ -39,8 +39,12 @@ pub fn text_from_bytes(bytes: &[u8]) -> Result<&str, Box<Diagnostic>> {
         let offset = e.valid_up_to();
         let (line, column) = position_of(&bytes[..offset]);
         Box::new(
-            Diagnostic::error(Code::InputNotText, "$", format!("the profile is not UTF-8 text (invalid byte at offset {offset})"))
-                .with_span(Some(Span::point(line, column))),
+            Diagnostic::error(
+                Code::InputNotText,
+                "$",
+                format!("the profile is not UTF-8 text (invalid byte at offset {offset})"),
+            )
+            .with_span(Some(Span::point(line, column))),
         )
     })?;
     if let Some(offset) = text.find(|c: char| c == '\0' || (c.is_control() && !matches!(c, '\n' | '\r' | '\t'))) {
@@ -91,7 +95,11 @@ pub fn parse(source: &str) -> Parsed {
         Some(value) if !report.has_errors() => match serde_json::from_value::<RawProfile>(value) {
             Ok(raw) => Some(raw),
             Err(e) => {
-                report.push(Diagnostic::error(Code::Internal, "$", format!("the checked profile did not deserialize: {e}")));
+                report.push(Diagnostic::error(
+                    Code::Internal,
+                    "$",
+                    format!("the checked profile did not deserialize: {e}"),
+                ));
                 None
             }
         },
@@ -107,8 +115,12 @@ fn check_version(value: &Option<Value>, sources: &SourceMap, report: &mut Report
     {
         report.push(
             sources.locate(
-                Diagnostic::error(Code::Version, "$.version", format!("profile format version {version} is not supported"))
-                    .with_help("this kiln reads `version: 1`"),
+                Diagnostic::error(
+                    Code::Version,
+                    "$.version",
+                    format!("profile format version {version} is not supported"),
+                )
+                .with_help("this kiln reads `version: 1`"),
             ),
         );
     }

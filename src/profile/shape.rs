@@ -78,7 +78,13 @@ impl<'a> Checker<'a> {
         current
     }
 
-    fn check_alternatives(&mut self, node: &Node, schema: &'a Value, branches: &'a [Value], path: &str) -> Option<Value> {
+    fn check_alternatives(
+        &mut self,
+        node: &Node,
+        schema: &'a Value,
+        branches: &'a [Value],
+        path: &str,
+    ) -> Option<Value> {
         let title = schema.get("title").and_then(Value::as_str).unwrap_or("");
         if title.starts_with(SECRET_TITLE_PREFIX) && matches!(node.kind, NodeKind::Scalar { .. }) && !node.is_null() {
             self.report.push(
@@ -151,7 +157,8 @@ impl<'a> Checker<'a> {
         path: &str,
     ) -> Option<Value> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-        let properties = schema.get("properties").and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(Map::new));
+        let properties =
+            schema.get("properties").and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(Map::new));
         let additional = schema.get("additionalProperties");
         let mut out = Map::new();
         let mut complete = true;
@@ -192,9 +199,13 @@ impl<'a> Checker<'a> {
                 let what = properties.get(name).map(|s| describe(self.resolve(s))).unwrap_or_default();
                 let at = self.sources.key(path).unwrap_or(node.span);
                 self.report.push(
-                    Diagnostic::error(Code::MissingKey, child_path(path, name), format!("missing key `{name}` in {}", container_name(path)))
-                        .with_span(Some(at))
-                        .with_help(format!("add `{name}:` ({what})")),
+                    Diagnostic::error(
+                        Code::MissingKey,
+                        child_path(path, name),
+                        format!("missing key `{name}` in {}", container_name(path)),
+                    )
+                    .with_span(Some(at))
+                    .with_help(format!("add `{name}:` ({what})")),
                 );
                 complete = false;
             }
@@ -202,7 +213,15 @@ impl<'a> Checker<'a> {
         complete.then_some(Value::Object(out))
     }
 
-    fn check_scalar(&mut self, node: &Node, text: &str, plain: bool, kind: &str, schema: &Value, path: &str) -> Option<Value> {
+    fn check_scalar(
+        &mut self,
+        node: &Node,
+        text: &str,
+        plain: bool,
+        kind: &str,
+        schema: &Value,
+        path: &str,
+    ) -> Option<Value> {
         match kind {
             "string" => Some(Value::String(text.to_string())),
             "integer" if plain => match text.parse::<i64>() {
@@ -261,7 +280,11 @@ impl<'a> Checker<'a> {
 }
 
 fn truncate(text: &str) -> String {
-    if text.chars().count() > 40 { format!("{}…", text.chars().take(40).collect::<String>()) } else { text.to_string() }
+    if text.chars().count() > 40 {
+        format!("{}…", text.chars().take(40).collect::<String>())
+    } else {
+        text.to_string()
+    }
 }
 
 fn type_names(schema: &Value) -> Vec<&str> {

@@ -69,11 +69,7 @@ fn parent(path: &str) -> Option<&str> {
 /// `$.a` + `b` → `$.a.b`; keys that are not simple identifiers are quoted: `$.vars["my key"]`.
 pub fn child_path(parent: &str, key: &str) -> String {
     let simple = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if simple {
-        format!("{parent}.{key}")
-    } else {
-        format!("{parent}[{}]", serde_json::Value::String(key.to_string()))
-    }
+    if simple { format!("{parent}.{key}") } else { format!("{parent}[{}]", serde_json::Value::String(key.to_string())) }
 }
 
 pub fn index_path(parent: &str, index: usize) -> String {

@@ -115,15 +115,26 @@ impl Builder {
                 Event::DocumentStart(..) => {
                     documents += 1;
                     if documents > 1 {
-                        return Err(fatal(Code::YamlUnsupported, span, "a profile is one YAML document; found a second one"));
+                        return Err(fatal(
+                            Code::YamlUnsupported,
+                            span,
+                            "a profile is one YAML document; found a second one",
+                        ));
                     }
                     continue;
                 }
                 Event::Scalar(text, style, anchor, tag) => {
                     if tag.is_some() {
-                        return Err(fatal(Code::YamlUnsupported, span, "YAML tags (`!tag`, `!!str`) are not used in profiles"));
+                        return Err(fatal(
+                            Code::YamlUnsupported,
+                            span,
+                            "YAML tags (`!tag`, `!!str`) are not used in profiles",
+                        ));
                     }
-                    let node = Node { kind: NodeKind::Scalar { text: text.into_owned(), plain: style == ScalarStyle::Plain }, span };
+                    let node = Node {
+                        kind: NodeKind::Scalar { text: text.into_owned(), plain: style == ScalarStyle::Plain },
+                        span,
+                    };
                     self.count(1, span)?;
                     self.remember(anchor, &node);
                     node
@@ -137,14 +148,19 @@ impl Builder {
                 }
                 Event::SequenceStart(_, anchor, tag) | Event::MappingStart(_, anchor, tag) if tag.is_some() => {
                     let _ = anchor;
-                    return Err(fatal(Code::YamlUnsupported, span, "YAML tags (`!tag`, `!!map`) are not used in profiles"));
+                    return Err(fatal(
+                        Code::YamlUnsupported,
+                        span,
+                        "YAML tags (`!tag`, `!!map`) are not used in profiles",
+                    ));
                 }
                 Event::SequenceStart(_, anchor, _) => {
                     self.open(&mut stack, Frame::Seq { items: Vec::new(), span, anchor }, span)?;
                     continue;
                 }
                 Event::MappingStart(_, anchor, _) => {
-                    let frame = Frame::Map { entries: Vec::new(), pending_key: None, span, anchor, seen: HashMap::new() };
+                    let frame =
+                        Frame::Map { entries: Vec::new(), pending_key: None, span, anchor, seen: HashMap::new() };
                     self.open(&mut stack, frame, span)?;
                     continue;
                 }
@@ -168,10 +184,8 @@ impl Builder {
             };
             self.attach(&mut stack, &mut root, node)?;
         }
-        Ok(root.unwrap_or(Node {
-            kind: NodeKind::Scalar { text: String::new(), plain: true },
-            span: Span::point(1, 1),
-        }))
+        Ok(root
+            .unwrap_or(Node { kind: NodeKind::Scalar { text: String::new(), plain: true }, span: Span::point(1, 1) }))
     }
 
     fn open(&mut self, stack: &mut Vec<Frame>, frame: Frame, span: Span) -> Result<(), Fatal> {
@@ -192,7 +206,9 @@ impl Builder {
             return Err(fatal(
                 Code::YamlAliasBudget,
                 span,
-                format!("the document expands to more than {MAX_NODES} nodes; anchors and aliases this large are refused"),
+                format!(
+                    "the document expands to more than {MAX_NODES} nodes; anchors and aliases this large are refused"
+                ),
             ));
         }
         Ok(())
