@@ -50,6 +50,8 @@ catalog! {
     PortOutOfRange => "port-out-of-range": "a port outside 1-65535 or a reversed range",
     DuplicateRule => "duplicate-rule": "the same firewall rule twice",
     ContradictoryRule => "contradictory-rule": "rules or settings that contradict each other",
+    NoFirewall => "no-firewall": "no firewall section: every listening port is reachable",
+    WeakSsh => "weak-ssh": "SSH settings that weaken the host (passwords, root login)",
     Lockout => "lockout": "once the firewall is up there is no way left to reach SSH",
     DockerBypassesFirewall => "docker-bypasses-firewall": "Docker-published ports would be reachable despite the firewall",
     IngressOrder => "ingress-order": "cloudflared ingress rules that are unreachable or lack a catch-all",

@@ -16,3 +16,4 @@ pub mod effects;
 pub mod profile;
 pub mod seed;
 pub mod target;
+pub mod model;

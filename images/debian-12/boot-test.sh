@@ -3,7 +3,9 @@
 # seed, waits for cloud-init to finish on the serial console, then checks the guest through
 # qemu-guest-agent (no network, no SSH) and powers it off.
 #
-# usage: boot-test.sh BASE.qcow2 [--rundir DIR] [--timeout SECONDS] [--keep]
+# usage: boot-test.sh BASE.qcow2 [--rundir DIR] [--timeout SECONDS] [--keep] [--hold]
+#   --keep: keep the overlay; --hold: leave the VM running after the checks (implies --keep;
+#   poke it with qga.py RUNDIR/qga.sock sh '...', stop it with qga.py RUNDIR/qga.sock shutdown)
 # prints: console wait result, "boot: N s from QEMU start to cloud-init finished", the guest's
 #         `cloud-init status --long` and `systemctl is-system-running`; exit 0 only if all is well.
 set -euo pipefail
@@ -13,12 +15,14 @@ base=
 rundir=
 timeout=300
 keep=0
-usage() { sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+hold=0
+usage() { sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
     --rundir) rundir=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
     --keep) keep=1; shift ;;
+    --hold) hold=1; keep=1; shift ;;
     -h|--help) usage ;;
     -*) usage ;;
     *) [ -z "$base" ] || usage; base=$1; shift ;;
@@ -137,6 +141,12 @@ echo "---- runcmd result, network, boot loader"
 qga sh 'cat /var/lib/kiln-boot-test' || status=1
 qga sh 'hostname; ip -br addr; networkctl list --no-legend; ls /etc/netplan' || status=1
 qga sh 'bootctl is-installed; bootctl list --no-pager 2>/dev/null | grep -E "title|id:|linux" || true' || true
+
+if [ "$hold" -eq 1 ]; then
+  echo "holding: QEMU pid $qemu_pid still running; agent socket $rundir/qga.sock"
+  qemu_pid=
+  exit $status
+fi
 
 # ---- power off (bounded), then make sure QEMU is gone -----------------------------------------
 qga shutdown || true

@@ -263,6 +263,10 @@ pub struct IngressRule {
 pub struct Tailscale {
     /// The auth key (`tailscale up --auth-key=file:…`). Prefer a one-off, pre-authorized key.
     pub auth_key: SecretRef,
+    /// Say that the auth key is one-off (single use). User-data stays readable through the cloud's metadata
+    /// service for the life of the instance, so a reusable key there is a standing credential (a warning).
+    #[serde(default)]
+    pub one_off_key: bool,
     /// Run Tailscale SSH (`--ssh`): the tailnet's ACLs decide who logs in.
     #[serde(default)]
     pub ssh: bool,

@@ -1,0 +1,98 @@
+//! Whole-host checks that need the validated model: lockout, Docker bypassing the firewall, weak SSH
+//! settings and secrets that outlive first boot.
+
+use std::net::IpAddr;
+
+use super::{Model, Policy, Proto};
+use crate::catalog::Code;
+use crate::diag::{Diagnostic, Report};
+
+const SSH_PORT: u16 = 22;
+
+pub(super) fn check(model: &Model, one_off_key: bool, report: &mut Report) {
+    lockout(model, report);
+    docker_bypass(model, report);
+    if model.firewall.is_none() {
+        report.push(
+            Diagnostic::warning(Code::NoFirewall, "$", "no `firewall` section: every port a service listens on is reachable")
+                .with_help("add `firewall: {incoming: deny}` and allow only what must be reachable"),
+        );
+    }
+    if model.ssh.password_authentication {
+        report.push(Diagnostic::warning(Code::WeakSsh, "$.ssh.password_authentication", "password logins invite brute-force attacks"));
+    }
+    if model.ssh.permit_root_login {
+        report.push(Diagnostic::warning(Code::WeakSsh, "$.ssh.permit_root_login", "root can log in over SSH"));
+    }
+    if model.tailscale.is_some() && !one_off_key {
+        report.push(
+            Diagnostic::warning(
+                Code::ReusableAuthKey,
+                "$.tailscale.auth_key",
+                "the auth key stays readable in user-data through the metadata service for the instance's whole life",
+            )
+            .with_help("use a one-off (single-use) auth key and say so with `one_off_key: true`"),
+        );
+    }
+}
+
+/// Once UFW is enabled, is there still a way to reach SSH, and a way to log in?
+fn lockout(model: &Model, report: &mut Report) {
+    let tailscale_ssh = model.tailscale.as_ref().is_some_and(|t| t.ssh);
+    if model.user.ssh_keys.is_empty() && !tailscale_ssh {
+        report.push(
+            Diagnostic::error(Code::Lockout, "$.user.ssh_keys", "the deploy user has no SSH key and Tailscale SSH is off: nobody can log in")
+                .with_help("add a key to `user.ssh_keys` or set `tailscale.ssh: true`"),
+        );
+    }
+    let Some(firewall) = &model.firewall else { return };
+    if firewall.incoming == Policy::Allow || tailscale_ssh {
+        return;
+    }
+    let public_ssh = firewall.allow.iter().any(|r| r.proto == Proto::Tcp && r.ports.contains(SSH_PORT));
+    let tailnet_ssh = model.tailscale.is_some() && firewall.allow_in_on.iter().any(|i| i == "tailscale0");
+    if public_ssh || tailnet_ssh {
+        return;
+    }
+    if model.tailscale.is_some() {
+        report.push(
+            Diagnostic::warning(
+                Code::Lockout,
+                "$.firewall.allow_in_on",
+                "SSH over the tailnet then depends on Tailscale's own netfilter rules letting it past UFW",
+            )
+            .with_help("add `allow_in_on: [tailscale0]`, or `tailscale.ssh: true`"),
+        );
+        return;
+    }
+    report.push(
+        Diagnostic::error(
+            Code::Lockout,
+            "$.firewall.incoming",
+            "after the firewall comes up nothing reaches SSH: port 22 is closed and there is no VPN",
+        )
+        .with_help("enable `tailscale` (with `ssh: true` or `firewall.allow_in_on: [tailscale0]`) or allow 22/tcp from a trusted network"),
+    );
+}
+
+/// Docker DNATs published ports before UFW's INPUT rules see them.
+fn docker_bypass(model: &Model, report: &mut Report) {
+    let (Some(docker), Some(firewall)) = (&model.docker, &model.firewall) else { return };
+    if firewall.incoming == Policy::Allow || docker.block_from_outside {
+        return;
+    }
+    let public_bind = match docker.default_bind {
+        IpAddr::V4(a) => !a.is_loopback(),
+        IpAddr::V6(a) => !a.is_loopback(),
+    };
+    if public_bind {
+        report.push(
+            Diagnostic::warning(
+                Code::DockerBypassesFirewall,
+                "$.docker.published_ports",
+                "ports that containers publish (`-p 80:80`) will be reachable from outside although UFW denies them",
+            )
+            .with_help("keep `default_bind: 127.0.0.1` or `block_from_outside: true`"),
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! The validated host model: what the host must become, with every invariant checked once.
+//!
+//! `validate` turns a `RawProfile` into a `Model`, reporting problems by YAML path (the caller's
+//! `SourceMap` turns paths into file:line:col). Local files the profile names are read through the
+//! `ProfileFiles` trait, so this module stays pure and is tested with in-memory files.
+
+mod files;
+mod host;
+mod lints;
+mod network;
+mod services;
+mod user;
+
+use crate::diag::{Diagnostic, Report};
+use crate::profile::v1::RawProfile;
+
+pub use crate::profile::v1::{DockerSource, Policy, Proto, SecretRef};
+pub use files::{ManagedFile, template_context};
+pub use network::{PortRange, render_port_range};
+
+/// Reads files named by the profile, relative to its directory. Implementations must refuse paths that
+/// leave that directory (the effects layer resolves symlinks too).
+pub trait ProfileFiles {
+    fn read(&self, relative: &str) -> Result<Vec<u8>, String>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub host: Host,
+    pub user: User,
+    pub ssh: Ssh,
+    pub docker: Option<Docker>,
+    pub cloudflared: Option<Cloudflared>,
+    pub tailscale: Option<Tailscale>,
+    pub firewall: Option<Firewall>,
+    /// Extra packages, in profile order, without duplicates.
+    pub packages: Vec<String>,
+    pub files: Vec<ManagedFile>,
+    pub apt: Apt,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Host {
+    pub hostname: String,
+    pub timezone: String,
+    pub locale: String,
+    /// Swap file size as cloud-init takes it (bytes), and as written.
+    pub swap: Option<(u64, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub name: String,
+    /// Authorized keys in OpenSSH format (`type base64 comment`), normalized by the ssh-key crate.
+    pub ssh_keys: Vec<String>,
+    pub sudo: bool,
+    pub shell: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ssh {
+    pub password_authentication: bool,
+    pub permit_root_login: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Docker {
+    pub source: DockerSource,
+    pub log_max_size: String,
+    pub log_max_files: u32,
+    pub default_bind: std::net::IpAddr,
+    pub block_from_outside: bool,
+    /// Published ports reachable from outside despite `block_from_outside`.
+    pub open: Vec<(PortRange, Proto)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cloudflared {
+    pub token: SecretRef,
+    pub ingress: Option<Vec<IngressRule>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngressRule {
+    pub hostname: Option<String>,
+    pub path: Option<String>,
+    pub service: String,
+    pub origin_server_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tailscale {
+    pub auth_key: SecretRef,
+    pub ssh: bool,
+    pub tags: Vec<String>,
+    pub hostname: String,
+    pub accept_dns: bool,
+    pub login_server: Option<String>,
+    pub timeout_seconds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Firewall {
+    pub incoming: Policy,
+    pub outgoing: Policy,
+    pub allow: Vec<AllowRule>,
+    pub allow_in_on: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AllowRule {
+    pub ports: PortRange,
+    pub proto: Proto,
+    pub from: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// Where packages come from. `None` keeps the image's Debian sources.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Apt {
+    pub debian: Option<Repository>,
+    pub docker: Option<Repository>,
+    pub tailscale: Option<Repository>,
+    pub cloudflared: Option<Repository>,
+}
+
+/// A deb822 source with its signing key (bytes as given: armored keys end in `.asc`, binary in `.gpg`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repository {
+    pub name: &'static str,
+    pub url: String,
+    pub suites: Vec<String>,
+    pub components: Vec<String>,
+    pub key: RepositoryKey,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RepositoryKey {
+    /// A key file already on the host (Debian's own archive keyring).
+    System(&'static str),
+    /// Key bytes written to `/etc/apt/keyrings/<name>.<asc|gpg>`.
+    Embedded { bytes: Vec<u8>, armored: bool },
+}
+
+/// Validates a raw profile. Returns the model only when there are no errors (warnings are fine).
+pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, Report) {
+    let mut report = Report::default();
+    let host = host::validate(&raw.host, &mut report);
+    let user = user::validate(&raw.user, files, &mut report);
+    let ssh = Ssh { password_authentication: raw.ssh.password_authentication, permit_root_login: raw.ssh.permit_root_login };
+    let docker = raw.docker.as_ref().map(|d| network::docker(d, &mut report));
+    let firewall = raw.firewall.as_ref().map(|f| network::firewall(f, &mut report));
+    let cloudflared = raw.cloudflared.as_ref().map(|c| services::cloudflared(c, &mut report));
+    let tailscale = raw.tailscale.as_ref().map(|t| services::tailscale(t, &raw.host.hostname, raw.docker.is_some(), &mut report));
+    let packages = files::packages(&raw.packages, &mut report);
+    let apt = files::apt(raw, files, &mut report);
+    services::check_secret_refs(raw, &mut report);
+
+    let (Some(host), Some(user)) = (host, user) else {
+        return (None, report);
+    };
+    let context = template_context(&host, &user, &raw.vars);
+    let managed = files::files(&raw.files, &context, files, &mut report);
+    if report.has_errors() {
+        return (None, report);
+    }
+    let model = Model { host, user, ssh, docker, cloudflared, tailscale, firewall, packages, files: managed, apt };
+    lints::check(&model, raw.tailscale.as_ref().is_some_and(|t| t.one_off_key), &mut report);
+    let model = (!report.has_errors()).then_some(model);
+    (model, report)
+}
+
+/// Pushes an error at `path`.
+fn error(report: &mut Report, code: crate::catalog::Code, path: impl Into<String>, message: impl Into<String>) {
+    report.push(Diagnostic::error(code, path, message));
+}

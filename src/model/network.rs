@@ -1,0 +1,200 @@
+//! Ports, the UFW firewall and Docker's published-port policy.
+
+use std::net::IpAddr;
+
+use super::{AllowRule, Docker, Firewall, Proto, error};
+use crate::catalog::Code;
+use crate::diag::{Diagnostic, Report};
+use crate::profile::v1::{self, PortSpec};
+
+/// An inclusive port range; a single port has `start == end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortRange {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl PortRange {
+    pub fn overlaps(&self, other: &PortRange) -> bool {
+        self.start <= other.end && other.start <= self.end
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        (self.start..=self.end).contains(&port)
+    }
+}
+
+/// `22` or `8000:8010`, the spelling ufw and iptables take.
+pub fn render_port_range(range: &PortRange) -> String {
+    if range.start == range.end { range.start.to_string() } else { format!("{}:{}", range.start, range.end) }
+}
+
+fn port_range(spec: &PortSpec, path: &str, report: &mut Report) -> Option<PortRange> {
+    let (start, end) = match spec {
+        PortSpec::Single(n) => (*n, *n),
+        PortSpec::Range(text) => {
+            let parsed = text
+                .split_once(['-', ':'])
+                .and_then(|(a, b)| Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?)));
+            match parsed {
+                Some(bounds) => bounds,
+                None => {
+                    error(report, Code::BadValue, path, format!("`{text}` is not a port or a range like `8000-8010`"));
+                    return None;
+                }
+            }
+        }
+    };
+    let in_range = |p: i64| (1..=65535).contains(&p);
+    if !in_range(start) || !in_range(end) {
+        error(report, Code::PortOutOfRange, path, format!("ports are 1 to 65535; found {}", if in_range(start) { end } else { start }));
+        return None;
+    }
+    if start > end {
+        error(report, Code::PortOutOfRange, path, format!("the range {start}-{end} is reversed; write {end}-{start}"));
+        return None;
+    }
+    Some(PortRange { start: start as u16, end: end as u16 })
+}
+
+pub(super) fn firewall(raw: &v1::Firewall, report: &mut Report) -> Firewall {
+    let mut allow: Vec<AllowRule> = Vec::new();
+    let mut origin: Vec<usize> = Vec::new();
+    for (i, rule) in raw.allow.iter().enumerate() {
+        let path = format!("$.firewall.allow[{i}]");
+        let Some(ports) = port_range(&rule.port, &format!("{path}.port"), report) else { continue };
+        if let Some(from) = &rule.from
+            && !valid_source(from)
+        {
+            error(report, Code::BadValue, format!("{path}.from"), format!("`{from}` is not an IP address or CIDR network"));
+        }
+        if let Some(comment) = &rule.comment
+            && (comment.chars().any(char::is_control) || comment.chars().count() > 200)
+        {
+            error(report, Code::BadValue, format!("{path}.comment"), "comments are one line of at most 200 characters");
+        }
+        let candidate = AllowRule { ports, proto: rule.proto, from: rule.from.clone(), comment: rule.comment.clone() };
+        let earlier = allow.iter().position(|r| r.proto == candidate.proto && r.from == candidate.from && r.ports.overlaps(&ports));
+        match earlier {
+            Some(j) if allow[j].ports == ports => {
+                report.push(Diagnostic::warning(Code::DuplicateRule, &path, format!("the same rule as firewall.allow[{}]", origin[j])));
+            }
+            Some(j) => report.push(Diagnostic::warning(
+                Code::DuplicateRule,
+                &path,
+                format!("overlaps firewall.allow[{}]; merge them into one range", origin[j]),
+            )),
+            None => {
+                allow.push(candidate);
+                origin.push(i);
+            }
+        }
+    }
+    if raw.incoming == v1::Policy::Allow && !raw.allow.is_empty() {
+        report.push(
+            Diagnostic::warning(Code::ContradictoryRule, "$.firewall.incoming", "incoming traffic is allowed by default, so the allow rules do nothing")
+                .with_help("set `incoming: deny` to make the rules mean something"),
+        );
+    }
+    let mut interfaces: Vec<String> = Vec::new();
+    for (i, name) in raw.allow_in_on.iter().enumerate() {
+        let path = format!("$.firewall.allow_in_on[{i}]");
+        if !valid_interface(name) {
+            error(report, Code::BadValue, &path, format!("`{name}` is not a network interface name"));
+        } else if interfaces.contains(name) {
+            report.push(Diagnostic::warning(Code::DuplicateRule, path, format!("`{name}` is listed twice")));
+        } else {
+            interfaces.push(name.clone());
+        }
+    }
+    Firewall { incoming: raw.incoming, outgoing: raw.outgoing, allow, allow_in_on: interfaces }
+}
+
+pub(super) fn docker(raw: &v1::Docker, report: &mut Report) -> Docker {
+    let size_ok = raw.log.max_size.len() > 1
+        && raw.log.max_size[..raw.log.max_size.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && raw.log.max_size.ends_with(['k', 'm', 'g']);
+    if !size_ok {
+        error(report, Code::BadValue, "$.docker.log.max_size", format!("`{}` is not a size like `10m` (k, m or g)", raw.log.max_size));
+    }
+    if !(1..=100).contains(&raw.log.max_files) {
+        error(report, Code::BadValue, "$.docker.log.max_files", "keep between 1 and 100 log files");
+    }
+    let default_bind = raw.published_ports.default_bind.parse::<IpAddr>().unwrap_or_else(|_| {
+        error(
+            report,
+            Code::BadValue,
+            "$.docker.published_ports.default_bind",
+            format!("`{}` is not an IP address (use `127.0.0.1`, or `0.0.0.0` for Docker's default)", raw.published_ports.default_bind),
+        );
+        IpAddr::from([127, 0, 0, 1])
+    });
+    let mut open: Vec<(PortRange, Proto)> = Vec::new();
+    for (i, rule) in raw.published_ports.open.iter().enumerate() {
+        let path = format!("$.docker.published_ports.open[{i}]");
+        if let Some(range) = port_range(&rule.port, &format!("{path}.port"), report) {
+            if open.iter().any(|(r, p)| *p == rule.proto && r.overlaps(&range)) {
+                report.push(Diagnostic::warning(Code::DuplicateRule, path, "this port is already open"));
+            } else {
+                open.push((range, rule.proto));
+            }
+        }
+    }
+    if !raw.published_ports.block_from_outside && !open.is_empty() {
+        report.push(Diagnostic::warning(
+            Code::ContradictoryRule,
+            "$.docker.published_ports.open",
+            "`open` lists exceptions to `block_from_outside`, which is off: every published port is open anyway",
+        ));
+    }
+    Docker {
+        source: raw.source,
+        log_max_size: raw.log.max_size.clone(),
+        log_max_files: raw.log.max_files.clamp(1, 100) as u32,
+        default_bind,
+        block_from_outside: raw.published_ports.block_from_outside,
+        open,
+    }
+}
+
+fn valid_source(text: &str) -> bool {
+    match text.split_once('/') {
+        None => text.parse::<IpAddr>().is_ok(),
+        Some((addr, prefix)) => match (addr.parse::<IpAddr>(), prefix.parse::<u8>()) {
+            (Ok(IpAddr::V4(_)), Ok(p)) => p <= 32,
+            (Ok(IpAddr::V6(_)), Ok(p)) => p <= 128,
+            _ => false,
+        },
+    }
+}
+
+/// Linux interface names: 1-15 characters, no `/`, no white space (ufw adds `+` wildcards too).
+fn valid_interface(name: &str) -> bool {
+    (1..=15).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_and_ranges() {
+        let mut report = Report::default();
+        assert_eq!(port_range(&PortSpec::Single(22), "$", &mut report), Some(PortRange { start: 22, end: 22 }));
+        assert_eq!(port_range(&PortSpec::Range("8000-8010".into()), "$", &mut report), Some(PortRange { start: 8000, end: 8010 }));
+        assert!(report.diagnostics.is_empty());
+        assert_eq!(port_range(&PortSpec::Single(70000), "$", &mut report), None);
+        assert_eq!(port_range(&PortSpec::Single(0), "$", &mut report), None);
+        assert_eq!(port_range(&PortSpec::Range("9-3".into()), "$", &mut report), None);
+        assert_eq!(port_range(&PortSpec::Range("http".into()), "$", &mut report), None);
+        let codes: Vec<&str> = report.diagnostics.iter().map(|d| d.code.name()).collect();
+        assert_eq!(codes, ["port-out-of-range", "port-out-of-range", "port-out-of-range", "invalid-value"]);
+    }
+
+    #[test]
+    fn sources_and_interfaces() {
+        assert!(valid_source("10.0.0.0/8") && valid_source("2001:db8::/32") && valid_source("203.0.113.7"));
+        assert!(!valid_source("10.0.0.0/33") && !valid_source("example.com") && !valid_source("1.2.3.4; reboot"));
+        assert!(valid_interface("tailscale0") && !valid_interface("a b") && !valid_interface("averyveryverylongname"));
+    }
+}
