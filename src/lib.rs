@@ -11,9 +11,14 @@
 //! Everything outside `effects` and `cli` is pure: strings in, values out.
 
 pub mod catalog;
+pub mod cli;
+pub mod cloud_config;
 pub mod diag;
 pub mod effects;
+pub mod lower;
+pub mod model;
 pub mod profile;
+pub mod secrets;
 pub mod seed;
 pub mod target;
-pub mod model;
+pub mod templates;

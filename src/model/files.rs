@@ -12,7 +12,8 @@ use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::{self, RawProfile};
 
 /// Paths kiln writes itself; a profile file there would fight with it.
-pub const RESERVED_PREFIXES: &[&str] = &["/etc/kiln/", "/usr/local/lib/kiln/", "/etc/apt/keyrings/", "/etc/apt/sources.list.d/"];
+pub const RESERVED_PREFIXES: &[&str] =
+    &["/etc/kiln/", "/usr/local/lib/kiln/", "/etc/apt/keyrings/", "/etc/apt/sources.list.d/"];
 pub const RESERVED_FILES: &[&str] = &[
     "/etc/docker/daemon.json",
     "/etc/cloudflared/config.yml",
@@ -61,7 +62,12 @@ pub fn check_relative_path(path: &str) -> Result<(), String> {
 }
 
 /// Reads a UTF-8 file named by the profile; reports (at `path`) why it cannot.
-pub(super) fn read_profile_file(relative: &str, path: &str, files: &dyn ProfileFiles, report: &mut Report) -> Option<String> {
+pub(super) fn read_profile_file(
+    relative: &str,
+    path: &str,
+    files: &dyn ProfileFiles,
+    report: &mut Report,
+) -> Option<String> {
     if let Err(why) = check_relative_path(relative) {
         error(report, Code::FileOutsideProfileDir, path, why);
         return None;
@@ -95,9 +101,15 @@ pub(super) fn packages(raw: &[String], report: &mut Report) -> Vec<String> {
             && package.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
             && package.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.'));
         let version_ok = !name.contains('=')
-            || (!version.is_empty() && version.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'~' | b':' | b'-')));
+            || (!version.is_empty()
+                && version.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'~' | b':' | b'-')));
         if !package_ok || !version_ok {
-            error(report, Code::BadValue, path, format!("`{name}` is not a Debian package name (optionally `name=version`)"));
+            error(
+                report,
+                Code::BadValue,
+                path,
+                format!("`{name}` is not a Debian package name (optionally `name=version`)"),
+            );
         } else if out.contains(name) {
             report.push(Diagnostic::warning(Code::DuplicateRule, path, format!("`{name}` is listed twice")));
         } else {
@@ -128,7 +140,12 @@ pub fn template_context(host: &Host, user: &User, vars: &BTreeMap<String, String
     }
 }
 
-pub(super) fn files(raw: &[v1::File], context: &minijinja::Value, files: &dyn ProfileFiles, report: &mut Report) -> Vec<ManagedFile> {
+pub(super) fn files(
+    raw: &[v1::File],
+    context: &minijinja::Value,
+    files: &dyn ProfileFiles,
+    report: &mut Report,
+) -> Vec<ManagedFile> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     let mut out: Vec<ManagedFile> = Vec::new();
@@ -141,7 +158,12 @@ pub(super) fn files(raw: &[v1::File], context: &minijinja::Value, files: &dyn Pr
         }
         let mode = parse_mode(&file.mode);
         match mode {
-            None => error(report, Code::BadValue, format!("{path}.mode"), format!("`{}` is not an octal mode like \"0644\"", file.mode)),
+            None => error(
+                report,
+                Code::BadValue,
+                format!("{path}.mode"),
+                format!("`{}` is not an octal mode like \"0644\"", file.mode),
+            ),
             Some(m) if m & 0o002 != 0 => {
                 report.push(Diagnostic::warning(Code::BadValue, format!("{path}.mode"), "this file is world-writable"))
             }
@@ -153,9 +175,8 @@ pub(super) fn files(raw: &[v1::File], context: &minijinja::Value, files: &dyn Pr
         }
         let body = match (&file.content, &file.source) {
             (Some(content), None) => Some((content.clone(), format!("{path}.content"))),
-            (None, Some(source)) => {
-                read_profile_file(source, &format!("{path}.source"), files, report).map(|t| (t, format!("{path}.source")))
-            }
+            (None, Some(source)) => read_profile_file(source, &format!("{path}.source"), files, report)
+                .map(|t| (t, format!("{path}.source"))),
             _ => {
                 error(report, Code::ContradictoryRule, &path, "give exactly one of `content` and `source`");
                 None
@@ -167,7 +188,12 @@ pub(super) fn files(raw: &[v1::File], context: &minijinja::Value, files: &dyn Pr
                 Ok(rendered) => rendered,
                 Err(e) => {
                     let line = e.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
-                    error(report, Code::Template, body_path, format!("the template does not render{line}: {}", e.detail().unwrap_or(&e.kind().to_string())));
+                    error(
+                        report,
+                        Code::Template,
+                        body_path,
+                        format!("the template does not render{line}: {}", e.detail().unwrap_or(&e.kind().to_string())),
+                    );
                     continue;
                 }
             }
@@ -175,7 +201,13 @@ pub(super) fn files(raw: &[v1::File], context: &minijinja::Value, files: &dyn Pr
             body
         };
         if let (Some(mode), Some((user, group))) = (mode, owner) {
-            out.push(ManagedFile { path: file.path.clone(), content, mode, owner: user.to_string(), group: group.to_string() });
+            out.push(ManagedFile {
+                path: file.path.clone(),
+                content,
+                mode,
+                owner: user.to_string(),
+                group: group.to_string(),
+            });
         }
     }
     out
@@ -195,7 +227,8 @@ fn check_target_path(path: &str) -> Result<(), String> {
 }
 
 fn valid_owner_part(name: &str) -> bool {
-    super::user::check_user_name(name).is_ok() || matches!(name, "root" | "www-data" | "docker" | "daemon" | "nogroup" | "adm" | "sudo")
+    super::user::check_user_name(name).is_ok()
+        || matches!(name, "root" | "www-data" | "docker" | "daemon" | "nogroup" | "adm" | "sudo")
 }
 
 /// `"0644"`, `"644"`, `"1777"` → bits.
@@ -230,15 +263,27 @@ pub(super) fn apt(raw: &RawProfile, files: &dyn ProfileFiles, report: &mut Repor
         {
             error(report, Code::BadValue, format!("{path}.url"), format!("`{}` is not an http(s) URL", source.url));
         }
-        let words_ok = |words: &[String]| words.iter().all(|w| !w.is_empty() && !w.chars().any(|c| c.is_whitespace() || c.is_control()));
+        let words_ok = |words: &[String]| {
+            words.iter().all(|w| !w.is_empty() && !w.chars().any(|c| c.is_whitespace() || c.is_control()))
+        };
         let suites = source.suites.clone().unwrap_or(default.suites);
         let components = source.components.clone().unwrap_or(default.components);
         if suites.is_empty() || !words_ok(&suites) || !words_ok(&components) {
-            error(report, Code::BadValue, &path, "suites must be non-empty words and components words (`[]` for a flat repository)");
+            error(
+                report,
+                Code::BadValue,
+                &path,
+                "suites must be non-empty words and components words (`[]` for a flat repository)",
+            );
         }
         let flat = suites.iter().any(|s| s.ends_with('/'));
         if flat && !components.is_empty() {
-            error(report, Code::ContradictoryRule, format!("{path}.components"), "a flat repository (suite ending in `/`) takes no components");
+            error(
+                report,
+                Code::ContradictoryRule,
+                format!("{path}.components"),
+                "a flat repository (suite ending in `/`) takes no components",
+            );
         }
         let key = match &source.key {
             None => default.key,
@@ -298,7 +343,12 @@ pub(super) fn apt(raw: &RawProfile, files: &dyn ProfileFiles, report: &mut Repor
     }
 }
 
-fn read_profile_bytes_checked(relative: &str, path: &str, files: &dyn ProfileFiles, report: &mut Report) -> Option<Vec<u8>> {
+fn read_profile_bytes_checked(
+    relative: &str,
+    path: &str,
+    files: &dyn ProfileFiles,
+    report: &mut Report,
+) -> Option<Vec<u8>> {
     if let Err(why) = check_relative_path(relative) {
         error(report, Code::FileOutsideProfileDir, path, why);
         return None;

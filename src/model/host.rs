@@ -6,13 +6,29 @@ use crate::diag::Report;
 use crate::profile::v1;
 
 /// Top-level areas of IANA zone names; a zone outside them is almost certainly a typo.
-const TZ_AREAS: &[&str] =
-    &["Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian", "Pacific", "Etc"];
+const TZ_AREAS: &[&str] = &[
+    "Africa",
+    "America",
+    "Antarctica",
+    "Arctic",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+    "Etc",
+];
 
 pub(super) fn validate(raw: &v1::Host, report: &mut Report) -> Option<Host> {
     let before = report.count(crate::diag::Severity::Error);
     if let Err(why) = check_hostname(&raw.hostname) {
-        error(report, Code::InvalidHostname, "$.host.hostname", format!("`{}` is not a valid host name: {why}", raw.hostname));
+        error(
+            report,
+            Code::InvalidHostname,
+            "$.host.hostname",
+            format!("`{}` is not a valid host name: {why}", raw.hostname),
+        );
     }
     if !valid_timezone(&raw.timezone) {
         error(
@@ -23,12 +39,22 @@ pub(super) fn validate(raw: &v1::Host, report: &mut Report) -> Option<Host> {
         );
     }
     if !valid_locale(&raw.locale) {
-        error(report, Code::BadValue, "$.host.locale", format!("`{}` is not a locale like `C.UTF-8` or `en_US.UTF-8`", raw.locale));
+        error(
+            report,
+            Code::BadValue,
+            "$.host.locale",
+            format!("`{}` is not a locale like `C.UTF-8` or `en_US.UTF-8`", raw.locale),
+        );
     }
     let swap = raw.swap.as_ref().and_then(|text| match parse_size(text) {
         Some(bytes) if bytes >= 16 * 1024 * 1024 => Some((bytes, text.clone())),
         _ => {
-            error(report, Code::BadValue, "$.host.swap", format!("`{text}` is not a swap size of at least 16M, like `512M` or `2G`"));
+            error(
+                report,
+                Code::BadValue,
+                "$.host.swap",
+                format!("`{text}` is not a swap size of at least 16M, like `512M` or `2G`"),
+            );
             None
         }
     });
@@ -71,9 +97,9 @@ fn valid_timezone(tz: &str) -> bool {
     let rest: Vec<&str> = parts.collect();
     area_ok
         && !rest.is_empty()
-        && rest.iter().all(|p| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+'))
-        })
+        && rest
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+')))
 }
 
 fn valid_locale(locale: &str) -> bool {
@@ -83,7 +109,8 @@ fn valid_locale(locale: &str) -> bool {
     let (base, codeset) = locale.split_once('.').unwrap_or((locale, ""));
     let (language, territory) = base.split_once('_').unwrap_or((base, ""));
     let language_ok = (2..=3).contains(&language.len()) && language.bytes().all(|b| b.is_ascii_lowercase());
-    let territory_ok = territory.is_empty() || (territory.len() == 2 && territory.bytes().all(|b| b.is_ascii_uppercase()));
+    let territory_ok =
+        territory.is_empty() || (territory.len() == 2 && territory.bytes().all(|b| b.is_ascii_uppercase()));
     let codeset_ok = codeset.is_empty() || matches!(codeset, "UTF-8" | "utf8" | "ISO-8859-1" | "ISO-8859-15");
     language_ok && territory_ok && codeset_ok
 }

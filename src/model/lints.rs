@@ -14,12 +14,20 @@ pub(super) fn check(model: &Model, one_off_key: bool, report: &mut Report) {
     docker_bypass(model, report);
     if model.firewall.is_none() {
         report.push(
-            Diagnostic::warning(Code::NoFirewall, "$", "no `firewall` section: every port a service listens on is reachable")
-                .with_help("add `firewall: {incoming: deny}` and allow only what must be reachable"),
+            Diagnostic::warning(
+                Code::NoFirewall,
+                "$",
+                "no `firewall` section: every port a service listens on is reachable",
+            )
+            .with_help("add `firewall: {incoming: deny}` and allow only what must be reachable"),
         );
     }
     if model.ssh.password_authentication {
-        report.push(Diagnostic::warning(Code::WeakSsh, "$.ssh.password_authentication", "password logins invite brute-force attacks"));
+        report.push(Diagnostic::warning(
+            Code::WeakSsh,
+            "$.ssh.password_authentication",
+            "password logins invite brute-force attacks",
+        ));
     }
     if model.ssh.permit_root_login {
         report.push(Diagnostic::warning(Code::WeakSsh, "$.ssh.permit_root_login", "root can log in over SSH"));
@@ -41,8 +49,12 @@ fn lockout(model: &Model, report: &mut Report) {
     let tailscale_ssh = model.tailscale.as_ref().is_some_and(|t| t.ssh);
     if model.user.ssh_keys.is_empty() && !tailscale_ssh {
         report.push(
-            Diagnostic::error(Code::Lockout, "$.user.ssh_keys", "the deploy user has no SSH key and Tailscale SSH is off: nobody can log in")
-                .with_help("add a key to `user.ssh_keys` or set `tailscale.ssh: true`"),
+            Diagnostic::error(
+                Code::Lockout,
+                "$.user.ssh_keys",
+                "the deploy user has no SSH key and Tailscale SSH is off: nobody can log in",
+            )
+            .with_help("add a key to `user.ssh_keys` or set `tailscale.ssh: true`"),
         );
     }
     let Some(firewall) = &model.firewall else { return };

@@ -147,11 +147,13 @@ pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, R
     let mut report = Report::default();
     let host = host::validate(&raw.host, &mut report);
     let user = user::validate(&raw.user, files, &mut report);
-    let ssh = Ssh { password_authentication: raw.ssh.password_authentication, permit_root_login: raw.ssh.permit_root_login };
+    let ssh =
+        Ssh { password_authentication: raw.ssh.password_authentication, permit_root_login: raw.ssh.permit_root_login };
     let docker = raw.docker.as_ref().map(|d| network::docker(d, &mut report));
     let firewall = raw.firewall.as_ref().map(|f| network::firewall(f, &mut report));
     let cloudflared = raw.cloudflared.as_ref().map(|c| services::cloudflared(c, &mut report));
-    let tailscale = raw.tailscale.as_ref().map(|t| services::tailscale(t, &raw.host.hostname, raw.docker.is_some(), &mut report));
+    let tailscale =
+        raw.tailscale.as_ref().map(|t| services::tailscale(t, &raw.host.hostname, raw.docker.is_some(), &mut report));
     let packages = files::packages(&raw.packages, &mut report);
     let apt = files::apt(raw, files, &mut report);
     services::check_secret_refs(raw, &mut report);

@@ -47,7 +47,12 @@ fn port_range(spec: &PortSpec, path: &str, report: &mut Report) -> Option<PortRa
     };
     let in_range = |p: i64| (1..=65535).contains(&p);
     if !in_range(start) || !in_range(end) {
-        error(report, Code::PortOutOfRange, path, format!("ports are 1 to 65535; found {}", if in_range(start) { end } else { start }));
+        error(
+            report,
+            Code::PortOutOfRange,
+            path,
+            format!("ports are 1 to 65535; found {}", if in_range(start) { end } else { start }),
+        );
         return None;
     }
     if start > end {
@@ -66,7 +71,12 @@ pub(super) fn firewall(raw: &v1::Firewall, report: &mut Report) -> Firewall {
         if let Some(from) = &rule.from
             && !valid_source(from)
         {
-            error(report, Code::BadValue, format!("{path}.from"), format!("`{from}` is not an IP address or CIDR network"));
+            error(
+                report,
+                Code::BadValue,
+                format!("{path}.from"),
+                format!("`{from}` is not an IP address or CIDR network"),
+            );
         }
         if let Some(comment) = &rule.comment
             && (comment.chars().any(char::is_control) || comment.chars().count() > 200)
@@ -74,10 +84,16 @@ pub(super) fn firewall(raw: &v1::Firewall, report: &mut Report) -> Firewall {
             error(report, Code::BadValue, format!("{path}.comment"), "comments are one line of at most 200 characters");
         }
         let candidate = AllowRule { ports, proto: rule.proto, from: rule.from.clone(), comment: rule.comment.clone() };
-        let earlier = allow.iter().position(|r| r.proto == candidate.proto && r.from == candidate.from && r.ports.overlaps(&ports));
+        let earlier = allow
+            .iter()
+            .position(|r| r.proto == candidate.proto && r.from == candidate.from && r.ports.overlaps(&ports));
         match earlier {
             Some(j) if allow[j].ports == ports => {
-                report.push(Diagnostic::warning(Code::DuplicateRule, &path, format!("the same rule as firewall.allow[{}]", origin[j])));
+                report.push(Diagnostic::warning(
+                    Code::DuplicateRule,
+                    &path,
+                    format!("the same rule as firewall.allow[{}]", origin[j]),
+                ));
             }
             Some(j) => report.push(Diagnostic::warning(
                 Code::DuplicateRule,
@@ -92,8 +108,12 @@ pub(super) fn firewall(raw: &v1::Firewall, report: &mut Report) -> Firewall {
     }
     if raw.incoming == v1::Policy::Allow && !raw.allow.is_empty() {
         report.push(
-            Diagnostic::warning(Code::ContradictoryRule, "$.firewall.incoming", "incoming traffic is allowed by default, so the allow rules do nothing")
-                .with_help("set `incoming: deny` to make the rules mean something"),
+            Diagnostic::warning(
+                Code::ContradictoryRule,
+                "$.firewall.incoming",
+                "incoming traffic is allowed by default, so the allow rules do nothing",
+            )
+            .with_help("set `incoming: deny` to make the rules mean something"),
         );
     }
     let mut interfaces: Vec<String> = Vec::new();
@@ -115,7 +135,12 @@ pub(super) fn docker(raw: &v1::Docker, report: &mut Report) -> Docker {
         && raw.log.max_size[..raw.log.max_size.len() - 1].bytes().all(|b| b.is_ascii_digit())
         && raw.log.max_size.ends_with(['k', 'm', 'g']);
     if !size_ok {
-        error(report, Code::BadValue, "$.docker.log.max_size", format!("`{}` is not a size like `10m` (k, m or g)", raw.log.max_size));
+        error(
+            report,
+            Code::BadValue,
+            "$.docker.log.max_size",
+            format!("`{}` is not a size like `10m` (k, m or g)", raw.log.max_size),
+        );
     }
     if !(1..=100).contains(&raw.log.max_files) {
         error(report, Code::BadValue, "$.docker.log.max_files", "keep between 1 and 100 log files");
@@ -125,7 +150,10 @@ pub(super) fn docker(raw: &v1::Docker, report: &mut Report) -> Docker {
             report,
             Code::BadValue,
             "$.docker.published_ports.default_bind",
-            format!("`{}` is not an IP address (use `127.0.0.1`, or `0.0.0.0` for Docker's default)", raw.published_ports.default_bind),
+            format!(
+                "`{}` is not an IP address (use `127.0.0.1`, or `0.0.0.0` for Docker's default)",
+                raw.published_ports.default_bind
+            ),
         );
         IpAddr::from([127, 0, 0, 1])
     });
@@ -170,7 +198,8 @@ fn valid_source(text: &str) -> bool {
 
 /// Linux interface names: 1-15 characters, no `/`, no white space (ufw adds `+` wildcards too).
 fn valid_interface(name: &str) -> bool {
-    (1..=15).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'))
+    (1..=15).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'))
 }
 
 #[cfg(test)]
@@ -181,7 +210,10 @@ mod tests {
     fn ports_and_ranges() {
         let mut report = Report::default();
         assert_eq!(port_range(&PortSpec::Single(22), "$", &mut report), Some(PortRange { start: 22, end: 22 }));
-        assert_eq!(port_range(&PortSpec::Range("8000-8010".into()), "$", &mut report), Some(PortRange { start: 8000, end: 8010 }));
+        assert_eq!(
+            port_range(&PortSpec::Range("8000-8010".into()), "$", &mut report),
+            Some(PortRange { start: 8000, end: 8010 })
+        );
         assert!(report.diagnostics.is_empty());
         assert_eq!(port_range(&PortSpec::Single(70000), "$", &mut report), None);
         assert_eq!(port_range(&PortSpec::Single(0), "$", &mut report), None);

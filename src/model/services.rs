@@ -26,7 +26,12 @@ pub(super) fn cloudflared(raw: &v1::Cloudflared, report: &mut Report) -> Cloudfl
 
 fn check_ingress(rules: &[v1::IngressRule], report: &mut Report) {
     if rules.is_empty() {
-        error(report, Code::IngressOrder, "$.cloudflared.ingress", "ingress needs at least a catch-all rule such as `service: http_status:404`");
+        error(
+            report,
+            Code::IngressOrder,
+            "$.cloudflared.ingress",
+            "ingress needs at least a catch-all rule such as `service: http_status:404`",
+        );
         return;
     }
     let last = rules.len() - 1;
@@ -43,14 +48,23 @@ fn check_ingress(rules: &[v1::IngressRule], report: &mut Report) {
         }
         if i == last && !catch_all {
             report.push(
-                Diagnostic::error(Code::IngressOrder, &path, "the last ingress rule must be a catch-all (no hostname, no path)")
-                    .with_help("add `- service: http_status:404` at the end"),
+                Diagnostic::error(
+                    Code::IngressOrder,
+                    &path,
+                    "the last ingress rule must be a catch-all (no hostname, no path)",
+                )
+                .with_help("add `- service: http_status:404` at the end"),
             );
         }
         if let Some(host) = &rule.hostname {
             let bare = host.strip_prefix("*.").unwrap_or(host);
             if check_hostname(bare).is_err() || !bare.contains('.') {
-                error(report, Code::InvalidHostname, format!("{path}.hostname"), format!("`{host}` is not a public host name"));
+                error(
+                    report,
+                    Code::InvalidHostname,
+                    format!("{path}.hostname"),
+                    format!("`{host}` is not a public host name"),
+                );
             }
         }
         if let Some(regex) = &rule.path
@@ -68,8 +82,12 @@ fn check_ingress(rules: &[v1::IngressRule], report: &mut Report) {
         }
         if rule.service.starts_with("https://") && rule.origin_server_name.is_none() {
             report.push(
-                Diagnostic::warning(Code::BadValue, format!("{path}.service"), "an https origin without `origin_server_name` will fail certificate checks")
-                    .with_help("set `origin_server_name` to the name on the origin's certificate (the app's host name)"),
+                Diagnostic::warning(
+                    Code::BadValue,
+                    format!("{path}.service"),
+                    "an https origin without `origin_server_name` will fail certificate checks",
+                )
+                .with_help("set `origin_server_name` to the name on the origin's certificate (the app's host name)"),
             );
         }
         // A path-less rule for a host name hides later rules for the same host name.
@@ -80,7 +98,9 @@ fn check_ingress(rules: &[v1::IngressRule], report: &mut Report) {
                 report,
                 Code::IngressOrder,
                 &path,
-                format!("ingress[{j}] already matches every path of `{host}`, so this rule is never used; move it above"),
+                format!(
+                    "ingress[{j}] already matches every path of `{host}`, so this rule is never used; move it above"
+                ),
             );
         }
     }
@@ -109,26 +129,43 @@ pub(super) fn tailscale(raw: &v1::Tailscale, host_name: &str, docker: bool, repo
     let mut tags: Vec<String> = Vec::new();
     for (i, tag) in raw.tags.iter().enumerate() {
         let name = tag.strip_prefix("tag:").unwrap_or("");
-        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
         if !valid {
-            error(report, Code::BadValue, format!("$.tailscale.tags[{i}]"), format!("`{tag}` is not a tag like `tag:server`"));
+            error(
+                report,
+                Code::BadValue,
+                format!("$.tailscale.tags[{i}]"),
+                format!("`{tag}` is not a tag like `tag:server`"),
+            );
         } else if !tags.contains(tag) {
             tags.push(tag.clone());
         }
     }
     let hostname = raw.hostname.clone().unwrap_or_else(|| host_name.split('.').next().unwrap_or(host_name).to_string());
     if raw.hostname.is_some() && (check_hostname(&hostname).is_err() || hostname.contains('.')) {
-        error(report, Code::InvalidHostname, "$.tailscale.hostname", format!("`{hostname}` is not a single host name label"));
+        error(
+            report,
+            Code::InvalidHostname,
+            "$.tailscale.hostname",
+            format!("`{hostname}` is not a single host name label"),
+        );
     }
     if let Some(url) = &raw.login_server
-        && !(url.starts_with("https://") || url.starts_with("http://")) | url.chars().any(|c| c.is_whitespace() || c == '\'')
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+            | url.chars().any(|c| c.is_whitespace() || c == '\'')
     {
         error(report, Code::BadValue, "$.tailscale.login_server", format!("`{url}` is not an http(s) URL"));
     }
     let timeout_seconds = match parse_duration(&raw.timeout) {
         Some(s) if (10..=900).contains(&s) => s,
         _ => {
-            error(report, Code::BadValue, "$.tailscale.timeout", format!("`{}` is not a duration from 10s to 15m, like `120s` or `2m`", raw.timeout));
+            error(
+                report,
+                Code::BadValue,
+                "$.tailscale.timeout",
+                format!("`{}` is not a duration from 10s to 15m, like `120s` or `2m`", raw.timeout),
+            );
             120
         }
     };
@@ -168,7 +205,12 @@ pub(super) fn check_secret_refs(raw: &RawProfile, report: &mut Report) {
                 let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
                     && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
                 if !valid {
-                    error(report, Code::BadValue, format!("{path}.env"), format!("`{name}` is not an environment variable name"));
+                    error(
+                        report,
+                        Code::BadValue,
+                        format!("{path}.env"),
+                        format!("`{name}` is not an environment variable name"),
+                    );
                 }
             }
             SecretRef::File(file) => {
@@ -191,7 +233,9 @@ pub(super) fn check_secret_refs(raw: &RawProfile, report: &mut Report) {
         if let Some(kind) = looks_like_secret(text) {
             report.push(
                 Diagnostic::error(Code::LiteralSecret, path, format!("this looks like a {kind} written in plain text"))
-                    .with_help("secrets belong in `{env: NAME}` or `{file: PATH}` references, resolved only by `kiln render`")
+                    .with_help(
+                        "secrets belong in `{env: NAME}` or `{file: PATH}` references, resolved only by `kiln render`",
+                    )
                     .sensitive(),
             );
         }
@@ -200,9 +244,9 @@ pub(super) fn check_secret_refs(raw: &RawProfile, report: &mut Report) {
 
 /// Recognizes the two secrets kiln handles by their published formats.
 pub fn looks_like_secret(text: &str) -> Option<&'static str> {
-    let tailscale = text.match_indices("tskey-").any(|(i, _)| {
-        text[i + 6..].chars().take(8).filter(|c| c.is_ascii_alphanumeric() || *c == '-').count() == 8
-    });
+    let tailscale = text
+        .match_indices("tskey-")
+        .any(|(i, _)| text[i + 6..].chars().take(8).filter(|c| c.is_ascii_alphanumeric() || *c == '-').count() == 8);
     if tailscale {
         return Some("Tailscale auth key");
     }
@@ -235,7 +279,13 @@ mod tests {
     #[test]
     fn services() {
         let mut report = Report::default();
-        for good in ["http://localhost:80", "https://localhost:443", "http_status:404", "unix:/run/app.sock", "tcp://127.0.0.1:5432"] {
+        for good in [
+            "http://localhost:80",
+            "https://localhost:443",
+            "http_status:404",
+            "unix:/run/app.sock",
+            "tcp://127.0.0.1:5432",
+        ] {
             check_service(good, "$", &mut report);
         }
         assert!(report.diagnostics.is_empty(), "{report:?}");

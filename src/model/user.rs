@@ -10,8 +10,30 @@ use crate::profile::v1::{self, SshKeySource};
 
 /// Names that belong to the system or to packages kiln installs; reusing them breaks the host.
 const RESERVED: &[&str] = &[
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data", "backup",
-    "list", "irc", "nobody", "systemd-network", "systemd-resolve", "messagebus", "sshd", "docker", "_apt", "tss",
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "nobody",
+    "systemd-network",
+    "systemd-resolve",
+    "messagebus",
+    "sshd",
+    "docker",
+    "_apt",
+    "tss",
 ];
 
 const MIN_RSA_BITS: usize = 2048;
@@ -39,7 +61,12 @@ pub(super) fn validate(raw: &v1::User, files: &dyn ProfileFiles, report: &mut Re
                     .map(|l| (l.to_string(), file_path.clone()))
                     .collect();
                 if found.is_empty() {
-                    error(report, Code::InvalidSshKey, &file_path, format!("`{}` contains no SSH public key", file.file));
+                    error(
+                        report,
+                        Code::InvalidSshKey,
+                        &file_path,
+                        format!("`{}` contains no SSH public key", file.file),
+                    );
                 }
                 found
             }
@@ -85,14 +112,18 @@ pub fn check_user_name(name: &str) -> Result<(), &'static str> {
 
 /// Parses one OpenSSH public key line; refuses DSA and short RSA keys.
 fn parse_key(line: &str) -> Result<String, (Code, String)> {
-    let key = ssh_key::PublicKey::from_openssh(line)
-        .map_err(|e| (Code::InvalidSshKey, format!("not an OpenSSH public key ({e}); expected `ssh-ed25519 AAAA… comment`")))?;
+    let key = ssh_key::PublicKey::from_openssh(line).map_err(|e| {
+        (Code::InvalidSshKey, format!("not an OpenSSH public key ({e}); expected `ssh-ed25519 AAAA… comment`"))
+    })?;
     match key.key_data() {
         KeyData::Dsa(_) => return Err((Code::WeakSshKey, "DSA keys are refused by OpenSSH 9 and by kiln".into())),
         KeyData::Rsa(rsa) => {
             let bits = rsa_bits(rsa.n.as_positive_bytes().unwrap_or_default());
             if bits < MIN_RSA_BITS {
-                return Err((Code::WeakSshKey, format!("this RSA key has {bits} bits; at least {MIN_RSA_BITS} are required")));
+                return Err((
+                    Code::WeakSshKey,
+                    format!("this RSA key has {bits} bits; at least {MIN_RSA_BITS} are required"),
+                ));
             }
         }
         KeyData::Other(_) => return Err((Code::InvalidSshKey, format!("unsupported key type `{}`", key.algorithm()))),
@@ -113,7 +144,8 @@ fn rsa_bits(modulus: &[u8]) -> usize {
 mod tests {
     use super::*;
 
-    pub const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBjmQyHz2Gp99snHAPrr7nKKxWIDmbVqA5bweinOyGWt deploy@example";
+    pub const ED25519: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBjmQyHz2Gp99snHAPrr7nKKxWIDmbVqA5bweinOyGWt deploy@example";
 
     #[test]
     fn user_names() {

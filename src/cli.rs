@@ -1,0 +1,330 @@
+//! Command line: clap types and dispatch. The only module that joins the pure core and the effects.
+//!
+//! stdout carries only the product (user-data, a seed image path never, JSON reports, the schema);
+//! diagnostics and progress go to stderr.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::catalog::Code;
+use crate::diag::{self, Diagnostic, Report};
+use crate::effects::fs::{read_limited, write_atomic};
+use crate::effects::profile_dir::{ProfileDir, describe_io};
+use crate::effects::secret_source::EnvAndFiles;
+use crate::model::{self, Model};
+use crate::profile::{self, MAX_PROFILE_BYTES};
+use crate::secrets::{self, Secrets};
+use crate::target::{Encoding, Target};
+use crate::{cloud_config, lower, seed};
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// The profile has errors (or warnings, with `--strict`).
+    pub const PROFILE: u8 = 1;
+    /// The command line is wrong (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// A file could not be read or written.
+    pub const IO: u8 = 3;
+    /// A secret could not be resolved.
+    pub const SECRET: u8 = 4;
+    /// The user-data does not fit the target (size limit or encoding).
+    pub const TARGET: u8 = 5;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about = "Host profiles → validated cloud-init user-data, seeds and VM tests")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate profiles without producing output; report every problem with file:line:col.
+    Check(CheckArgs),
+    /// Render a profile into cloud-init user-data (stdout, or -o FILE written 0600).
+    Render(RenderArgs),
+    /// Write a NoCloud `cidata` seed image (vfat) for local boots.
+    Seed(SeedArgs),
+    /// Print the JSON Schema of the profile format (for editors' YAML language servers).
+    Schema,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Profiles to check.
+    #[arg(required = true)]
+    pub profiles: Vec<PathBuf>,
+    /// Fail on warnings too.
+    #[arg(long)]
+    pub strict: bool,
+    /// How to print the report: `human` (stderr) or `json` (stdout).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OutputArgs {
+    /// Cloud whose user-data size limit and accepted encodings apply.
+    #[arg(long, value_enum, default_value_t = Target::Generic)]
+    pub target: Target,
+    /// How the user-data is encoded: plain text, gzip, or gzip then base64.
+    #[arg(long, value_enum, default_value_t = Encoding::Plain)]
+    pub encoding: Encoding,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The profile to render.
+    pub profile: PathBuf,
+    /// Write here (atomically, mode 0600) instead of stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Write placeholders instead of secret values (for review and diffs; not deployable).
+    #[arg(long)]
+    pub redact: bool,
+    /// Refuse to render when the profile has warnings.
+    #[arg(long)]
+    pub strict: bool,
+    #[command(flatten)]
+    pub target: OutputArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SeedArgs {
+    /// The profile whose user-data goes into the seed.
+    pub profile: PathBuf,
+    /// The seed image to write (vfat, label `cidata`; mode 0600).
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Write placeholders instead of secret values.
+    #[arg(long)]
+    pub redact: bool,
+    /// Use this network-config (version 2) instead of DHCP on the first Ethernet interface.
+    #[arg(long)]
+    pub network_config: Option<PathBuf>,
+}
+
+/// Runs the command and returns the process exit code. Errors not tied to a profile come back as `Err`.
+pub fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Check(args) => check(&args),
+        Command::Render(args) => render(&args),
+        Command::Seed(args) => seed_command(&args),
+        Command::Schema => {
+            let text = serde_json::to_string_pretty(profile::schema())? + "\n";
+            std::io::stdout().write_all(text.as_bytes()).context("writing to stdout")?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// A profile read from disk and taken as far as it goes: parsed, and validated when it parses.
+pub struct Loaded {
+    pub display_path: String,
+    pub source: String,
+    pub dir: Option<ProfileDir>,
+    pub model: Option<Model>,
+    pub report: Report,
+}
+
+/// Reads and validates one profile. `Err` only for I/O failures on the profile itself.
+pub fn load(path: &Path) -> Result<Loaded> {
+    let display_path = path.display().to_string();
+    let bytes = read_limited(path, MAX_PROFILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("reading profile {display_path}: {}", describe_io(&e)))?;
+    let mut loaded = Loaded { display_path, source: String::new(), dir: None, model: None, report: Report::default() };
+    let Some(bytes) = bytes else {
+        let too_large = vec![0u8; MAX_PROFILE_BYTES + 1];
+        loaded.report.push(*profile::text_from_bytes(&too_large).expect_err("over the limit"));
+        return Ok(loaded);
+    };
+    let text = match profile::text_from_bytes(&bytes) {
+        Ok(text) => text.to_string(),
+        Err(diagnostic) => {
+            loaded.report.push(*diagnostic);
+            return Ok(loaded);
+        }
+    };
+    let parsed = profile::parse(&text);
+    loaded.source = text;
+    loaded.report = parsed.report;
+    let dir = ProfileDir::of(path).with_context(|| format!("opening the directory of {}", loaded.display_path))?;
+    if let Some(raw) = &parsed.raw {
+        let (model, report) = model::validate(raw, &dir);
+        for d in report.diagnostics {
+            loaded.report.push(parsed.sources.locate(d));
+        }
+        loaded.model = model;
+    }
+    loaded.dir = Some(dir);
+    Ok(loaded)
+}
+
+fn print_human(loaded: &Loaded) {
+    if !loaded.report.diagnostics.is_empty() {
+        eprint!("{}", diag::render_human(&loaded.report, &loaded.display_path, &loaded.source));
+    }
+}
+
+fn check(args: &CheckArgs) -> Result<u8> {
+    let mut worst = exit::OK;
+    let mut json_reports = Vec::new();
+    for path in &args.profiles {
+        let mut loaded = match load(path) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                worst = worst.max(exit::IO);
+                continue;
+            }
+        };
+        if let Some(model) = &loaded.model {
+            // Size is checked on the redacted rendering: real tokens differ in length by a few bytes.
+            let secrets = secrets::resolve(model, None).unwrap_or_default();
+            if let Some(d) = target_problem(model, &secrets, &args.output) {
+                loaded.report.push(d);
+            }
+        }
+        let fails = loaded.report.fails(args.strict);
+        match args.format {
+            Format::Human => {
+                print_human(&loaded);
+                if !fails {
+                    eprintln!("{}: ok", loaded.display_path);
+                }
+            }
+            Format::Json => {
+                json_reports.push(serde_json::to_value(diag::to_json(&loaded.report, &loaded.display_path))?)
+            }
+        }
+        if fails {
+            worst = worst.max(exit::PROFILE);
+        }
+    }
+    if args.format == Format::Json {
+        let text =
+            serde_json::to_string_pretty(&serde_json::json!({ "strict": args.strict, "files": json_reports }))? + "\n";
+        std::io::stdout().write_all(text.as_bytes()).context("writing to stdout")?;
+    }
+    Ok(worst)
+}
+
+/// Renders the user-data text for a validated model.
+pub fn user_data(model: &Model, secrets: &Secrets) -> Result<String> {
+    let config = lower::lower(model, secrets);
+    cloud_config::emit(&config, &lower::header(model, secrets)).context("serializing the cloud-config")
+}
+
+fn target_problem(model: &Model, secrets: &Secrets, output: &OutputArgs) -> Option<Diagnostic> {
+    let text = user_data(model, secrets).ok()?;
+    let error = crate::target::check(output.target, output.encoding, text.as_bytes()).err()?;
+    let code = match error {
+        crate::target::TargetError::EncodingUnsupported { .. } => Code::EncodingUnsupported,
+        _ => Code::UserDataTooLarge,
+    };
+    Some(Diagnostic::error(code, "$", error.to_string()))
+}
+
+/// Loads a profile for producing output: any error stops here with the profile's exit code.
+fn load_for_output(path: &Path, strict: bool, redact: bool) -> Result<Result<(Loaded, Model, Secrets), u8>> {
+    let loaded = match load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(Err(exit::IO));
+        }
+    };
+    print_human(&loaded);
+    let Some(model) = loaded.model.clone().filter(|_| !loaded.report.fails(strict)) else {
+        eprintln!("error: {} has problems; nothing was written", loaded.display_path);
+        return Ok(Err(exit::PROFILE));
+    };
+    let dir = loaded.dir.as_ref().context("the profile's directory")?;
+    let source = EnvAndFiles { dir };
+    let secrets = match secrets::resolve(&model, if redact { None } else { Some(&source) }) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!(
+                "error: {} secret(s) missing; nothing was written (use --redact to render placeholders)",
+                errors.len()
+            );
+            return Ok(Err(exit::SECRET));
+        }
+    };
+    Ok(Ok((loaded, model, secrets)))
+}
+
+fn render(args: &RenderArgs) -> Result<u8> {
+    let (_, model, secrets) = match load_for_output(&args.profile, args.strict, args.redact)? {
+        Ok(parts) => parts,
+        Err(code) => return Ok(code),
+    };
+    let text = user_data(&model, &secrets)?;
+    let encoded = match crate::target::check(args.target.target, args.target.encoding, text.as_bytes()) {
+        Ok(encoded) => encoded,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(exit::TARGET);
+        }
+    };
+    match &args.output {
+        Some(path) => write_atomic(path, &encoded.bytes, 0o600)?,
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&encoded.bytes).and_then(|_| stdout.flush()).context("writing to stdout")?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn seed_command(args: &SeedArgs) -> Result<u8> {
+    let (_, model, secrets) = match load_for_output(&args.profile, false, args.redact)? {
+        Ok(parts) => parts,
+        Err(code) => return Ok(code),
+    };
+    let user_data = user_data(&model, &secrets)?;
+    let network_config = match &args.network_config {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading network config {}", path.display()))?
+        }
+        None => seed::default_network_config().to_string(),
+    };
+    let instance_id = seed::instance_id(user_data.as_bytes(), network_config.as_bytes());
+    let meta_data = seed::meta_data(&instance_id, &model.host.hostname);
+    let image = crate::effects::seed_image::cidata_image(&[
+        ("user-data", user_data.as_bytes()),
+        ("meta-data", meta_data.as_bytes()),
+        ("network-config", network_config.as_bytes()),
+    ])?;
+    write_atomic(&args.output, &image, 0o600)?;
+    eprintln!("wrote {} ({} bytes, instance-id {instance_id})", args.output.display(), image.len());
+    Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,113 @@
+//! The typed subset of cloud-config that kiln emits, and `emit()`, which writes it as YAML.
+//!
+//! Never templated: values are serialized by serde-saphyr, which quotes anything a YAML 1.1 reader
+//! (cloud-init uses PyYAML) would otherwise turn into a number, a boolean or null.
+
+use serde::Serialize;
+use serde_saphyr::LitString;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudConfig {
+    pub hostname: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fqdn: Option<String>,
+    pub manage_etc_hosts: bool,
+    pub timezone: String,
+    pub locale: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swap: Option<Swap>,
+    pub ssh_pwauth: bool,
+    pub disable_root: bool,
+    pub users: Vec<UserEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apt: Option<AptConfig>,
+    pub write_files: Vec<WriteFile>,
+    pub package_update: bool,
+    pub package_upgrade: bool,
+    pub package_reboot_if_required: bool,
+    pub packages: Vec<String>,
+    pub runcmd: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Swap {
+    pub filename: String,
+    pub size: u64,
+    pub maxsize: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserEntry {
+    pub name: String,
+    pub shell: String,
+    pub lock_passwd: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sudo: Option<String>,
+    pub ssh_authorized_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AptConfig {
+    /// Keeps cloud-init from regenerating `/etc/apt/sources.list` over the sources kiln writes.
+    pub preserve_sources_list: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteFile {
+    pub path: String,
+    pub owner: String,
+    /// Octal text such as `0644`; the emitter quotes it so YAML 1.1 does not read it as 420.
+    pub permissions: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// Written after users and packages exist (cloud-init's final stage) rather than first.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub defer: bool,
+    pub content: Content,
+}
+
+/// File content: multi-line text as a `|` block (readable), anything else as a quoted scalar.
+#[derive(Debug, Clone)]
+pub struct Content(pub String);
+
+impl Serialize for Content {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // A block literal cannot carry trailing spaces on its last line, carriage returns or other
+        // control characters faithfully: those bodies go out double-quoted with escapes instead.
+        let block_safe = self.0.contains('\n')
+            && !self.0.chars().any(|c| c.is_control() && c != '\n')
+            && !self.0.lines().any(|l| l.ends_with(' ') || l.ends_with('\t'));
+        if block_safe { LitString(self.0.clone()).serialize(serializer) } else { self.0.serialize(serializer) }
+    }
+}
+
+impl WriteFile {
+    pub fn new(path: impl Into<String>, mode: u32, content: impl Into<String>) -> Self {
+        WriteFile {
+            path: path.into(),
+            owner: "root:root".into(),
+            permissions: format!("{mode:04o}"),
+            encoding: None,
+            defer: false,
+            content: Content(content.into()),
+        }
+    }
+}
+
+/// The first line cloud-init requires, then kiln's header comments, then the YAML body.
+pub fn emit(config: &CloudConfig, header: &[String]) -> Result<String, serde_saphyr::SerializeError> {
+    let options = serde_saphyr::ser_options! { prefer_block_scalars: false, indent_step: 2 };
+    let body = serde_saphyr::to_string_with_options(config, options)?;
+    let mut out = String::with_capacity(body.len() + 256);
+    out.push_str("#cloud-config\n");
+    for line in header {
+        out.push_str("# ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out.push_str(&body);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    Ok(out)
+}

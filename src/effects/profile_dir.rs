@@ -1,0 +1,73 @@
+//! The profile's directory on disk: reads the profile and the files it names, refusing any path that
+//! leads outside the directory (after resolving `..` and symlinks).
+
+use std::path::{Path, PathBuf};
+
+use super::fs::read_limited;
+use crate::model::ProfileFiles;
+use crate::profile::MAX_PROFILE_BYTES;
+
+pub struct ProfileDir {
+    root: PathBuf,
+}
+
+impl ProfileDir {
+    /// The directory containing `profile_path`.
+    pub fn of(profile_path: &Path) -> std::io::Result<ProfileDir> {
+        let parent = match profile_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        Ok(ProfileDir { root: parent.canonicalize()? })
+    }
+
+    /// Resolves a relative path and checks that it stays inside the directory.
+    pub fn resolve(&self, relative: &str) -> Result<PathBuf, String> {
+        let joined = self.root.join(relative);
+        let resolved = joined.canonicalize().map_err(|e| describe_io(&e))?;
+        if !resolved.starts_with(&self.root) {
+            return Err("it leaves the profile's directory (through a symlink or `..`)".into());
+        }
+        Ok(resolved)
+    }
+}
+
+impl ProfileFiles for ProfileDir {
+    fn read(&self, relative: &str) -> Result<Vec<u8>, String> {
+        let path = self.resolve(relative)?;
+        match read_limited(&path, MAX_PROFILE_BYTES) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(format!("it is larger than {MAX_PROFILE_BYTES} bytes")),
+            Err(e) => Err(describe_io(&e)),
+        }
+    }
+}
+
+/// An I/O error in words, without the OS error number noise.
+pub fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::IsADirectory => "it is a directory".into(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_symlinks_out_of_the_directory() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "x").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("profile.yaml"), "").unwrap();
+        std::fs::write(dir.path().join("key.pub"), "k").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
+        let profile_dir = ProfileDir::of(&dir.path().join("profile.yaml")).unwrap();
+        assert_eq!(profile_dir.read("key.pub").unwrap(), b"k");
+        assert!(profile_dir.read("link").unwrap_err().contains("leaves"));
+        assert!(profile_dir.read("missing").unwrap_err().contains("no such file"));
+    }
+}

@@ -1,0 +1,63 @@
+//! Package sources as files: key files and deb822 `.sources` (no gpg needed in the guest), plus the
+//! first-boot speed-ups measured in DESIGN.md §4 (no translations; unsafe-io only until provisioning ends).
+
+use base64::Engine as _;
+
+use super::Parts;
+use crate::cloud_config::WriteFile;
+use crate::model::{Model, Repository, RepositoryKey};
+
+pub const UNSAFE_IO_PATH: &str = "/etc/dpkg/dpkg.cfg.d/kiln-unsafe-io";
+pub const NO_LANGUAGES_PATH: &str = "/etc/apt/apt.conf.d/90kiln-no-languages";
+
+pub(super) fn lower(model: &Model, parts: &mut Parts) {
+    parts.files.push(WriteFile::new(
+        NO_LANGUAGES_PATH,
+        0o644,
+        "// Managed by kiln: no translation downloads.\nAcquire::Languages \"none\";\n",
+    ));
+    // Skipping fsync during first boot's package installs saves about a minute under emulation; the
+    // provisioning script removes this file when it finishes, so later upgrades are safe again.
+    parts.files.push(WriteFile::new(
+        UNSAFE_IO_PATH,
+        0o644,
+        "# Managed by kiln: removed when first-boot provisioning ends.\nforce-unsafe-io\n",
+    ));
+    if let Some(debian) = &model.apt.debian {
+        parts.files.push(WriteFile::new(
+            "/etc/apt/sources.list",
+            0o644,
+            "# Managed by kiln: Debian's sources are in /etc/apt/sources.list.d/debian.sources\n",
+        ));
+        repository(debian, parts);
+    }
+    for repo in [&model.apt.docker, &model.apt.cloudflared, &model.apt.tailscale].into_iter().flatten() {
+        repository(repo, parts);
+    }
+}
+
+fn repository(repo: &Repository, parts: &mut Parts) {
+    let key_path = match &repo.key {
+        RepositoryKey::System(path) => path.to_string(),
+        RepositoryKey::Embedded { bytes, armored } => {
+            let extension = if *armored { "asc" } else { "gpg" };
+            let path = format!("/etc/apt/keyrings/{}.{extension}", repo.name);
+            let mut file = if *armored {
+                WriteFile::new(&path, 0o644, String::from_utf8_lossy(bytes).into_owned())
+            } else {
+                let mut f = WriteFile::new(&path, 0o644, base64::engine::general_purpose::STANDARD.encode(bytes));
+                f.encoding = Some("b64".into());
+                f
+            };
+            file.owner = "root:root".into();
+            parts.files.push(file);
+            path
+        }
+    };
+    let mut body = format!("# Managed by kiln.\nTypes: deb\nURIs: {}\nSuites: {}\n", repo.url, repo.suites.join(" "));
+    if !repo.components.is_empty() {
+        body.push_str(&format!("Components: {}\n", repo.components.join(" ")));
+    }
+    body.push_str(&format!("Signed-By: {key_path}\n"));
+    parts.files.push(WriteFile::new(format!("/etc/apt/sources.list.d/{}.sources", repo.name), 0o644, body));
+}

@@ -1,0 +1,75 @@
+//! cloudflared: package, token file (0600), our own systemd unit (the .deb ships none) and, optionally,
+//! a locally managed ingress configuration.
+
+use serde::Serialize;
+
+use super::script::{Step, cmd};
+use super::{Parts, SECRETS_DIR};
+use crate::cloud_config::WriteFile;
+use crate::model::{Cloudflared, IngressRule};
+use crate::secrets::Secret;
+use crate::templates;
+
+pub const UNIT_PATH: &str = "/etc/systemd/system/cloudflared.service";
+pub const CONFIG_PATH: &str = "/etc/cloudflared/config.yml";
+
+pub fn token_path() -> String {
+    format!("{SECRETS_DIR}/cloudflared-token")
+}
+
+#[derive(Serialize)]
+struct Config<'a> {
+    ingress: Vec<Rule<'a>>,
+}
+
+#[derive(Serialize)]
+struct Rule<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hostname: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    service: &'a str,
+    #[serde(rename = "originRequest", skip_serializing_if = "Option::is_none")]
+    origin_request: Option<OriginRequest<'a>>,
+}
+
+#[derive(Serialize)]
+struct OriginRequest<'a> {
+    #[serde(rename = "originServerName")]
+    origin_server_name: &'a str,
+}
+
+pub(super) fn lower(cloudflared: &Cloudflared, token: &Secret, parts: &mut Parts) {
+    parts.package("cloudflared");
+    let mut token_file = WriteFile::new(token_path(), 0o600, format!("{}\n", token.expose()));
+    token_file.owner = "root:root".into();
+    parts.files.push(token_file);
+    if let Some(rules) = &cloudflared.ingress {
+        parts.files.push(WriteFile::new(CONFIG_PATH, 0o644, ingress_config(rules)));
+    }
+    let unit = templates::render(
+        templates::CLOUDFLARED_UNIT,
+        minijinja::context! { config => cloudflared.ingress.as_ref().map(|_| CONFIG_PATH), token_file => token_path() },
+    );
+    parts.files.push(WriteFile::new(UNIT_PATH, 0o644, unit));
+    parts.steps.push(Step::new(
+        "cloudflared: start the tunnel",
+        vec![cmd(&["systemctl", "daemon-reload"]), cmd(&["systemctl", "enable", "--now", "cloudflared.service"])],
+    ));
+}
+
+fn ingress_config(rules: &[IngressRule]) -> String {
+    let config = Config {
+        ingress: rules
+            .iter()
+            .map(|r| Rule {
+                hostname: r.hostname.as_deref(),
+                path: r.path.as_deref(),
+                service: &r.service,
+                origin_request: r.origin_server_name.as_deref().map(|name| OriginRequest { origin_server_name: name }),
+            })
+            .collect(),
+    };
+    let body = serde_saphyr::to_string(&config).expect("ingress config serializes");
+    format!("# Managed by kiln: cloudflared ingress rules, first match wins.\n{body}")
+}

@@ -1,0 +1,92 @@
+//! Docker: package, daemon.json (log rotation, default bind address) and the `DOCKER-USER` rules that
+//! stop published ports from bypassing UFW, loaded by UFW itself so they survive reboots and restarts.
+
+use serde::Serialize;
+
+use super::Parts;
+use super::script::{Step, cmd};
+use crate::cloud_config::WriteFile;
+use crate::model::{Docker, DockerSource, Model, Proto, render_port_range};
+
+pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+pub const DOCKER_USER_RULES: &str = "/etc/kiln/ufw-docker-user.rules";
+pub const DOCKER_USER_MARKER: &str = "# BEGIN kiln DOCKER-USER";
+
+#[derive(Serialize)]
+struct DaemonJson<'a> {
+    ip: String,
+    #[serde(rename = "log-driver")]
+    log_driver: &'a str,
+    #[serde(rename = "log-opts")]
+    log_opts: LogOpts<'a>,
+}
+
+#[derive(Serialize)]
+struct LogOpts<'a> {
+    #[serde(rename = "max-size")]
+    max_size: &'a str,
+    #[serde(rename = "max-file")]
+    max_file: String,
+}
+
+pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
+    match docker.source {
+        DockerSource::Distro => parts.package("docker.io"),
+        DockerSource::DockerCe => {
+            for package in ["docker-ce", "docker-ce-cli", "containerd.io"] {
+                parts.package(package);
+            }
+        }
+    }
+    let daemon = DaemonJson {
+        ip: docker.default_bind.to_string(),
+        log_driver: "json-file",
+        log_opts: LogOpts { max_size: &docker.log_max_size, max_file: docker.log_max_files.to_string() },
+    };
+    let json = serde_json::to_string_pretty(&daemon).expect("daemon.json serializes") + "\n";
+    parts.files.push(WriteFile::new(DAEMON_JSON, 0o644, json));
+    if docker.block_from_outside && model.firewall.is_some() {
+        parts.files.push(WriteFile::new(DOCKER_USER_RULES, 0o644, docker_user_rules(docker, model)));
+    }
+    parts.steps.push(Step::new(
+        "docker: start and let the deploy user use it",
+        vec![
+            cmd(&["systemctl", "enable", "--now", "docker.service"]),
+            cmd(&["usermod", "-aG", "docker", &model.user.name]),
+        ],
+    ));
+}
+
+/// iptables-restore input appended to UFW's after.rules. Published ports are DNATed, so the filter sees
+/// the container's port: `--ctorigdstport` matches the port the client actually connected to.
+fn docker_user_rules(docker: &Docker, model: &Model) -> String {
+    let mut rules = vec![
+        DOCKER_USER_MARKER.to_string(),
+        "# Managed by kiln: new connections from outside may not reach published container ports.".into(),
+        "*filter".into(),
+        ":DOCKER-USER - [0:0]".into(),
+        "-A DOCKER-USER -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN".into(),
+        "-A DOCKER-USER -i docker0 -j RETURN".into(),
+        "-A DOCKER-USER -i br-+ -j RETURN".into(),
+        "-A DOCKER-USER -i lo -j RETURN".into(),
+    ];
+    let trusted = model.firewall.iter().flat_map(|f| f.allow_in_on.iter());
+    for interface in trusted {
+        rules.push(format!("-A DOCKER-USER -i {interface} -j RETURN"));
+    }
+    for (ports, proto) in &docker.open {
+        let proto = match proto {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        };
+        rules.push(format!(
+            "-A DOCKER-USER -p {proto} -m conntrack --ctorigdstport {} -j RETURN",
+            render_port_range(ports)
+        ));
+    }
+    rules.push("-A DOCKER-USER -m conntrack --ctstate NEW -j DROP".into());
+    rules.push("-A DOCKER-USER -j RETURN".into());
+    rules.push("COMMIT".into());
+    rules.push("# END kiln DOCKER-USER".into());
+    rules.join("\n") + "\n"
+}

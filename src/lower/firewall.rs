@@ -1,0 +1,51 @@
+//! UFW: defaults, allow rules and interfaces, the Docker rules hook, and enabling the firewall last.
+
+use super::Parts;
+use super::docker::{DOCKER_USER_MARKER, DOCKER_USER_RULES};
+use super::script::{Step, cmd};
+use crate::model::{AllowRule, Firewall, Model, Policy, Proto, render_port_range};
+
+fn policy(p: Policy) -> &'static str {
+    match p {
+        Policy::Deny => "deny",
+        Policy::Reject => "reject",
+        Policy::Allow => "allow",
+    }
+}
+
+/// The `ufw` command for one allow rule; ufw stores the comment and shows it in `ufw status`.
+pub fn allow_command(rule: &AllowRule) -> Vec<String> {
+    let proto = match rule.proto {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+    };
+    let mut args: Vec<String> = ["ufw", "allow", "proto", proto, "from"].map(String::from).to_vec();
+    args.push(rule.from.clone().unwrap_or_else(|| "any".into()));
+    args.extend(["to", "any", "port"].map(String::from));
+    args.push(render_port_range(&rule.ports));
+    if let Some(comment) = &rule.comment {
+        args.push("comment".into());
+        args.push(comment.clone());
+    }
+    args
+}
+
+pub(super) fn lower(firewall: &Firewall, model: &Model, parts: &mut Parts) {
+    parts.package("ufw");
+    let mut commands = vec![
+        cmd(&["ufw", "default", policy(firewall.incoming), "incoming"]),
+        cmd(&["ufw", "default", policy(firewall.outgoing), "outgoing"]),
+    ];
+    commands.extend(firewall.allow.iter().map(allow_command));
+    for interface in &firewall.allow_in_on {
+        commands.push(cmd(&["ufw", "allow", "in", "on", interface]));
+    }
+    if model.docker.as_ref().is_some_and(|d| d.block_from_outside) {
+        commands.push(cmd(&["append_once", "/etc/ufw/after.rules", DOCKER_USER_RULES, DOCKER_USER_MARKER]));
+    }
+    parts.steps.push(Step::new("firewall: rules", commands));
+    parts.steps.push(Step::new(
+        "firewall: enable",
+        vec![cmd(&["ufw", "--force", "enable"]), cmd(&["systemctl", "enable", "ufw.service"])],
+    ));
+}

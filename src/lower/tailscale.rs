@@ -1,0 +1,47 @@
+//! Tailscale: package, auth key file (0600, removed once used) and a bounded `tailscale up`.
+
+use super::script::{Step, cmd};
+use super::{Parts, SECRETS_DIR};
+use crate::cloud_config::WriteFile;
+use crate::model::Tailscale;
+use crate::secrets::Secret;
+
+pub fn auth_key_path() -> String {
+    format!("{SECRETS_DIR}/tailscale-auth-key")
+}
+
+/// The `tailscale up` command line. The key is read from a file, so it never appears in `ps`.
+pub fn up_command(tailscale: &Tailscale) -> Vec<String> {
+    let mut args = vec![
+        "tailscale".to_string(),
+        "up".into(),
+        format!("--auth-key=file:{}", auth_key_path()),
+        format!("--hostname={}", tailscale.hostname),
+        format!("--accept-dns={}", tailscale.accept_dns),
+        format!("--timeout={}s", tailscale.timeout_seconds),
+    ];
+    if tailscale.ssh {
+        args.push("--ssh".into());
+    }
+    if !tailscale.tags.is_empty() {
+        args.push(format!("--advertise-tags={}", tailscale.tags.join(",")));
+    }
+    if let Some(server) = &tailscale.login_server {
+        args.push(format!("--login-server={server}"));
+    }
+    args
+}
+
+pub(super) fn lower(tailscale: &Tailscale, key: &Secret, parts: &mut Parts) {
+    parts.package("tailscale");
+    parts.files.push(WriteFile::new(auth_key_path(), 0o600, format!("{}\n", key.expose())));
+    parts.steps.push(Step::new(
+        "tailscale: join the tailnet",
+        vec![
+            cmd(&["systemctl", "enable", "--now", "tailscaled.service"]),
+            up_command(tailscale),
+            // The node is registered now; the key has done its job and should not linger on disk.
+            cmd(&["rm", "-f", &auth_key_path()]),
+        ],
+    ));
+}

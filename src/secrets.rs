@@ -1,0 +1,143 @@
+//! Secret values: resolved from `{env}`/`{file}` references only when rendering, never printed.
+//!
+//! `Secret` has no `Display` and a `Debug` that hides its value, so a secret cannot reach a log or a
+//! diagnostic by accident; the only way to its bytes is `expose()`, called where user-data is built.
+
+use std::fmt;
+
+use crate::model::{Model, SecretRef};
+
+/// Where secret values come from (the environment and the profile's directory, in the effects layer).
+pub trait SecretSource {
+    fn lookup(&self, reference: &SecretRef) -> Result<String, String>;
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret {
+    value: String,
+    redacted: bool,
+}
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.value
+    }
+
+    pub fn is_redacted(&self) -> bool {
+        self.redacted
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.redacted { "Secret(redacted)" } else { "Secret(***)" })
+    }
+}
+
+/// The secrets one profile needs, resolved or replaced by placeholders (`--redact`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secrets {
+    pub cloudflared_token: Option<Secret>,
+    pub tailscale_auth_key: Option<Secret>,
+}
+
+impl Secrets {
+    /// Human names of the secrets present, for the user-data header.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        if self.cloudflared_token.is_some() {
+            names.push("cloudflared tunnel token");
+        }
+        if self.tailscale_auth_key.is_some() {
+            names.push("Tailscale auth key");
+        }
+        names
+    }
+
+    pub fn any_real(&self) -> bool {
+        [&self.cloudflared_token, &self.tailscale_auth_key].into_iter().flatten().any(|s| !s.redacted)
+    }
+}
+
+/// A secret that could not be resolved. Names the reference, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("secret {what} ({reference}): {why}")]
+pub struct SecretError {
+    pub what: &'static str,
+    pub reference: String,
+    pub why: String,
+}
+
+pub fn describe(reference: &SecretRef) -> String {
+    match reference {
+        SecretRef::Env(name) => format!("environment variable `{name}`"),
+        SecretRef::File(path) => format!("file `{path}`"),
+    }
+}
+
+/// Placeholder text written instead of a value with `--redact`.
+pub fn placeholder(reference: &SecretRef) -> String {
+    match reference {
+        SecretRef::Env(name) => format!("KILN-REDACTED-env-{name}"),
+        SecretRef::File(path) => {
+            format!("KILN-REDACTED-file-{}", path.replace(|c: char| !c.is_ascii_alphanumeric(), "_"))
+        }
+    }
+}
+
+/// Resolves every secret the model references; with `source: None` renders placeholders instead.
+/// Reports every missing secret at once.
+pub fn resolve(model: &Model, source: Option<&dyn SecretSource>) -> Result<Secrets, Vec<SecretError>> {
+    let mut errors = Vec::new();
+    let mut one = |what: &'static str, reference: &SecretRef| -> Option<Secret> {
+        let Some(source) = source else {
+            return Some(Secret { value: placeholder(reference), redacted: true });
+        };
+        let fail = |why: &str| SecretError { what, reference: describe(reference), why: why.to_string() };
+        match source.lookup(reference) {
+            Err(why) => {
+                errors.push(fail(&why));
+                None
+            }
+            Ok(raw) => {
+                // Files usually end with a newline; the value is the one line before it.
+                let value = raw.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&raw);
+                if value.trim().is_empty() {
+                    errors.push(fail("it is empty"));
+                    None
+                } else if value.chars().any(char::is_control) {
+                    errors.push(fail("it contains line breaks or control characters; a token is one line"));
+                    None
+                } else {
+                    Some(Secret { value: value.to_string(), redacted: false })
+                }
+            }
+        }
+    };
+    let secrets = Secrets {
+        cloudflared_token: model.cloudflared.as_ref().and_then(|c| one("cloudflared tunnel token", &c.token)),
+        tailscale_auth_key: model.tailscale.as_ref().and_then(|t| one("Tailscale auth key", &t.auth_key)),
+    };
+    if errors.is_empty() { Ok(secrets) } else { Err(errors) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let secret = Secret { value: "tskey-auth-abc".into(), redacted: false };
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        assert_eq!(
+            format!("{:?}", Secrets { tailscale_auth_key: Some(secret), ..Default::default() }).contains("tskey"),
+            false
+        );
+    }
+
+    #[test]
+    fn placeholders_name_the_reference() {
+        assert_eq!(placeholder(&SecretRef::Env("TS_KEY".into())), "KILN-REDACTED-env-TS_KEY");
+        assert_eq!(placeholder(&SecretRef::File("secrets/cf.token".into())), "KILN-REDACTED-file-secrets_cf_token");
+    }
+}
