@@ -155,6 +155,11 @@ pub fn load(path: &Path) -> Result<Loaded> {
     let text = match profile::text_from_bytes(&bytes) {
         Ok(text) => text.to_string(),
         Err(diagnostic) => {
+            // Shown for the caret only: invalid bytes and control characters become `?`.
+            loaded.source = String::from_utf8_lossy(&bytes)
+                .chars()
+                .map(|c| if c == '\u{fffd}' || (c.is_control() && c != '\n') { '?' } else { c })
+                .collect();
             loaded.report.push(*diagnostic);
             return Ok(loaded);
         }

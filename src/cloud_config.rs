@@ -25,6 +25,8 @@ pub struct CloudConfig {
     pub package_update: bool,
     pub package_upgrade: bool,
     pub package_reboot_if_required: bool,
+    /// Omitted when empty: both cloud-init schemas require at least one item.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,
     pub runcmd: Vec<Vec<String>>,
 }

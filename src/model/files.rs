@@ -148,6 +148,7 @@ pub(super) fn files(
 ) -> Vec<ManagedFile> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
     let mut out: Vec<ManagedFile> = Vec::new();
     for (i, file) in raw.iter().enumerate() {
         let path = format!("$.files[{i}]");
@@ -299,48 +300,24 @@ pub(super) fn apt(raw: &RawProfile, files: &dyn ProfileFiles, report: &mut Repor
     };
     let embedded = |bytes: &[u8]| RepositoryKey::Embedded { bytes: bytes.to_vec(), armored: true };
     let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    Apt {
-        debian: raw.apt.debian.as_ref().map(|_| {
-            let default = Repository {
-                name: "debian",
-                url: String::new(),
-                suites: words(&["bookworm", "bookworm-updates"]),
-                components: words(&["main"]),
-                key: RepositoryKey::System(DEBIAN_KEYRING),
-            };
-            repository("debian", default, &raw.apt.debian)
-        }),
-        docker: docker_ce.then(|| {
-            let default = Repository {
-                name: "docker",
-                url: "https://download.docker.com/linux/debian".into(),
-                suites: words(&["bookworm"]),
-                components: words(&["stable"]),
-                key: embedded(DOCKER_KEY),
-            };
-            repository("docker", default, &raw.apt.docker)
-        }),
-        tailscale: raw.tailscale.is_some().then(|| {
-            let default = Repository {
-                name: "tailscale",
-                url: "https://pkgs.tailscale.com/stable/debian".into(),
-                suites: words(&["bookworm"]),
-                components: words(&["main"]),
-                key: embedded(TAILSCALE_KEY),
-            };
-            repository("tailscale", default, &raw.apt.tailscale)
-        }),
-        cloudflared: raw.cloudflared.is_some().then(|| {
-            let default = Repository {
-                name: "cloudflared",
-                url: "https://pkg.cloudflare.com/cloudflared".into(),
-                suites: words(&["any"]),
-                components: words(&["main"]),
-                key: embedded(CLOUDFLARE_KEY),
-            };
-            repository("cloudflared", default, &raw.apt.cloudflared)
-        }),
-    }
+    let defaults = [
+        ("debian", "", vec!["bookworm", "bookworm-updates"], "main", RepositoryKey::System(DEBIAN_KEYRING)),
+        ("docker", "https://download.docker.com/linux/debian", vec!["bookworm"], "stable", embedded(DOCKER_KEY)),
+        ("tailscale", "https://pkgs.tailscale.com/stable/debian", vec!["bookworm"], "main", embedded(TAILSCALE_KEY)),
+        ("cloudflared", "https://pkg.cloudflare.com/cloudflared", vec!["any"], "main", embedded(CLOUDFLARE_KEY)),
+    ];
+    let overrides = [&raw.apt.debian, &raw.apt.docker, &raw.apt.tailscale, &raw.apt.cloudflared];
+    let used = [raw.apt.debian.is_some(), docker_ce, raw.tailscale.is_some(), raw.cloudflared.is_some()];
+    // Every override is validated, used or not, so a typo in an unused one is still reported.
+    let mut resolved =
+        defaults.into_iter().zip(overrides).zip(used).map(|(((name, url, suites, component, key), source), used)| {
+            let default =
+                Repository { name, url: url.into(), suites: words(&suites), components: words(&[component]), key };
+            let repo = if used || source.is_some() { Some(repository(name, default, source)) } else { None };
+            repo.filter(|_| used)
+        });
+    let mut next = || resolved.next().flatten();
+    Apt { debian: next(), docker: next(), tailscale: next(), cloudflared: next() }
 }
 
 fn read_profile_bytes_checked(

@@ -1,6 +1,7 @@
 //! Profile parsing: bytes → text → spanned YAML → shape-checked JSON → `RawProfile`, with every problem
 //! collected in one `Report`. Pure: takes bytes and strings, never touches the file system.
 
+pub mod literal_secrets;
 pub mod shape;
 pub mod source_map;
 pub mod v1;
@@ -87,8 +88,19 @@ pub fn parse(source: &str) -> Parsed {
     };
     let root = schema();
     let mut checker = shape::Checker::new(root);
+    if node.is_null() {
+        report.push(
+            Diagnostic::error(Code::MissingKey, "$", "the profile is empty")
+                .with_span(Some(node.span))
+                .with_help("start with `version: 1`, then `host:` and `user:`"),
+        );
+        return Parsed { raw: None, sources: SourceMap::default(), report };
+    }
     let value = checker.check(&node, root, "$");
+    let flagged: std::collections::HashSet<String> =
+        checker.report.diagnostics.iter().filter(|d| d.code == Code::LiteralSecret).map(|d| d.path.clone()).collect();
     report.extend(checker.report);
+    literal_secrets::scan(&node, "$", &flagged, &mut report);
     let sources = checker.sources;
     check_version(&value, &sources, &mut report);
     let raw = match value {

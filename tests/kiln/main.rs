@@ -1,0 +1,7 @@
+//! kiln's integration tests: one binary, one module per concern.
+
+mod cli;
+mod golden;
+mod oracle;
+mod properties;
+mod support;
