@@ -129,10 +129,7 @@ mod tests {
     fn debug_never_shows_the_value() {
         let secret = Secret { value: "tskey-auth-abc".into(), redacted: false };
         assert_eq!(format!("{secret:?}"), "Secret(***)");
-        assert_eq!(
-            format!("{:?}", Secrets { tailscale_auth_key: Some(secret), ..Default::default() }).contains("tskey"),
-            false
-        );
+        assert!(!format!("{:?}", Secrets { tailscale_auth_key: Some(secret), ..Default::default() }).contains("tskey"));
     }
 
     #[test]

@@ -140,7 +140,12 @@ fi
 echo "---- runcmd result, network, boot loader"
 qga sh 'cat /var/lib/kiln-boot-test' || status=1
 qga sh 'hostname; ip -br addr; networkctl list --no-legend; ls /etc/netplan' || status=1
-qga sh 'bootctl is-installed; bootctl list --no-pager 2>/dev/null | grep -E "title|id:|linux" || true' || true
+echo "---- kernel updates: ESP recognised, kernel-install writes where the image's entry is"
+# What /etc/kernel/postinst.d/zz-systemd-boot does for a newly installed kernel, replayed with the
+# running one: it must succeed and (re)write ESP/debian/KVER/ + loader/entries/debian-KVER.conf.
+qga sh 'bootctl is-installed && k=$(uname -r) &&
+  kernel-install add "$k" "/boot/vmlinuz-$k" "/boot/initrd.img-$k" &&
+  ls /boot/efi/loader/entries/ && bootctl list --no-pager 2>/dev/null | grep -E "^ *(title|id|linux|options):"' || status=1
 
 if [ "$hold" -eq 1 ]; then
   echo "holding: QEMU pid $qemu_pid still running; agent socket $rundir/qga.sock"

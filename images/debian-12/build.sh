@@ -224,16 +224,7 @@ find "$esp_stage" -exec touch -d "@$SDE" {} +
 mcopy -i "$esp" -s -m -Q "$esp_stage"/* ::/
 mdir -i "$esp" -/ :: > "$workdir/esp.list"
 
-# ---- 4. root ext4 image from the tree --------------------------------------------------------
-phase rootfs-ext4
-root_img=$workdir/root.img
-rm -f "$root_img"
-# -E root_owner: the root dir comes from the tree anyway; hash_seed fixed for reproducibility.
-mkfs.ext4 -q -F -L "$ROOT_FS_LABEL" -U "$ROOT_FS_UUID" \
-  -E hash_seed="$ROOT_FS_UUID",lazy_itable_init=1,lazy_journal_init=1 \
-  -d "$rootfs" "$root_img" "${ROOT_SIZE_MIB}M"
-
-# ---- 5. GPT disk -----------------------------------------------------------------------------
+# ---- 4. GPT disk: partition table, ESP copied in ----------------------------------------------
 phase disk
 raw=$workdir/disk.raw
 rm -f "$raw"
@@ -247,9 +238,27 @@ first-lba: 2048
 start=$((ESP_START_MIB * 2048)), size=$((ESP_SIZE_MIB * 2048)), type=$ESP_TYPE, uuid=$ESP_UUID, name="$ESP_NAME"
 start=$((ROOT_START_MIB * 2048)), size=$((ROOT_SIZE_MIB * 2048)), type=$ROOT_TYPE, uuid=$ROOT_UUID, name="$ROOT_NAME"
 EOF
-dd if="$esp" of="$raw" bs=1M seek="$ESP_START_MIB" conv=notrunc,sparse status=none
-dd if="$root_img" of="$raw" bs=1M seek="$ROOT_START_MIB" conv=notrunc,sparse status=none
 sfdisk --dump "$raw" > "$workdir/partitions.txt"
+# sfdisk takes any GUID as a type: check the names it resolves them to. (OVMF boots from any FAT
+# partition, so a wrong ESP type only shows later, when bootctl/kernel-install refuse the ESP.)
+sfdisk --list --output Device,Type "$raw" > "$workdir/partition-types.txt"
+grep -q 'raw1 *EFI System$' "$workdir/partition-types.txt" &&
+  grep -q 'raw2 *Linux root (x86-64)$' "$workdir/partition-types.txt" ||
+  { echo "unexpected partition types:" >&2; cat "$workdir/partition-types.txt" >&2; exit 1; }
+dd if="$esp" of="$raw" bs=1M seek="$ESP_START_MIB" conv=notrunc,sparse status=none
+
+# ---- 5. root ext4, made from the tree straight into its partition ------------------------------
+# mkfs.ext4 -E offset writes the filesystem inside the disk file at the partition's byte offset
+# (no separate root.img + dd: saves ~10 s of copying and 0.5 GB of scratch space), sized exactly to
+# the partition. hash_seed fixed for reproducibility; E2FSPROGS_FAKE_TIME fixes its own timestamps.
+phase rootfs-ext4
+mkfs.ext4 -q -F -L "$ROOT_FS_LABEL" -U "$ROOT_FS_UUID" \
+  -E offset=$((ROOT_START_MIB * 1048576)),hash_seed="$ROOT_FS_UUID",lazy_itable_init=1,lazy_journal_init=1 \
+  -d "$rootfs" "$raw" "${ROOT_SIZE_MIB}M"
+[ "$(stat -c %s "$raw")" -eq $((DISK_MIB * 1048576)) ] || { echo "disk size changed" >&2; exit 1; }
+# Spot-check the ext4 superblock magic (0xEF53 at byte 1080 of the partition, little endian).
+magic=$(od -An -tx2 -j $((ROOT_START_MIB * 1048576 + 1080)) -N2 "$raw" | tr -d ' ')
+[ "$magic" = ef53 ] || { echo "no ext4 superblock at the root partition" >&2; exit 1; }
 
 # ---- 6. qcow2 --------------------------------------------------------------------------------
 phase qcow2

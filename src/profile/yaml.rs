@@ -165,19 +165,16 @@ impl Builder {
                     continue;
                 }
                 Event::SequenceEnd | Event::MappingEnd => {
-                    let node = match stack.pop() {
+                    let (node, anchor) = match stack.pop() {
                         Some(Frame::Seq { items, span: start, anchor }) => {
-                            let node = Node { kind: NodeKind::Seq(items), span: start };
-                            self.remember(anchor, &node);
-                            node
+                            (Node { kind: NodeKind::Seq(items), span: start }, anchor)
                         }
                         Some(Frame::Map { entries, span: start, anchor, .. }) => {
-                            let node = Node { kind: NodeKind::Map(entries), span: start };
-                            self.remember(anchor, &node);
-                            node
+                            (Node { kind: NodeKind::Map(entries), span: start }, anchor)
                         }
                         None => return Err(fatal(Code::Internal, span, "unbalanced YAML events")),
                     };
+                    self.remember(anchor, &node);
                     node
                 }
                 _ => continue,
