@@ -41,8 +41,12 @@ fn every_example_profile_passes_check_strict() {
 fn the_committed_schema_is_up_to_date() {
     let out = kiln(&["schema"], &[]);
     assert!(out.status.success());
-    let committed = std::fs::read_to_string(repo_root().join("schema/profile-v1.json")).expect("schema/profile-v1.json");
-    assert!(committed == text(&out.stdout), "schema/profile-v1.json is stale: run `cargo run -- schema > schema/profile-v1.json`");
+    let committed =
+        std::fs::read_to_string(repo_root().join("schema/profile-v1.json")).expect("schema/profile-v1.json");
+    assert!(
+        committed == text(&out.stdout),
+        "schema/profile-v1.json is stale: run `cargo run -- schema > schema/profile-v1.json`"
+    );
 }
 
 #[test]
@@ -68,7 +72,10 @@ fn a_missing_secret_is_named_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("user-data");
     let app = repo_root().join("profiles/app.yaml");
-    let out = kiln(&["render", app.to_str().unwrap(), "-o", output.to_str().unwrap()], &[("CLOUDFLARED_TOKEN", TEST_TUNNEL_TOKEN)]);
+    let out = kiln(
+        &["render", app.to_str().unwrap(), "-o", output.to_str().unwrap()],
+        &[("CLOUDFLARED_TOKEN", TEST_TUNNEL_TOKEN)],
+    );
     assert_eq!(out.status.code(), Some(4));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("TAILSCALE_AUTH_KEY") && stderr.contains("not set"), "{stderr}");
@@ -132,7 +139,10 @@ fn check_json_reports_every_problem_with_positions() {
     assert_eq!(files.len(), 2);
     assert_eq!(files[0]["errors"], 7);
     let first = &files[0]["diagnostics"][0];
-    assert_eq!((first["code"].as_str(), first["line"].as_u64(), first["column"].as_u64()), (Some("missing-key"), Some(2), Some(1)));
+    assert_eq!(
+        (first["code"].as_str(), first["line"].as_u64(), first["column"].as_u64()),
+        (Some("missing-key"), Some(2), Some(1))
+    );
     assert_eq!(files[1]["warnings"], 1);
     // Warnings alone pass, unless --strict.
     assert!(kiln(&["check", &profile("minimal")], &[]).status.success());
