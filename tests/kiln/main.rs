@@ -2,6 +2,7 @@
 
 mod cli;
 mod golden;
+mod keys;
 mod oracle;
 mod properties;
 mod support;
