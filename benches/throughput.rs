@@ -54,8 +54,12 @@ fn main() {
         let secrets = secrets::resolve(&model, Some(&FixedSecrets)).unwrap();
         bytes = user_data(&model, &secrets).unwrap().len();
     });
-    println!("in-process render of {}: {n} renders, {:.1} µs each, {:.0} profiles/s ({bytes} bytes of user-data each)",
-        profile_path.display(), per_render.as_secs_f64() * 1e6, 1.0 / per_render.as_secs_f64());
+    println!(
+        "in-process render of {}: {n} renders, {:.1} µs each, {:.0} profiles/s ({bytes} bytes of user-data each)",
+        profile_path.display(),
+        per_render.as_secs_f64() * 1e6,
+        1.0 / per_render.as_secs_f64()
+    );
 
     // Whole processes: what a user or CI pays per file.
     let dir = tempfile::tempdir().unwrap();
@@ -64,12 +68,15 @@ fn main() {
     run(kiln_bin, &["render", p, "-o", rendered.to_str().unwrap()], &env);
     let (_, kiln_check) = measure(budget, || run(kiln_bin, &["check", "--strict", p], &env));
     let (_, kiln_render) = measure(budget, || run(kiln_bin, &["render", p, "-o", rendered.to_str().unwrap()], &env));
-    let (_, cloud_init) = measure(budget, || run("cloud-init", &["schema", "--config-file", rendered.to_str().unwrap()], &[]));
+    let (_, cloud_init) =
+        measure(budget, || run("cloud-init", &["schema", "--config-file", rendered.to_str().unwrap()], &[]));
     let kiln_both = kiln_check + kiln_render;
     println!("kiln check --strict:            {:8.2} ms", kiln_check.as_secs_f64() * 1e3);
     println!("kiln render:                    {:8.2} ms", kiln_render.as_secs_f64() * 1e3);
     println!("kiln check + render:            {:8.2} ms", kiln_both.as_secs_f64() * 1e3);
     println!("cloud-init schema --config-file:{:8.2} ms", cloud_init.as_secs_f64() * 1e3);
-    println!("kiln (check + render) is {:.1}x faster than cloud-init's schema check alone",
-        cloud_init.as_secs_f64() / kiln_both.as_secs_f64());
+    println!(
+        "kiln (check + render) is {:.1}x faster than cloud-init's schema check alone",
+        cloud_init.as_secs_f64() / kiln_both.as_secs_f64()
+    );
 }

@@ -84,10 +84,14 @@ qemu_cmd=(
   -bios /usr/share/ovmf/OVMF.fd
   -nographic -serial file:console.log -monitor none
   -qmp unix:qmp.sock,server=on,wait=off
-  -drive file=overlay.qcow2,if=virtio,format=qcow2,discard=unmap
-  -drive file=seed.img,if=virtio,format=raw,readonly=on
+  # bootindex: OVMF tries this disk first instead of the default (empty) IDE DVD drive
+  -drive file=overlay.qcow2,if=none,id=disk0,format=qcow2,discard=unmap
+  -device virtio-blk-pci,drive=disk0,bootindex=0
+  -drive file=seed.img,if=none,id=seed0,format=raw,readonly=on
+  -device virtio-blk-pci,drive=seed0
   -netdev user,id=n0,restrict=on
-  -device virtio-net-pci,netdev=n0
+  # fixed PCI slot 3: the guest names the NIC ens3 whatever other devices are added
+  -device virtio-net-pci,netdev=n0,addr=0x3
   -chardev socket,path=qga.sock,server=on,wait=off,id=qga0
   -device virtio-serial
   -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0

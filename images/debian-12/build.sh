@@ -124,6 +124,10 @@ mmdebstrap_args=(
   --format=directory
   --variant="$VARIANT"
   --include="$PACKAGES"
+  # Before the kernel is installed: initramfs-tools probes the *device* of / to decide which fsck
+  # to put in the initrd; at build time that device does not exist, so the initrd had no fsck.ext4
+  # ("Warning: fsck not present, so skipping root file system" on the console). Tell it instead.
+  --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && echo FSTYPE=ext4 > "$1/etc/initramfs-tools/conf.d/kiln-fstype"'
   # the host's resolv.conf and hostname are copied in for the build; replaced below
   --customize-hook='rm -f "$1/etc/hostname"'
   # dpkg/apt logs carry wall-clock times; mmdebstrap drops some with SOURCE_DATE_EPOCH set
@@ -186,11 +190,18 @@ cat > "$rootfs/etc/kernel/install.conf" <<'EOF'
 layout=bls
 EOF
 
-# Reproducible-ish: clamp mtimes of what we wrote to SOURCE_DATE_EPOCH.
-find "$rootfs/etc" "$rootfs/boot" -newermt "@$SDE" -print0 | xargs -0r touch --no-dereference -d "@$SDE"
-
 # Manifest of exactly what is in the image.
 chroot "$rootfs" dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | sort > "$workdir/manifest"
+
+# Clamp every mtime to SOURCE_DATE_EPOCH (files made by maintainer scripts and by this script carry
+# the build time). ctimes cannot be set, and mkfs.ext4 -d copies them: see tree digest below.
+find "$rootfs" -newermt "@$SDE" -print0 | xargs -0r touch --no-dereference -d "@$SDE"
+
+# Content digest of the tree (path, type, mode, owner, size, link target, file sha256). Two builds
+# from the same mirror state give the same digest even though the ext4 bytes differ (inode ctimes).
+(cd "$rootfs" && find . -printf '%p\t%y\t%m\t%u:%g\t%s\t%l\n' | LC_ALL=C sort > "$workdir/tree.list" &&
+  find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum > "$workdir/tree.sha256")
+tree_digest=$(cat "$workdir/tree.list" "$workdir/tree.sha256" | sha256sum | cut -d' ' -f1)
 
 # ---- 3. ESP image (vfat, filled with mtools) -------------------------------------------------
 phase esp
@@ -256,9 +267,9 @@ mkfs.ext4 -q -F -L "$ROOT_FS_LABEL" -U "$ROOT_FS_UUID" \
   -E offset=$((ROOT_START_MIB * 1048576)),hash_seed="$ROOT_FS_UUID",lazy_itable_init=1,lazy_journal_init=1 \
   -d "$rootfs" "$raw" "${ROOT_SIZE_MIB}M"
 [ "$(stat -c %s "$raw")" -eq $((DISK_MIB * 1048576)) ] || { echo "disk size changed" >&2; exit 1; }
-# Spot-check the ext4 superblock magic (0xEF53 at byte 1080 of the partition, little endian).
-magic=$(od -An -tx2 -j $((ROOT_START_MIB * 1048576 + 1080)) -N2 "$raw" | tr -d ' ')
-[ "$magic" = ef53 ] || { echo "no ext4 superblock at the root partition" >&2; exit 1; }
+# Check it in place: libext2fs takes "FILE?offset=BYTES" as a device name (no loop device).
+e2fsck -fn "$raw?offset=$((ROOT_START_MIB * 1048576))" > "$workdir/e2fsck.log" 2>&1 ||
+  { cat "$workdir/e2fsck.log" >&2; exit 1; }
 
 # ---- 6. qcow2 --------------------------------------------------------------------------------
 phase qcow2
@@ -267,6 +278,11 @@ rm -f "$output"
 qemu-img convert -f raw -O qcow2 -o compat=1.1 "$raw" "$output"
 cp "$workdir/manifest" "${output%.qcow2}.manifest"
 (cd "$(dirname "$output")" && sha256sum "$(basename "$output")") > "${output%.qcow2}.sha256"
+{
+  echo "rootfs-tree $tree_digest"
+  echo "esp $(sha256sum < "$esp" | cut -d' ' -f1)"
+  echo "kernel $kver"
+} > "${output%.qcow2}.digests"
 phase_end
 
 awk -v a="$t_start" -v b="$(date +%s.%N)" -v k="$kver" -v o="$output" -v s="$(du -h "$output" | cut -f1)" -v d="$DISK_MIB" \
