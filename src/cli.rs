@@ -51,6 +51,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Write a NoCloud `cidata` seed image (vfat) for local boots.
     Seed(SeedArgs),
+    /// Print, as JSON, the state a host booted from the profile must show (what `kiln test` checks).
+    Expect(ExpectArgs),
     /// Print the JSON Schema of the profile format (for editors' YAML language servers).
     Schema,
 }
@@ -104,6 +106,12 @@ pub struct RenderArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ExpectArgs {
+    /// The profile whose expected state to print.
+    pub profile: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct SeedArgs {
     /// The profile whose user-data goes into the seed.
     pub profile: PathBuf,
@@ -124,6 +132,15 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Check(args) => check(&args),
         Command::Render(args) => render(&args),
         Command::Seed(args) => seed_command(&args),
+        Command::Expect(args) => {
+            let (_, model, _) = match load_for_output(&args.profile, false, true)? {
+                Ok(parts) => parts,
+                Err(code) => return Ok(code),
+            };
+            let text = serde_json::to_string_pretty(&crate::expect::expect(&model))? + "\n";
+            std::io::stdout().write_all(text.as_bytes()).context("writing to stdout")?;
+            Ok(exit::OK)
+        }
         Command::Schema => {
             let text = serde_json::to_string_pretty(profile::schema())? + "\n";
             std::io::stdout().write_all(text.as_bytes()).context("writing to stdout")?;

@@ -15,6 +15,7 @@ pub mod cli;
 pub mod cloud_config;
 pub mod diag;
 pub mod effects;
+pub mod expect;
 pub mod lower;
 pub mod model;
 pub mod profile;

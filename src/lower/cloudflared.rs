@@ -17,6 +17,16 @@ pub fn token_path() -> String {
     format!("{SECRETS_DIR}/cloudflared-token")
 }
 
+/// cloudflared's arguments: the token comes from a file, so it never appears in `ps`.
+pub fn args(local_config: bool) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--no-autoupdate".into(), "tunnel".into()];
+    if local_config {
+        args.extend(["--config".into(), CONFIG_PATH.into()]);
+    }
+    args.extend(["run".into(), "--token-file".into(), token_path()]);
+    args
+}
+
 #[derive(Serialize)]
 struct Config<'a> {
     ingress: Vec<Rule<'a>>,
@@ -49,7 +59,7 @@ pub(super) fn lower(cloudflared: &Cloudflared, token: &Secret, parts: &mut Parts
     }
     let unit = templates::render(
         templates::CLOUDFLARED_UNIT,
-        minijinja::context! { config => cloudflared.ingress.as_ref().map(|_| CONFIG_PATH), token_file => token_path() },
+        minijinja::context! { args => args(cloudflared.ingress.is_some()).join(" ") },
     );
     parts.files.push(WriteFile::new(UNIT_PATH, 0o644, unit));
     parts.steps.push(Step::new(

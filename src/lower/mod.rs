@@ -17,7 +17,9 @@ mod users;
 use crate::cloud_config::{AptConfig, CloudConfig, Swap, WriteFile};
 use crate::model::Model;
 use crate::secrets::Secrets;
+pub use cloudflared::{args as cloudflared_args, token_path as cloudflared_token_path};
 pub use script::{PROVISION_PATH, Step};
+pub use tailscale::{auth_key_path as tailscale_auth_key_path, up_command as tailscale_up_command};
 
 /// Where kiln keeps secrets on the host: root-only directory, 0600 files.
 pub const SECRETS_DIR: &str = "/etc/kiln/secrets";

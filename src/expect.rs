@@ -1,0 +1,323 @@
+//! Model → the state a booted host must show. `kiln expect` prints it; `kiln test` checks exactly it.
+//!
+//! Derived from the same `Model` that produces the cloud-config, so nobody hand-writes what a test
+//! expects. Contains no secret values: checks about secrets compare digests the harness computes.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::lower;
+use crate::model::{AllowRule, Model, Policy, Proto, render_port_range};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedState {
+    pub hostname: String,
+    pub user: ExpectedUser,
+    pub ssh: ExpectedSsh,
+    /// Debian packages that must be installed.
+    pub packages: Vec<String>,
+    pub units: Vec<ExpectedUnit>,
+    pub firewall: Option<ExpectedFirewall>,
+    /// Sockets the profile's services listen on (the image's own, such as DHCP, come from the image).
+    pub listeners: Vec<Listener>,
+    pub secret_files: Vec<SecretFile>,
+    /// How cloudflared must have been started (argv after the program name).
+    pub cloudflared_args: Option<Vec<String>>,
+    /// How `tailscale up` must have been called (argv after `tailscale`).
+    pub tailscale_up_args: Option<Vec<String>>,
+    /// Connections from outside the host to its public interface.
+    pub outside: Vec<OutsideProbe>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedUser {
+    pub name: String,
+    pub shell: String,
+    /// Supplementary groups the user must be in.
+    pub groups: Vec<String>,
+    pub authorized_keys: Vec<String>,
+    pub passwordless_sudo: bool,
+    pub password_locked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedSsh {
+    /// Values `sshd -T` must print, lowercase as sshd prints them.
+    pub password_authentication: String,
+    pub permit_root_login: String,
+    pub kbd_interactive_authentication: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedUnit {
+    pub name: String,
+    pub active: bool,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedFirewall {
+    pub incoming: String,
+    pub outgoing: String,
+    /// The exact rule set, as UFW stores it in `user.rules` and `user6.rules` (no more, no less).
+    pub rules: Vec<UfwRule>,
+    /// Published container ports are filtered in `DOCKER-USER`; these original ports stay open.
+    pub docker_user: Option<Vec<String>>,
+}
+
+/// One UFW rule in the normalized form of a `### tuple ###` line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct UfwRule {
+    pub ipv6: bool,
+    pub action: String,
+    /// `tcp`, `udp` or `any`.
+    pub proto: String,
+    /// `22`, `8000:8010` or `any`.
+    pub port: String,
+    /// Source network, `0.0.0.0/0` or `::/0` for anywhere.
+    pub from: String,
+    /// Interface for `allow in on IFACE`, if any.
+    pub interface: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Listener {
+    pub proto: String,
+    pub port: u16,
+    /// `any` (all addresses) or `loopback`.
+    pub scope: String,
+    /// The program that must own the socket, as `ss -p` names it.
+    pub process: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretFile {
+    pub path: String,
+    /// Present with mode 0600 and owner root, or (consumed secrets) absent.
+    pub present: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutsideProbe {
+    pub port: u16,
+    pub proto: String,
+    pub reachable: bool,
+    pub why: String,
+}
+
+const SSH_PORT: u16 = 22;
+
+pub fn expect(model: &Model) -> ExpectedState {
+    let mut packages: Vec<String> = Vec::new();
+    let mut units = vec![unit("ssh.service")];
+    let mut listeners = vec![listener("tcp", SSH_PORT, "any", "sshd")];
+    let mut groups = Vec::new();
+    let mut secret_files = Vec::new();
+    if model.user.sudo {
+        packages.push("sudo".into());
+    }
+    if let Some(docker) = &model.docker {
+        let names: &[&str] = match docker.source {
+            crate::model::DockerSource::Distro => &["docker.io", "containerd"],
+            crate::model::DockerSource::DockerCe => &["docker-ce", "docker-ce-cli", "containerd.io"],
+        };
+        packages.extend(names.iter().map(|s| s.to_string()));
+        units.push(unit("docker.service"));
+        units.push(unit("containerd.service"));
+        groups.push("docker".to_string());
+    }
+    let cloudflared_args = model.cloudflared.as_ref().map(|c| {
+        packages.push("cloudflared".into());
+        units.push(unit("cloudflared.service"));
+        secret_files.push(SecretFile { path: lower::cloudflared_token_path(), present: true });
+        lower::cloudflared_args(c.ingress.is_some())
+    });
+    let tailscale_up_args = model.tailscale.as_ref().map(|t| {
+        packages.push("tailscale".into());
+        units.push(unit("tailscaled.service"));
+        listeners.push(listener("udp", 41641, "any", "tailscaled"));
+        secret_files.push(SecretFile { path: lower::tailscale_auth_key_path(), present: false });
+        lower::tailscale_up_command(t)[1..].to_vec()
+    });
+    let firewall = model.firewall.as_ref().map(|f| {
+        packages.push("ufw".into());
+        units.push(unit("ufw.service"));
+        ExpectedFirewall {
+            incoming: policy(f.incoming).into(),
+            outgoing: policy(f.outgoing).into(),
+            rules: ufw_rules(&f.allow, &f.allow_in_on),
+            docker_user: model.docker.as_ref().filter(|d| d.block_from_outside).map(|d| {
+                d.open
+                    .iter()
+                    .map(|(ports, proto)| format!("{}/{}", render_port_range(ports), proto_name(*proto)))
+                    .collect()
+            }),
+        }
+    });
+    packages.extend(model.packages.iter().map(|p| p.split('=').next().unwrap_or(p).to_string()));
+    ExpectedState {
+        hostname: model.host.hostname.split('.').next().unwrap_or(&model.host.hostname).to_string(),
+        user: ExpectedUser {
+            name: model.user.name.clone(),
+            shell: model.user.shell.clone(),
+            groups,
+            authorized_keys: model.user.ssh_keys.clone(),
+            passwordless_sudo: model.user.sudo,
+            password_locked: true,
+        },
+        ssh: ExpectedSsh {
+            password_authentication: yes_no(model.ssh.password_authentication).into(),
+            permit_root_login: if model.ssh.permit_root_login { "without-password" } else { "no" }.into(),
+            kbd_interactive_authentication: "no".into(),
+        },
+        packages,
+        units,
+        firewall,
+        listeners,
+        secret_files,
+        cloudflared_args,
+        tailscale_up_args,
+        outside: outside_probes(model),
+    }
+}
+
+fn unit(name: &str) -> ExpectedUnit {
+    ExpectedUnit { name: name.into(), active: true, enabled: true }
+}
+
+fn listener(proto: &str, port: u16, scope: &str, process: &str) -> Listener {
+    Listener { proto: proto.into(), port, scope: scope.into(), process: process.into() }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn policy(p: Policy) -> &'static str {
+    match p {
+        Policy::Deny => "deny",
+        Policy::Reject => "reject",
+        Policy::Allow => "allow",
+    }
+}
+
+fn proto_name(p: Proto) -> &'static str {
+    match p {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+    }
+}
+
+/// The rules UFW stores for the profile: one per address family, as `ufw` adds them (IPv6 is on by
+/// default in Debian's ufw; a rule with an IPv4 source exists only for IPv4, and vice versa).
+fn ufw_rules(allow: &[AllowRule], interfaces: &[String]) -> Vec<UfwRule> {
+    let mut rules = Vec::new();
+    for rule in allow {
+        let families: Vec<bool> = match rule.from.as_deref().map(|f| f.split('/').next().unwrap_or(f).parse::<IpAddr>())
+        {
+            Some(Ok(IpAddr::V4(_))) => vec![false],
+            Some(Ok(IpAddr::V6(_))) => vec![true],
+            _ => vec![false, true],
+        };
+        for ipv6 in families {
+            let anywhere = if ipv6 { "::/0" } else { "0.0.0.0/0" };
+            rules.push(UfwRule {
+                ipv6,
+                action: "allow".into(),
+                proto: proto_name(rule.proto).into(),
+                port: render_port_range(&rule.ports),
+                from: rule.from.clone().map(|f| normalize_network(&f)).unwrap_or_else(|| anywhere.into()),
+                interface: None,
+                comment: rule.comment.clone(),
+            });
+        }
+    }
+    for interface in interfaces {
+        for ipv6 in [false, true] {
+            rules.push(UfwRule {
+                ipv6,
+                action: "allow".into(),
+                proto: "any".into(),
+                port: "any".into(),
+                from: if ipv6 { "::/0" } else { "0.0.0.0/0" }.into(),
+                interface: Some(interface.clone()),
+                comment: None,
+            });
+        }
+    }
+    rules.sort();
+    rules
+}
+
+/// UFW stores a single host as the bare address and a network as written.
+fn normalize_network(from: &str) -> String {
+    match from.split_once('/') {
+        Some((addr, "32")) if addr.parse::<std::net::Ipv4Addr>().is_ok() => addr.to_string(),
+        Some((addr, "128")) if addr.parse::<std::net::Ipv6Addr>().is_ok() => addr.to_string(),
+        _ => from.to_string(),
+    }
+}
+
+/// What a client on the public network must see: SSH closed unless a rule opens it to everyone, each
+/// allowed TCP port open, container ports blocked unless declared open.
+fn outside_probes(model: &Model) -> Vec<OutsideProbe> {
+    let Some(firewall) = &model.firewall else { return Vec::new() };
+    let open_to_all = |port: u16| {
+        firewall.incoming == Policy::Allow
+            || firewall.allow.iter().any(|r| r.proto == Proto::Tcp && r.from.is_none() && r.ports.contains(port))
+    };
+    let mut probes = vec![OutsideProbe {
+        port: SSH_PORT,
+        proto: "tcp".into(),
+        reachable: open_to_all(SSH_PORT),
+        why: if open_to_all(SSH_PORT) { "a firewall rule opens SSH to everyone" } else { "SSH only through the VPN" }
+            .into(),
+    }];
+    for rule in firewall.allow.iter().filter(|r| r.proto == Proto::Tcp && r.from.is_none()) {
+        if !rule.ports.contains(SSH_PORT) {
+            probes.push(OutsideProbe {
+                port: rule.ports.start,
+                proto: "tcp".into(),
+                reachable: true,
+                why: "opened by a firewall rule".into(),
+            });
+        }
+    }
+    probes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PortRange;
+
+    #[test]
+    fn ufw_rules_cover_both_families_unless_the_source_picks_one() {
+        let allow = vec![
+            AllowRule {
+                ports: PortRange { start: 41641, end: 41641 },
+                proto: Proto::Udp,
+                from: None,
+                comment: Some("ts".into()),
+            },
+            AllowRule {
+                ports: PortRange { start: 22, end: 22 },
+                proto: Proto::Tcp,
+                from: Some("10.0.0.0/8".into()),
+                comment: None,
+            },
+            AllowRule {
+                ports: PortRange { start: 80, end: 81 },
+                proto: Proto::Tcp,
+                from: Some("192.0.2.7/32".into()),
+                comment: None,
+            },
+        ];
+        let rules = ufw_rules(&allow, &["tailscale0".into()]);
+        assert_eq!(rules.len(), 2 + 1 + 1 + 2);
+        assert!(rules.iter().any(|r| r.port == "80:81" && r.from == "192.0.2.7" && !r.ipv6));
+        assert!(rules.iter().any(|r| r.interface.as_deref() == Some("tailscale0") && r.ipv6));
+    }
+}
