@@ -23,3 +23,4 @@ pub mod secrets;
 pub mod seed;
 pub mod target;
 pub mod templates;
+pub mod verify;

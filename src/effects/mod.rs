@@ -4,3 +4,4 @@ pub mod fs;
 pub mod profile_dir;
 pub mod secret_source;
 pub mod seed_image;
+pub mod vm;

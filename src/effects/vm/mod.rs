@@ -1,0 +1,4 @@
+//! Booting profiles in QEMU and looking at the result: the instance, the guest agent, the harness.
+
+pub mod qemu;
+pub mod qga;

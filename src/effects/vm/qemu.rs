@@ -1,0 +1,220 @@
+//! A QEMU instance bound to this process: an overlay per run (the base image is never written), the
+//! serial console captured to a file, the guest agent on a unix socket, and QEMU killed when the
+//! instance is dropped, when kiln dies (Ctrl-C included: the kernel delivers SIGKILL to QEMU through
+//! PR_SET_PDEATHSIG), or when a wait times out.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::qga::Agent;
+
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "KVM",
+            Accel::Tcg => "TCG (software emulation)",
+        }
+    }
+}
+
+/// A host port forwarded to a guest TCP port, for probes from outside.
+#[derive(Debug, Clone, Copy)]
+pub struct HostForward {
+    pub host_port: u16,
+    pub guest_port: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    pub base_image: PathBuf,
+    pub run_dir: PathBuf,
+    pub seed: Option<PathBuf>,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    pub accel: Accel,
+    /// The guest reaches `10.0.2.100:80`, and only that, as this host port on 127.0.0.1.
+    pub mirror_port: Option<u16>,
+    pub forwards: Vec<HostForward>,
+}
+
+pub struct Instance {
+    child: Child,
+    pub run_dir: PathBuf,
+    pub console: PathBuf,
+    pub qga_socket: PathBuf,
+    pub started: Instant,
+    pub accel: Accel,
+}
+
+/// The format `qemu-img` reports for an image (qcow2 for cloud images, raw for some).
+fn image_format(path: &Path) -> Result<String> {
+    let out = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(path)
+        .output()
+        .context("running qemu-img info (install qemu-utils)")?;
+    if !out.status.success() {
+        bail!(
+            "{} is not a disk image qemu-img can read: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing qemu-img info")?;
+    info.get("format").and_then(|f| f.as_str()).map(str::to_string).context("qemu-img info names no format")
+}
+
+impl Instance {
+    pub fn start(config: &QemuConfig) -> Result<Instance> {
+        fs::create_dir_all(&config.run_dir).with_context(|| format!("creating {}", config.run_dir.display()))?;
+        let base =
+            config.base_image.canonicalize().with_context(|| format!("base image {}", config.base_image.display()))?;
+        let format = image_format(&base)?;
+        let overlay = config.run_dir.join("overlay.qcow2");
+        let _ = fs::remove_file(&overlay);
+        let status = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", &format, "-b"])
+            .arg(&base)
+            .arg(&overlay)
+            .status()
+            .context("running qemu-img create")?;
+        if !status.success() {
+            bail!("qemu-img could not create an overlay on {}", base.display());
+        }
+        let console = config.run_dir.join("console.log");
+        let qga_socket = config.run_dir.join("qga.sock");
+        let _ = fs::remove_file(&qga_socket);
+        let mut netdev = String::from("user,id=n0,restrict=on");
+        if let Some(port) = config.mirror_port {
+            // One `nc` per connection: a plain tcp chardev would serve a single connection only.
+            netdev.push_str(&format!(",guestfwd=tcp:10.0.2.100:80-cmd:nc 127.0.0.1 {port}"));
+        }
+        for forward in &config.forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", forward.host_port, forward.guest_port));
+        }
+        let mut command = Command::new("qemu-system-x86_64");
+        command
+            .args(["-accel", if config.accel == Accel::Kvm { "kvm" } else { "tcg" }])
+            .args(["-m", &config.memory_mib.to_string(), "-smp", &config.cpus.to_string()])
+            .args(["-bios", OVMF])
+            .args(["-display", "none", "-monitor", "none"])
+            .arg("-serial")
+            .arg(format!("file:{}", console.display()))
+            .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0,addr=0x3"])
+            .arg("-drive")
+            .arg(format!("file={},if=none,id=disk0,format=qcow2,discard=unmap", overlay.display()))
+            .args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"])
+            .arg("-chardev")
+            .arg(format!("socket,path={},server=on,wait=off,id=qga0", qga_socket.display()))
+            .args(["-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"])
+            .args(["-device", "virtio-rng-pci"]);
+        if let Some(seed) = &config.seed {
+            command.arg("-drive").arg(format!("file={},if=none,id=seed0,format=raw,readonly=on", seed.display()));
+            command.args(["-device", "virtio-blk-pci,drive=seed0"]);
+        }
+        let log = fs::File::create(config.run_dir.join("qemu.log")).context("creating qemu.log")?;
+        command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        fs::write(config.run_dir.join("qemu.cmdline"), format!("{command:?}\n"))?;
+        let child = command.spawn().context("starting qemu-system-x86_64 (install qemu-system-x86)")?;
+        Ok(Instance {
+            child,
+            run_dir: config.run_dir.clone(),
+            console,
+            qga_socket,
+            started: Instant::now(),
+            accel: config.accel,
+        })
+    }
+
+    pub fn console_text(&self) -> String {
+        fs::read(&self.console).map(|b| String::from_utf8_lossy(&b).replace('\r', "")).unwrap_or_default()
+    }
+
+    /// The last `n` lines of the console, for failure reports.
+    pub fn console_tail(&self, n: usize) -> String {
+        let text = self.console_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until `done(console)` holds, QEMU exits, or `timeout` passes.
+    pub fn wait_console(&mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if done(&self.console_text()) {
+                return Ok(true);
+            }
+            if !self.running() {
+                let log = fs::read_to_string(self.run_dir.join("qemu.log")).unwrap_or_default();
+                bail!("QEMU exited: {}", log.trim());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Ok(false)
+    }
+
+    pub fn agent(&self, timeout: Duration) -> Result<Agent> {
+        Agent::connect(&self.qga_socket, Instant::now() + timeout)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Uses KVM only if a guest actually boots with it here: a bounded boot must print the kernel banner.
+/// (On these machines /dev/kvm exists but KVM guests hang at kernel entry.)
+pub fn probe_accel(base_image: &Path, scratch: &Path) -> Accel {
+    if let Ok(forced) = std::env::var("KILN_ACCEL") {
+        return if forced.eq_ignore_ascii_case("kvm") { Accel::Kvm } else { Accel::Tcg };
+    }
+    if !Path::new("/dev/kvm").exists() {
+        return Accel::Tcg;
+    }
+    let config = QemuConfig {
+        base_image: base_image.to_path_buf(),
+        run_dir: scratch.join("kvm-probe"),
+        seed: None,
+        memory_mib: 1024,
+        cpus: 1,
+        accel: Accel::Kvm,
+        mirror_port: None,
+        forwards: Vec::new(),
+    };
+    let Ok(mut instance) = Instance::start(&config) else { return Accel::Tcg };
+    let booted = instance.wait_console(Duration::from_secs(20), |c| c.contains("Linux version")).unwrap_or(false);
+    if booted { Accel::Kvm } else { Accel::Tcg }
+}

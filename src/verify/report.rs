@@ -1,0 +1,125 @@
+//! Printing verdicts: a table for people (stderr) and JUnit XML for CI.
+
+use std::fmt::Write as _;
+
+use super::Check;
+
+/// A scenario's results, grouped by phase ("first boot", "after reboot", "from outside").
+#[derive(Debug, Clone, Default)]
+pub struct Verdict {
+    pub scenario: String,
+    pub phases: Vec<(String, Vec<Check>)>,
+    /// Timings, e.g. ("boot to cloud-init done", seconds).
+    pub timings: Vec<(String, f64)>,
+    pub accel: String,
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        self.phases.iter().all(|(_, checks)| checks.iter().all(|c| c.passed))
+    }
+
+    pub fn counts(&self) -> (usize, usize) {
+        let all = self.phases.iter().flat_map(|(_, c)| c.iter());
+        let (pass, fail): (Vec<&Check>, Vec<&Check>) = all.partition(|c| c.passed);
+        (pass.len(), fail.len())
+    }
+}
+
+pub fn table(verdict: &Verdict) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "scenario {} ({})", verdict.scenario, verdict.accel);
+    for (phase, checks) in &verdict.phases {
+        let _ = writeln!(out, "  {phase}");
+        for check in checks {
+            let mark = if check.passed { "ok  " } else { "FAIL" };
+            let _ = writeln!(out, "    {mark} {}", check.name);
+            if !check.passed {
+                let _ = writeln!(out, "         expected: {}", check.expected);
+                let _ = writeln!(out, "         observed: {}", check.observed);
+            }
+        }
+    }
+    for (what, seconds) in &verdict.timings {
+        let _ = writeln!(out, "  {what}: {seconds:.1} s");
+    }
+    let (pass, fail) = verdict.counts();
+    let _ = writeln!(out, "{pass} passed, {fail} failed");
+    out
+}
+
+fn xml_escape(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&apos;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+pub fn junit(verdicts: &[Verdict]) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
+    for verdict in verdicts {
+        let (pass, fail) = verdict.counts();
+        let total_time: f64 = verdict.timings.iter().map(|(_, s)| s).fold(0.0, |a, b| a.max(*b));
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{fail}\" time=\"{total_time:.1}\">",
+            xml_escape(&verdict.scenario),
+            pass + fail
+        );
+        for (phase, checks) in &verdict.phases {
+            for check in checks {
+                let _ = write!(
+                    out,
+                    "    <testcase classname=\"{}.{}\" name=\"{}\"",
+                    xml_escape(&verdict.scenario),
+                    xml_escape(phase),
+                    xml_escape(&check.name)
+                );
+                if check.passed {
+                    out.push_str("/>\n");
+                } else {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <failure message=\"expected {}, observed {}\"/>\n    </testcase>",
+                        xml_escape(&check.expected),
+                        xml_escape(&check.observed)
+                    );
+                }
+            }
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn junit_counts_and_escapes() {
+        let verdict = Verdict {
+            scenario: "seed".into(),
+            phases: vec![(
+                "first boot".into(),
+                vec![Check::new("a", "x", "x", true), Check::new("b <&>", "1", "2\u{1}", false)],
+            )],
+            timings: vec![("verdict".into(), 12.0)],
+            accel: "TCG".into(),
+        };
+        let xml = junit(&[verdict.clone()]);
+        assert!(xml.contains("tests=\"2\" failures=\"1\""));
+        assert!(xml.contains("name=\"b &lt;&amp;&gt;\""));
+        assert!(!xml.contains('\u{1}'));
+        assert!(!verdict.passed());
+        assert!(table(&verdict).contains("1 passed, 1 failed"));
+    }
+}
