@@ -8,6 +8,8 @@
 #   poke it with qga.py RUNDIR/qga.sock sh '...', stop it with qga.py RUNDIR/qga.sock shutdown)
 # prints: console wait result, "boot: N s from QEMU start to cloud-init finished", the guest's
 #         `cloud-init status --long` and `systemctl is-system-running`; exit 0 only if all is well.
+# Single-quoted $… strings are run in the guest; cleanup runs from the EXIT trap.
+# shellcheck disable=SC2016,SC2317
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,7 +30,7 @@ while [ $# -gt 0 ]; do
     *) [ -z "$base" ] || usage; base=$1; shift ;;
   esac
 done
-[ -n "$base" ] && [ -f "$base" ] || usage
+if [ -z "$base" ] || [ ! -f "$base" ]; then usage; fi
 base=$(cd "$(dirname "$base")" && pwd)/$(basename "$base")
 
 if [ -z "$rundir" ]; then
@@ -48,12 +50,12 @@ cleanup() {
     sleep 1
     kill -9 "$qemu_pid" 2>/dev/null || true
   fi
-  if [ $rc -ne 0 ]; then
+  if [ "$rc" -ne 0 ]; then
     echo "---- last 40 console lines ($rundir/console.log) ----" >&2
     tail -n 40 console.log 2>/dev/null | tr -d '\r' >&2 || true
   fi
-  [ "$keep" -eq 1 ] || [ $rc -ne 0 ] || rm -f overlay.qcow2
-  exit $rc
+  [ "$keep" -eq 1 ] || [ "$rc" -ne 0 ] || rm -f overlay.qcow2
+  exit "$rc"
 }
 trap cleanup EXIT
 
@@ -77,6 +79,7 @@ qemu-img create -q -f qcow2 -F qcow2 -b "$base" overlay.qcow2
 
 # ---- boot -------------------------------------------------------------------------------------
 rm -f console.log qga.sock qmp.sock
+# shellcheck disable=SC2054  # commas are QEMU option syntax, not array separators
 qemu_cmd=(
   qemu-system-x86_64
   -accel tcg
@@ -84,19 +87,23 @@ qemu_cmd=(
   -bios /usr/share/ovmf/OVMF.fd
   -nographic -serial file:console.log -monitor none
   -qmp unix:qmp.sock,server=on,wait=off
+  -netdev user,id=n0,restrict=on
+  # fixed PCI slot 3, and before any device without addr= (those take the next free slot in
+  # command-line order): the guest names the NIC ens3 whatever other devices are added
+  -device virtio-net-pci,netdev=n0,addr=0x3
   # bootindex: OVMF tries this disk first instead of the default (empty) IDE DVD drive
   -drive file=overlay.qcow2,if=none,id=disk0,format=qcow2,discard=unmap
   -device virtio-blk-pci,drive=disk0,bootindex=0
   -drive file=seed.img,if=none,id=seed0,format=raw,readonly=on
   -device virtio-blk-pci,drive=seed0
-  -netdev user,id=n0,restrict=on
-  # fixed PCI slot 3: the guest names the NIC ens3 whatever other devices are added
-  -device virtio-net-pci,netdev=n0,addr=0x3
   -chardev socket,path=qga.sock,server=on,wait=off,id=qga0
   -device virtio-serial
   -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0
   -device virtio-rng-pci
 )
+# experiments only (e.g. KILN_QEMU_EXTRA='-cpu max'); word-split on purpose
+# shellcheck disable=SC2206
+qemu_cmd+=(${KILN_QEMU_EXTRA:-})
 printf '%q ' "${qemu_cmd[@]}" > qemu.cmdline; echo >> qemu.cmdline
 t0=$(date +%s.%N)
 nohup "${qemu_cmd[@]}" > qemu.stdout 2> qemu.stderr < /dev/null &
@@ -133,6 +140,8 @@ qga ping
 status=0
 echo "---- cloud-init status --long"
 qga sh 'cloud-init status --long' || status=1
+echo "---- cloud-init status --format json (what a harness should parse)"
+qga sh 'cloud-init status --format json' || status=1
 echo "---- systemctl is-system-running"
 # bounded wait: cloud-init finished does not mean every unit has settled
 running=$(qga sh 'timeout 60 systemctl is-system-running --wait' || true)

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Builds the Debian 12 cloud base image described by recipe.toml into a qcow2 disk that boots
 # through UEFI firmware alone (OVMF -> systemd-boot -> linux-image-cloud-amd64).
-# No loop devices, no mounts: the rootfs is a plain directory made by mmdebstrap, the filesystems
-# are images made from files (mkfs.ext4 -d, mkfs.vfat + mtools), the disk is assembled with
-# sfdisk and dd conv=notrunc.
+# No loop devices, no mounts: the rootfs is a plain directory made by mmdebstrap; the ESP is a vfat
+# image filled with mtools and put in with dd conv=notrunc; the root ext4 is made from the tree
+# straight into its partition (mkfs.ext4 -d -E offset=); the GPT comes from sfdisk on the file.
 #
 # usage: build.sh OUTPUT.qcow2 [--workdir DIR] [--recipe FILE] [--keep-workdir]
 # needs: root (mmdebstrap --mode=root and a rootfs tree owned by real uids for mkfs.ext4 -d),
 #        mmdebstrap, e2fsprogs, dosfstools, mtools, fdisk (sfdisk), qemu-utils, python3 >= 3.11.
-# writes: OUTPUT.qcow2, OUTPUT.manifest (dpkg-query of the image), OUTPUT.sha256
+# writes: OUTPUT.qcow2, OUTPUT.manifest (dpkg-query of the image), OUTPUT.sha256,
+#         OUTPUT.digests (rootfs content digest, ESP sha256, kernel version: stable across builds)
+# default work directory: a new /var/tmp/kiln-image/build.XXXXXX, removed on success.
+
+# Single-quoted $1/${…} strings are for mmdebstrap hooks and dpkg-query formats.
+# shellcheck disable=SC2016
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -138,8 +143,10 @@ mmdebstrap "${mmdebstrap_args[@]}" "$SUITE" "$rootfs" "${MIRRORS[@]}" \
 
 # ---- 2. configure the tree -------------------------------------------------------------------
 phase configure
-kver=$(cd "$rootfs/boot" && ls vmlinuz-* | sed 's/^vmlinuz-//' | sort -V | tail -1)
-[ -n "$kver" ] && [ -f "$rootfs/boot/initrd.img-$kver" ] || { echo "no kernel/initrd in rootfs/boot" >&2; exit 1; }
+kver=$(find "$rootfs/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sed 's/^vmlinuz-//' | sort -V | tail -1)
+if [ -z "$kver" ] || [ ! -f "$rootfs/boot/initrd.img-$kver" ]; then
+  echo "no kernel/initrd in rootfs/boot" >&2; exit 1
+fi
 
 cat > "$rootfs/etc/fstab" <<EOF
 # <file system>	<mount point>	<type>	<options>	<dump>	<pass>
@@ -192,6 +199,7 @@ EOF
 
 # Manifest of exactly what is in the image.
 chroot "$rootfs" dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' | sort > "$workdir/manifest"
+cp "$rootfs/var/lib/dpkg/status" "$workdir/dpkg-status"
 
 # Clamp every mtime to SOURCE_DATE_EPOCH (files made by maintainer scripts and by this script carry
 # the build time). ctimes cannot be set, and mkfs.ext4 -d copies them: see tree digest below.
@@ -253,9 +261,10 @@ sfdisk --dump "$raw" > "$workdir/partitions.txt"
 # sfdisk takes any GUID as a type: check the names it resolves them to. (OVMF boots from any FAT
 # partition, so a wrong ESP type only shows later, when bootctl/kernel-install refuse the ESP.)
 sfdisk --list --output Device,Type "$raw" > "$workdir/partition-types.txt"
-grep -q 'raw1 *EFI System$' "$workdir/partition-types.txt" &&
-  grep -q 'raw2 *Linux root (x86-64)$' "$workdir/partition-types.txt" ||
-  { echo "unexpected partition types:" >&2; cat "$workdir/partition-types.txt" >&2; exit 1; }
+if ! grep -q 'raw1 *EFI System$' "$workdir/partition-types.txt" ||
+   ! grep -q 'raw2 *Linux root (x86-64)$' "$workdir/partition-types.txt"; then
+  echo "unexpected partition types:" >&2; cat "$workdir/partition-types.txt" >&2; exit 1
+fi
 dd if="$esp" of="$raw" bs=1M seek="$ESP_START_MIB" conv=notrunc,sparse status=none
 
 # ---- 5. root ext4, made from the tree straight into its partition ------------------------------
@@ -277,6 +286,8 @@ mkdir -p "$(dirname "$output")"
 rm -f "$output"
 qemu-img convert -f raw -O qcow2 -o compat=1.1 "$raw" "$output"
 cp "$workdir/manifest" "${output%.qcow2}.manifest"
+# The harness resolves a VM's packages against exactly what the image has (apt's Dir::State::status).
+cp "$workdir/dpkg-status" "${output%.qcow2}.dpkg-status"
 (cd "$(dirname "$output")" && sha256sum "$(basename "$output")") > "${output%.qcow2}.sha256"
 {
   echo "rootfs-tree $tree_digest"
