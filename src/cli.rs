@@ -34,6 +34,10 @@ pub mod exit {
     pub const SECRET: u8 = 4;
     /// The user-data does not fit the target (size limit or encoding).
     pub const TARGET: u8 = 5;
+    /// `kiln test`: the VM is not in the declared state (at least one check failed).
+    pub const CHECKS_FAILED: u8 = 6;
+    /// `kiln test` / `kiln image`: the harness could not do its job (QEMU, image, mirror, timeout).
+    pub const HARNESS: u8 = 7;
 }
 
 #[derive(Debug, Parser)]
@@ -55,6 +59,11 @@ pub enum Command {
     Expect(ExpectArgs),
     /// Print the JSON Schema of the profile format (for editors' YAML language servers).
     Schema,
+    /// Boot a throwaway VM with the profile and check, from inside and outside, that it is as declared.
+    Test(TestArgs),
+    /// Build base images from kiln's pinned recipes.
+    #[command(subcommand)]
+    Image(ImageCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +115,45 @@ pub struct RenderArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The profile to boot.
+    pub profile: PathBuf,
+    /// Base disk image (qcow2 or raw) with `IMAGE.dpkg-status` beside it (`kiln image build`).
+    #[arg(long)]
+    pub image: PathBuf,
+    /// Also write the results as JUnit XML here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Skip the reboot and the second round of checks.
+    #[arg(long)]
+    pub no_reboot: bool,
+    /// Seconds to wait for cloud-init to finish on each boot.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+    /// Where the console log, seed and overlay go (default `target/vm-tests/<profile name>`).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build a base image from a recipe (cached by the hash of the recipe's inputs).
+    Build(ImageBuildArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImageBuildArgs {
+    /// Recipe name (`debian-12`).
+    pub recipe: String,
+    /// Output image (qcow2); sidecars `.dpkg-status`, `.manifest`, `.sha256` are written beside it.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Rebuild even if the cache has this recipe.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ExpectArgs {
     /// The profile whose expected state to print.
     pub profile: PathBuf,
@@ -140,6 +188,21 @@ pub fn run(cli: Cli) -> Result<u8> {
             let text = serde_json::to_string_pretty(&crate::expect::expect(&model))? + "\n";
             std::io::stdout().write_all(text.as_bytes()).context("writing to stdout")?;
             Ok(exit::OK)
+        }
+        Command::Test(args) => test_command(&args),
+        Command::Image(ImageCommand::Build(args)) => {
+            let started = std::time::Instant::now();
+            match crate::effects::image::build(&args.recipe, &args.output, args.force) {
+                Ok(hit) => {
+                    let how = if hit { "from the cache" } else { "built" };
+                    eprintln!("{}: {how} in {:.1} s", args.output.display(), started.elapsed().as_secs_f64());
+                    Ok(exit::OK)
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    Ok(exit::HARNESS)
+                }
+            }
         }
         Command::Schema => {
             let text = serde_json::to_string_pretty(profile::schema())? + "\n";
@@ -338,6 +401,38 @@ fn seed_command(args: &SeedArgs) -> Result<u8> {
     write_atomic(&args.output, &image, 0o600)?;
     eprintln!("wrote {} ({} bytes, instance-id {instance_id})", args.output.display(), image.len());
     Ok(exit::OK)
+}
+
+fn test_command(args: &TestArgs) -> Result<u8> {
+    use crate::effects::vm::{harness, qemu};
+    let name = args.profile.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "profile".into());
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| PathBuf::from("target/vm-tests").join(&name));
+    let scenario = harness::Scenario {
+        name,
+        profile: args.profile.clone(),
+        base_image: args.image.clone(),
+        run_dir: run_dir.clone(),
+        reboot: !args.no_reboot,
+        containers: Vec::new(),
+        expect_provisioning_failure: None,
+        boot_timeout: std::time::Duration::from_secs(args.timeout),
+    };
+    let accel = qemu::probe_accel(&args.image, &run_dir);
+    eprintln!("kiln: accelerator: {}", accel.name());
+    match harness::run(&scenario, accel) {
+        Ok(verdict) => {
+            eprint!("{}", crate::verify::report::table(&verdict));
+            if let Some(path) = &args.junit {
+                write_atomic(path, crate::verify::report::junit(std::slice::from_ref(&verdict)).as_bytes(), 0o644)?;
+            }
+            Ok(if verdict.passed() { exit::OK } else { exit::CHECKS_FAILED })
+        }
+        Err(e) => {
+            eprintln!("error: the test harness failed: {e:#}");
+            eprintln!("console log: {}", run_dir.join("console.log").display());
+            Ok(exit::HARNESS)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Effects at the edge: file system, secrets lookup, seed images, processes. The only impure modules.
 
 pub mod fs;
+pub mod image;
+pub mod mirror;
 pub mod profile_dir;
 pub mod secret_source;
 pub mod seed_image;

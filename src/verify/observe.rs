@@ -104,7 +104,7 @@ pub fn parse_ufw_tuple(line: &str, ipv6: bool) -> Option<UfwRule> {
 }
 
 fn decode_hex(hex: &str) -> Option<String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> =

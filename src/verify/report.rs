@@ -115,7 +115,7 @@ mod tests {
             timings: vec![("verdict".into(), 12.0)],
             accel: "TCG".into(),
         };
-        let xml = junit(&[verdict.clone()]);
+        let xml = junit(std::slice::from_ref(&verdict));
         assert!(xml.contains("tests=\"2\" failures=\"1\""));
         assert!(xml.contains("name=\"b &lt;&amp;&gt;\""));
         assert!(!xml.contains('\u{1}'));

@@ -3,6 +3,7 @@
 mod cli;
 mod golden;
 mod keys;
+mod mirror;
 mod oracle;
 mod properties;
 mod support;

@@ -1,4 +1,5 @@
 //! Booting profiles in QEMU and looking at the result: the instance, the guest agent, the harness.
 
+pub mod harness;
 pub mod qemu;
 pub mod qga;

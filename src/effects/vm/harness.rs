@@ -1,0 +1,502 @@
+//! One VM scenario end to end: mirror, seed, boot, wait for cloud-init, check from inside and from
+//! outside, reboot, check again. Returns a `Verdict` (checks that pass or fail) or an error when the
+//! harness itself could not do its job.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+use super::qemu::{Accel, HostForward, Instance, QemuConfig};
+use super::qga::Agent;
+use crate::cli;
+use crate::effects::fs::write_atomic;
+use crate::effects::mirror::{self, MirrorRequest};
+use crate::expect::{self, ExpectedState, Listener};
+use crate::model::{Model, Repository, RepositoryKey, SecretRef};
+use crate::secrets::{self, SecretSource};
+use crate::verify::report::Verdict;
+use crate::verify::{self, Check, SecretDigests, observe};
+
+/// What a scenario boots and what it does besides the profile's own checks.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub profile: PathBuf,
+    pub base_image: PathBuf,
+    /// `target/vm-tests/<name>/`: console log, seed, overlay, qemu command line.
+    pub run_dir: PathBuf,
+    pub reboot: bool,
+    /// Containers to run (host port published → reachable from outside or not, per the profile).
+    pub containers: Vec<Container>,
+    /// The scenario is meant to fail provisioning: the verdict checks that the failure is reported.
+    pub expect_provisioning_failure: Option<String>,
+    pub boot_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub name: String,
+    /// `-p` argument, e.g. `0.0.0.0:8080:8080`.
+    pub publish: String,
+    pub host_port: u16,
+    pub reachable_from_outside: bool,
+}
+
+/// Test secrets: labelled values, random per run so a stale file from another run cannot match.
+struct TestSecrets {
+    tunnel_token: String,
+    auth_key: String,
+}
+
+impl TestSecrets {
+    fn new() -> TestSecrets {
+        let nonce = format!("{:x}", Sha256::digest(format!("{:?}{}", Instant::now(), std::process::id())));
+        TestSecrets {
+            tunnel_token: format!("kiln-test-tunnel-token-{}", &nonce[..24]),
+            auth_key: format!("kiln-test-auth-key-{}", &nonce[24..48]),
+        }
+    }
+}
+
+impl SecretSource for TestSecrets {
+    fn lookup(&self, reference: &SecretRef) -> Result<String, String> {
+        Ok(match reference {
+            SecretRef::Env(name) | SecretRef::File(name)
+                if name.to_ascii_lowercase().contains("tailscale") || name.starts_with("TS") =>
+            {
+                self.auth_key.clone()
+            }
+            _ => self.tunnel_token.clone(),
+        })
+    }
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The listeners every host from the base image has, whatever the profile says.
+pub fn image_listeners() -> Vec<Listener> {
+    let l = |proto: &str, port: u16, scope: &str, process: &str| Listener {
+        proto: proto.into(),
+        port,
+        scope: scope.into(),
+        process: process.into(),
+    };
+    vec![
+        l("tcp", 53, "loopback", "systemd-resolve"),
+        l("udp", 53, "loopback", "systemd-resolve"),
+        l("tcp", 5355, "any", "systemd-resolve"),
+        l("udp", 5355, "any", "systemd-resolve"),
+        l("udp", 68, "specific", "systemd-network"),
+    ]
+}
+
+/// Points every repository the model uses at the harness's mirror, signed with its test key: the
+/// same code path (key file + deb822 source + packages module) that production mirrors take.
+fn use_mirror(model: &mut Model, key: &[u8]) {
+    let repo = |name: &'static str| Repository {
+        name,
+        url: format!("http://10.0.2.100/{name}/"),
+        suites: vec!["./".into()],
+        components: Vec::new(),
+        key: RepositoryKey::Embedded { bytes: key.to_vec(), armored: true },
+    };
+    model.apt.debian = Some(repo("debian"));
+    if model.apt.tailscale.is_some() {
+        model.apt.tailscale = Some(repo("tailscale"));
+    }
+    if model.apt.cloudflared.is_some() {
+        model.apt.cloudflared = Some(repo("cloudflared"));
+    }
+    model.apt.docker = None;
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Announces progress on stderr, with the time since the scenario started.
+struct Progress {
+    start: Instant,
+    name: String,
+}
+
+impl Progress {
+    fn say(&self, what: &str) {
+        eprintln!("[{:6.1}s] {}: {what}", self.start.elapsed().as_secs_f64(), self.name);
+    }
+}
+
+const FINISHED: &str = "Cloud-init v. ";
+const FATAL_PATTERNS: &[&str] =
+    &["Kernel panic", "Oops:", "BUG: ", "emergency mode", "Give root password for maintenance", "end Kernel panic"];
+
+fn finished_count(console: &str) -> usize {
+    console.lines().filter(|l| l.contains(FINISHED) && l.contains(" finished at ")).count()
+}
+
+pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
+    let progress = Progress { start: Instant::now(), name: scenario.name.clone() };
+    std::fs::create_dir_all(&scenario.run_dir).with_context(|| format!("creating {}", scenario.run_dir.display()))?;
+    let loaded = cli::load(&scenario.profile)?;
+    let Some(mut model) = loaded.model.clone().filter(|_| !loaded.report.has_errors()) else {
+        bail!("{} does not validate; run `kiln check` on it", scenario.profile.display());
+    };
+    let expected = expect::expect(&model);
+    let test_secrets = TestSecrets::new();
+    let secrets = secrets::resolve(&model, Some(&test_secrets)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+
+    progress.say("building the package mirror");
+    let packages = crate::lower::lower(&model, &secrets).packages;
+    let status = dpkg_status_of(&scenario.base_image)?;
+    let request = MirrorRequest { packages: &packages, dpkg_status: &status };
+    let mirror = mirror::build_mirror_with_cache(&scenario.run_dir, &request, &mirror::default_cache_dir())?;
+    add_test_data(&mirror.root)?;
+    let server = mirror::serve(&mirror.root)?;
+    use_mirror(&mut model, &mirror.public_key);
+
+    let user_data = cli::user_data(&model, &secrets)?;
+    write_atomic(&scenario.run_dir.join("user-data"), user_data.as_bytes(), 0o600)?;
+    let network_config = crate::seed::default_network_config();
+    let instance_id = crate::seed::instance_id(user_data.as_bytes(), network_config.as_bytes());
+    let meta_data = crate::seed::meta_data(&instance_id, &model.host.hostname);
+    let seed = crate::effects::seed_image::cidata_image(&[
+        ("user-data", user_data.as_bytes()),
+        ("meta-data", meta_data.as_bytes()),
+        ("network-config", network_config.as_bytes()),
+    ])?;
+    let seed_path = scenario.run_dir.join("seed.img");
+    write_atomic(&seed_path, &seed, 0o600)?;
+
+    let mut forwards = Vec::new();
+    for probe in &expected.outside {
+        forwards.push(HostForward { host_port: free_port()?, guest_port: probe.port });
+    }
+    for container in &scenario.containers {
+        forwards.push(HostForward { host_port: free_port()?, guest_port: container.host_port });
+    }
+    let config = QemuConfig {
+        base_image: scenario.base_image.clone(),
+        run_dir: scenario.run_dir.clone(),
+        seed: Some(seed_path),
+        memory_mib: 2048,
+        cpus: 2,
+        accel,
+        mirror_port: Some(server.port()),
+        forwards: forwards.clone(),
+    };
+    progress.say(&format!("starting QEMU ({})", accel.name()));
+    let mut instance = Instance::start(&config)?;
+    let mut verdict = Verdict { scenario: scenario.name.clone(), accel: accel.name().into(), ..Verdict::default() };
+    let digests = SecretDigests {
+        cloudflared_token: secrets.cloudflared_token.as_ref().map(|s| sha256_hex(s.expose())),
+        tailscale_auth_key: secrets.tailscale_auth_key.as_ref().map(|s| sha256_hex(s.expose())),
+    };
+    let secret_values: Vec<String> = [&secrets.cloudflared_token, &secrets.tailscale_auth_key]
+        .into_iter()
+        .flatten()
+        .map(|s| s.expose().to_string())
+        .collect();
+
+    let boot_started = Instant::now();
+    let first = wait_for_cloud_init(&mut instance, 0, scenario.boot_timeout)?;
+    verdict.timings.push(("QEMU start to cloud-init finished".into(), boot_started.elapsed().as_secs_f64()));
+    progress.say(&format!("cloud-init finished ({first})"));
+    let mut agent = instance.agent(Duration::from_secs(120))?;
+    let mut checks = cloud_init_checks(&mut agent, &instance, scenario)?;
+    if scenario.expect_provisioning_failure.is_some() {
+        checks.push(console_check(&instance));
+        verdict.phases.push(("first boot".into(), checks));
+        verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
+        return Ok(verdict);
+    }
+    checks.extend(inside_checks(&mut agent, &expected, &digests)?);
+    checks.extend(secret_scan(&mut agent, &secret_values)?);
+    checks.push(console_check(&instance));
+    verdict.phases.push(("first boot, inside".into(), checks));
+    if !scenario.containers.is_empty() {
+        start_containers(&mut agent, scenario)?;
+    }
+    verdict.phases.push(("first boot, from outside".into(), outside_checks(&expected, scenario, &forwards)));
+    verdict.timings.push(("QEMU start to first verdict".into(), boot_started.elapsed().as_secs_f64()));
+
+    if scenario.reboot {
+        progress.say("rebooting");
+        let before = finished_count(&instance.console_text());
+        agent.shutdown("reboot")?;
+        drop(agent);
+        let reboot_started = Instant::now();
+        wait_for_cloud_init(&mut instance, before, scenario.boot_timeout)?;
+        verdict.timings.push(("reboot to cloud-init finished".into(), reboot_started.elapsed().as_secs_f64()));
+        let mut agent = instance.agent(Duration::from_secs(120))?;
+        let mut checks = inside_checks(&mut agent, &expected, &digests)?;
+        checks.extend(secret_scan(&mut agent, &secret_values)?);
+        checks.push(console_check(&instance));
+        verdict.phases.push(("after reboot, inside".into(), checks));
+        if !scenario.containers.is_empty() {
+            wait_for_containers(&mut agent, scenario)?;
+        }
+        verdict.phases.push(("after reboot, from outside".into(), outside_checks(&expected, scenario, &forwards)));
+    }
+    verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
+    progress.say("done");
+    drop(server);
+    Ok(verdict)
+}
+
+/// The base image's dpkg status file, written beside it by `kiln image build`.
+fn dpkg_status_of(image: &Path) -> Result<PathBuf> {
+    let status = image.with_extension("dpkg-status");
+    if !status.is_file() {
+        bail!(
+            "{} is missing: it lists what the base image has installed (written by `kiln image build`)",
+            status.display()
+        );
+    }
+    Ok(status)
+}
+
+/// A tiny container image for the Docker checks: Debian's static busybox and a page to serve.
+fn add_test_data(root: &Path) -> Result<()> {
+    let dir = root.join("testdata");
+    let tar = dir.join("busybox.tar");
+    if tar.is_file() {
+        return Ok(());
+    }
+    let tree = tempfile::tempdir()?;
+    std::fs::create_dir_all(tree.path().join("bin"))?;
+    std::fs::create_dir_all(tree.path().join("www"))?;
+    std::fs::copy("/bin/busybox", tree.path().join("bin/busybox"))
+        .context("copying /bin/busybox (install Debian's busybox-static on the host)")?;
+    std::fs::write(tree.path().join("www/index.html"), "kiln test container\n")?;
+    std::fs::create_dir_all(&dir)?;
+    let status = std::process::Command::new("tar")
+        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+        .arg(tree.path())
+        .args(["-cf"])
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .context("running tar")?;
+    if !status.success() {
+        bail!("tar failed building the test container image");
+    }
+    Ok(())
+}
+
+fn wait_for_cloud_init(instance: &mut Instance, already: usize, timeout: Duration) -> Result<String> {
+    let ok = instance.wait_console(timeout, |console| {
+        finished_count(console) > already || FATAL_PATTERNS.iter().any(|p| console.contains(p))
+    })?;
+    let console = instance.console_text();
+    if let Some(pattern) = FATAL_PATTERNS.iter().find(|p| console.contains(*p)) {
+        bail!("the guest hit `{pattern}` during boot; console tail:\n{}", instance.console_tail(30));
+    }
+    if !ok {
+        bail!("cloud-init did not finish within {} s; console tail:\n{}", timeout.as_secs(), instance.console_tail(30));
+    }
+    Ok(console.lines().rfind(|l| l.contains(" finished at ")).unwrap_or("").trim().to_string())
+}
+
+/// cloud-init's own verdict: status and result.json; an error is a failed check, never a pass.
+fn cloud_init_checks(agent: &mut Agent, instance: &Instance, scenario: &Scenario) -> Result<Vec<Check>> {
+    // 22.4 exits 0/1; ≥ 23.4 exits 0/1/2 (2 = recoverable errors): the JSON is what we read.
+    let status = agent.shell(
+        "timeout 120 cloud-init status --wait --long; echo; cat /run/cloud-init/result.json",
+        Duration::from_secs(150),
+    )?;
+    let text = status.stdout;
+    let result_json = text.find("{\n").map(|i| &text[i..]).unwrap_or("{}");
+    let result: serde_json::Value = serde_json::from_str(result_json.trim()).unwrap_or_default();
+    let errors = result["v1"]["errors"].as_array().cloned().unwrap_or_default();
+    let log = agent.shell("grep -a 'kiln: ' /var/log/cloud-init-output.log || true", Duration::from_secs(30))?.stdout;
+    let failed_step = log.lines().find_map(|l| l.split("provisioning FAILED in step: ").nth(1)).map(str::to_string);
+    let mut checks = Vec::new();
+    match &scenario.expect_provisioning_failure {
+        None => {
+            let observed = if errors.is_empty() {
+                "no errors".to_string()
+            } else {
+                format!(
+                    "{} error(s): {}{}",
+                    errors.len(),
+                    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
+                    failed_step.map(|s| format!("; kiln step failed: {s}")).unwrap_or_default()
+                )
+            };
+            checks.push(Check::new("cloud-init finished without errors", "no errors", observed, errors.is_empty()));
+            let complete = log.contains("kiln: provisioning complete");
+            checks.push(Check::new(
+                "provisioning script completed",
+                "kiln: provisioning complete",
+                if complete { "complete" } else { "not complete" },
+                complete,
+            ));
+        }
+        Some(step) => {
+            checks.push(Check::new(
+                "cloud-init reports the failure",
+                "status: error",
+                if errors.is_empty() { "no errors" } else { "errors reported" },
+                !errors.is_empty(),
+            ));
+            let observed = failed_step.clone().unwrap_or_else(|| "(no failed step in cloud-init-output.log)".into());
+            checks.push(Check::new(
+                "the failing provisioning step is named",
+                step.as_str(),
+                observed.as_str(),
+                observed == *step,
+            ));
+            let _ = instance;
+        }
+    }
+    Ok(checks)
+}
+
+fn inside_checks(agent: &mut Agent, expected: &ExpectedState, digests: &SecretDigests) -> Result<Vec<Check>> {
+    let script = observe::probe_script(expected);
+    let output = agent.shell(&script, Duration::from_secs(120))?;
+    let sections = observe::sections(&output.stdout);
+    if sections.len() < 10 {
+        bail!("the probe script produced {} sections; stderr: {}", sections.len(), output.stderr);
+    }
+    Ok(verify::verify(expected, &sections, &image_listeners(), digests))
+}
+
+/// No secret value in any process argument, unit file or log, and every file holding one is 0600
+/// root. The values travel to the guest on the agent's stdin, never as an argument.
+fn secret_scan(agent: &mut Agent, secrets: &[String]) -> Result<Vec<Check>> {
+    if secrets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let script = r#"set -u
+pats=$(cat)
+echo "@@kiln:files@@"
+grep -rlsF -f <(printf '%s\n' "$pats") /etc /var/log /var/lib /run /home /root /usr/local /tmp /opt 2>/dev/null | while read -r f; do stat -c '%a %U %n' "$f"; done
+echo "@@kiln:argv@@"
+for p in /proc/[0-9]*; do tr '\0' ' ' < "$p/cmdline" 2>/dev/null; echo; done | grep -cF -f <(printf '%s\n' "$pats") || true
+"#;
+    let input = secrets.join("\n") + "\n";
+    let out = agent.exec("/bin/bash", &["-c", script], Some(input.as_bytes()), Duration::from_secs(180))?;
+    let sections = observe::sections(&out.stdout);
+    let files = sections.get("files").cloned().unwrap_or_default();
+    let argv_hits: usize = sections.get("argv").and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let loose: Vec<&str> =
+        files.lines().filter(|l| !l.starts_with("600 root ") && !l.starts_with("400 root ")).collect();
+    Ok(vec![
+        Check::new(
+            "files holding a secret are 0600 root",
+            "only 0600 root files",
+            if loose.is_empty() {
+                format!("{} file(s), all 0600 root", files.lines().count())
+            } else {
+                format!("too open: {}", loose.join(", "))
+            },
+            loose.is_empty(),
+        ),
+        Check::new(
+            "no secret in any process argument",
+            "0 processes",
+            format!("{argv_hits} processes"),
+            argv_hits == 0,
+        ),
+    ])
+}
+
+fn console_check(instance: &Instance) -> Check {
+    let console = instance.console_text();
+    let bad: Vec<&str> =
+        console.lines().filter(|l| FATAL_PATTERNS.iter().any(|p| l.contains(p)) || l.contains("[FAILED]")).collect();
+    Check::new(
+        "console: no panic, oops, emergency shell or failed unit",
+        "clean",
+        if bad.is_empty() { "clean".into() } else { bad.join(" | ") },
+        bad.is_empty(),
+    )
+}
+
+fn start_containers(agent: &mut Agent, scenario: &Scenario) -> Result<()> {
+    let mut script = String::from(
+        "set -e\n/usr/lib/apt/apt-helper download-file http://10.0.2.100/testdata/busybox.tar /tmp/busybox.tar >/dev/null\ndocker import /tmp/busybox.tar kiln/busybox >/dev/null\n",
+    );
+    for c in &scenario.containers {
+        script.push_str(&format!(
+            "docker run -d --restart=always --name {} -p {} kiln/busybox /bin/busybox httpd -f -p 8080 -h /www >/dev/null\n",
+            crate::templates::shell_quote(&c.name),
+            crate::templates::shell_quote(&c.publish)
+        ));
+    }
+    let out = agent.shell(&script, Duration::from_secs(300))?;
+    if !out.ok() {
+        bail!("starting the test containers failed: {}{}", out.stdout, out.stderr);
+    }
+    wait_for_containers(agent, scenario)
+}
+
+fn wait_for_containers(agent: &mut Agent, scenario: &Scenario) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = agent.shell("docker ps --format '{{.Names}}'", Duration::from_secs(30))?;
+        if scenario.containers.iter().all(|c| out.stdout.lines().any(|l| l == c.name)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("test containers are not running: {}", out.stdout);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Connects through a forwarded port and reports whether anything answered within the window. With
+/// user-mode networking the host side always accepts, so "reachable" means the service spoke.
+pub fn speaks(host_port: u16, http: bool, window: Duration) -> bool {
+    let address = SocketAddr::from(([127, 0, 0, 1], host_port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&address, window) else { return false };
+    let _ = stream.set_read_timeout(Some(window));
+    if http {
+        let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    }
+    let mut buffer = [0u8; 64];
+    matches!(stream.read(&mut buffer), Ok(n) if n > 0)
+}
+
+fn outside_checks(expected: &ExpectedState, scenario: &Scenario, forwards: &[HostForward]) -> Vec<Check> {
+    let window = Duration::from_secs(8);
+    let mut checks = Vec::new();
+    let mut by_guest: BTreeMap<u16, u16> = BTreeMap::new();
+    for f in forwards {
+        by_guest.entry(f.guest_port).or_insert(f.host_port);
+    }
+    for probe in &expected.outside {
+        let Some(host_port) = by_guest.get(&probe.port) else { continue };
+        let answered = speaks(*host_port, probe.port != 22, window);
+        checks.push(Check::new(
+            format!(
+                "from outside, {}/{} {}",
+                probe.port,
+                probe.proto,
+                if probe.reachable { "answers" } else { "is closed" }
+            ),
+            if probe.reachable { "answers" } else { "no answer" },
+            if answered { "answers" } else { "no answer" },
+            answered == probe.reachable,
+        ));
+    }
+    for container in &scenario.containers {
+        let Some(host_port) = by_guest.get(&container.host_port) else { continue };
+        let answered = speaks(*host_port, true, window);
+        checks.push(Check::new(
+            format!("from outside, container {} (-p {})", container.name, container.publish),
+            if container.reachable_from_outside { "answers" } else { "no answer" },
+            if answered { "answers" } else { "no answer" },
+            answered == container.reachable_from_outside,
+        ));
+    }
+    checks
+}
