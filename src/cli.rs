@@ -414,6 +414,7 @@ fn test_command(args: &TestArgs) -> Result<u8> {
         run_dir: run_dir.clone(),
         reboot: !args.no_reboot,
         containers: Vec::new(),
+        listen: Vec::new(),
         expect_provisioning_failure: None,
         boot_timeout: std::time::Duration::from_secs(args.timeout),
     };

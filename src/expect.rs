@@ -109,6 +109,9 @@ pub struct OutsideProbe {
 
 const SSH_PORT: u16 = 22;
 
+/// In an expected listener, port 0 stands for "whatever port the program picks".
+pub const ANY_PORT: u16 = 0;
+
 pub fn expect(model: &Model) -> ExpectedState {
     let mut packages: Vec<String> = Vec::new();
     let mut units = vec![unit("ssh.service")];
@@ -126,6 +129,8 @@ pub fn expect(model: &Model) -> ExpectedState {
         packages.extend(names.iter().map(|s| s.to_string()));
         units.push(unit("docker.service"));
         units.push(unit("containerd.service"));
+        // containerd's CRI stream server listens on loopback, on a port it picks at each start.
+        listeners.push(listener("tcp", ANY_PORT, "loopback", "containerd"));
         groups.push("docker".to_string());
     }
     let cloudflared_args = model.cloudflared.as_ref().map(|c| {

@@ -9,6 +9,7 @@ use crate::model::{Model, Repository, RepositoryKey};
 
 pub const UNSAFE_IO_PATH: &str = "/etc/dpkg/dpkg.cfg.d/kiln-unsafe-io";
 pub const NO_LANGUAGES_PATH: &str = "/etc/apt/apt.conf.d/90kiln-no-languages";
+pub const NO_RECOMMENDS_PATH: &str = "/etc/apt/apt.conf.d/90kiln-first-boot-no-recommends";
 
 pub(super) fn lower(model: &Model, parts: &mut Parts) {
     parts.files.push(WriteFile::new(
@@ -23,6 +24,14 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
         0o644,
         "# Managed by kiln: removed when first-boot provisioning ends.\nforce-unsafe-io\n",
     ));
+    if !model.apt.install_recommends {
+        // First boot only, like unsafe-io: later `apt install`s on the host behave as Debian's do.
+        parts.files.push(WriteFile::new(
+            NO_RECOMMENDS_PATH,
+            0o644,
+            "// Managed by kiln: removed when first-boot provisioning ends.\nAPT::Install-Recommends \"false\";\n",
+        ));
+    }
     if let Some(debian) = &model.apt.debian {
         parts.files.push(WriteFile::new(
             "/etc/apt/sources.list",

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::SECRETS_DIR;
-use super::apt::UNSAFE_IO_PATH;
+use super::apt::{NO_RECOMMENDS_PATH, UNSAFE_IO_PATH};
 use crate::cloud_config::WriteFile;
 use crate::model::Model;
 use crate::templates;
@@ -33,7 +33,7 @@ pub(super) fn provision_file(model: &Model, component_steps: &[Step]) -> WriteFi
         vec![cmd(&["install", "-d", "-m", "0700", "-o", "root", "-g", "root", SECRETS_DIR])],
     )];
     steps.extend_from_slice(component_steps);
-    steps.push(Step::new("finish", vec![cmd(&["rm", "-f", UNSAFE_IO_PATH])]));
+    steps.push(Step::new("finish", vec![cmd(&["rm", "-f", UNSAFE_IO_PATH, NO_RECOMMENDS_PATH])]));
     let body = templates::render(
         templates::PROVISION_SCRIPT,
         minijinja::context! { version => env!("CARGO_PKG_VERSION"), hostname => &model.host.hostname, steps => steps },

@@ -317,7 +317,13 @@ pub(super) fn apt(raw: &RawProfile, files: &dyn ProfileFiles, report: &mut Repor
             repo.filter(|_| used)
         });
     let mut next = || resolved.next().flatten();
-    Apt { debian: next(), docker: next(), tailscale: next(), cloudflared: next() }
+    Apt {
+        debian: next(),
+        docker: next(),
+        tailscale: next(),
+        cloudflared: next(),
+        install_recommends: raw.apt.install_recommends,
+    }
 }
 
 fn read_profile_bytes_checked(

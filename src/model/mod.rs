@@ -122,6 +122,7 @@ pub struct Apt {
     pub docker: Option<Repository>,
     pub tailscale: Option<Repository>,
     pub cloudflared: Option<Repository>,
+    pub install_recommends: bool,
 }
 
 /// A deb822 source with its signing key (bytes as given: armored keys end in `.asc`, binary in `.gpg`).

@@ -375,6 +375,10 @@ pub struct Apt {
     /// Replace Cloudflare's cloudflared repository.
     #[serde(default)]
     pub cloudflared: Option<AptSource>,
+    /// Install recommended packages during first boot. Off by default: a server needs none of them
+    /// (docker.io would pull git, needrestart and binutils) and first boot is much faster without.
+    #[serde(default)]
+    pub install_recommends: bool,
 }
 
 /// A deb822 source. Omitted fields keep the repository's defaults.

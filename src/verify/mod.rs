@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::expect::{ExpectedState, Listener, UfwRule};
+use crate::expect::{ANY_PORT, ExpectedState, Listener, UfwRule};
 use observe::{parse_groups, parse_ss_line, parse_ufw_tuple};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -247,7 +247,14 @@ fn describe_rule(rule: &UfwRule) -> String {
 
 fn listener_check(expected: &ExpectedState, image: &[Listener], ss: &str) -> Check {
     let wanted: BTreeSet<Listener> = expected.listeners.iter().chain(image).cloned().collect();
-    let observed: BTreeSet<Listener> = ss.lines().filter_map(parse_ss_line).collect();
+    let picks_its_port = |l: &Listener| {
+        wanted.iter().any(|w| w.port == ANY_PORT && w.proto == l.proto && w.scope == l.scope && w.process == l.process)
+    };
+    let observed: BTreeSet<Listener> = ss
+        .lines()
+        .filter_map(parse_ss_line)
+        .map(|l| if picks_its_port(&l) { Listener { port: ANY_PORT, ..l } } else { l })
+        .collect();
     let show = |set: &BTreeSet<Listener>| {
         set.iter().map(|l| format!("{}/{} {} ({})", l.port, l.proto, l.scope, l.process)).collect::<Vec<_>>().join(", ")
     };

@@ -52,7 +52,7 @@ pub fn probe_script(expected: &ExpectedState) -> String {
     add(
         "secret-files",
         &format!(
-            "for f in {}; do stat -c '%n\\t%a\\t%U' \"$f\" 2>/dev/null || printf '%s\\tmissing\\t-\\n' \"$f\"; done",
+            "for f in {}; do stat --printf '%n\\t%a\\t%U\\n' \"$f\" 2>/dev/null || printf '%s\\tmissing\\t-\\n' \"$f\"; done",
             files.join(" ")
         ),
     );

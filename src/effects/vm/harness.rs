@@ -33,6 +33,8 @@ pub struct Scenario {
     pub reboot: bool,
     /// Containers to run (host port published → reachable from outside or not, per the profile).
     pub containers: Vec<Container>,
+    /// Guest ports where the harness starts a small HTTP server, so "open" ports have someone to answer.
+    pub listen: Vec<u16>,
     /// The scenario is meant to fail provisioning: the verdict checks that the failure is reported.
     pub expect_provisioning_failure: Option<String>,
     pub boot_timeout: Duration,
@@ -209,7 +211,7 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
     verdict.timings.push(("QEMU start to cloud-init finished".into(), boot_started.elapsed().as_secs_f64()));
     progress.say(&format!("cloud-init finished ({first})"));
     let mut agent = instance.agent(Duration::from_secs(120))?;
-    let mut checks = cloud_init_checks(&mut agent, &instance, scenario)?;
+    let mut checks = cloud_init_checks(&mut agent, scenario)?;
     if scenario.expect_provisioning_failure.is_some() {
         checks.push(console_check(&instance));
         verdict.phases.push(("first boot".into(), checks));
@@ -220,10 +222,9 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
     checks.extend(secret_scan(&mut agent, &secret_values)?);
     checks.push(console_check(&instance));
     verdict.phases.push(("first boot, inside".into(), checks));
-    if !scenario.containers.is_empty() {
-        start_containers(&mut agent, scenario)?;
-    }
-    verdict.phases.push(("first boot, from outside".into(), outside_checks(&expected, scenario, &forwards)));
+    let mut outside = start_scaffolding(&mut agent, scenario)?;
+    outside.extend(outside_checks(&expected, scenario, &forwards));
+    verdict.phases.push(("first boot, from outside".into(), outside));
     verdict.timings.push(("QEMU start to first verdict".into(), boot_started.elapsed().as_secs_f64()));
 
     if scenario.reboot {
@@ -239,10 +240,9 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
         checks.extend(secret_scan(&mut agent, &secret_values)?);
         checks.push(console_check(&instance));
         verdict.phases.push(("after reboot, inside".into(), checks));
-        if !scenario.containers.is_empty() {
-            wait_for_containers(&mut agent, scenario)?;
-        }
-        verdict.phases.push(("after reboot, from outside".into(), outside_checks(&expected, scenario, &forwards)));
+        let mut outside = start_scaffolding(&mut agent, scenario)?;
+        outside.extend(outside_checks(&expected, scenario, &forwards));
+        verdict.phases.push(("after reboot, from outside".into(), outside));
     }
     verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
     progress.say("done");
@@ -304,48 +304,74 @@ fn wait_for_cloud_init(instance: &mut Instance, already: usize, timeout: Duratio
     Ok(console.lines().rfind(|l| l.contains(" finished at ")).unwrap_or("").trim().to_string())
 }
 
-/// cloud-init's own verdict: status and result.json; an error is a failed check, never a pass.
-fn cloud_init_checks(agent: &mut Agent, instance: &Instance, scenario: &Scenario) -> Result<Vec<Check>> {
-    // 22.4 exits 0/1; ≥ 23.4 exits 0/1/2 (2 = recoverable errors): the JSON is what we read.
-    let status = agent.shell(
-        "timeout 120 cloud-init status --wait --long; echo; cat /run/cloud-init/result.json",
-        Duration::from_secs(150),
-    )?;
-    let text = status.stdout;
-    let result_json = text.find("{\n").map(|i| &text[i..]).unwrap_or("{}");
-    let result: serde_json::Value = serde_json::from_str(result_json.trim()).unwrap_or_default();
-    let errors = result["v1"]["errors"].as_array().cloned().unwrap_or_default();
-    let log = agent.shell("grep -a 'kiln: ' /var/log/cloud-init-output.log || true", Duration::from_secs(30))?.stdout;
-    let failed_step = log.lines().find_map(|l| l.split("provisioning FAILED in step: ").nth(1)).map(str::to_string);
+/// Every way cloud-init can say something went wrong: errors in `result.json` and in each stage of
+/// `status.json`, a failed cloud-init unit, or a module logged as failed (22.4 records some module
+/// failures only in its log and its unit's exit status).
+pub fn cloud_init_errors(sections: &BTreeMap<String, String>) -> Vec<String> {
+    let mut errors = Vec::new();
+    let json =
+        |name: &str| serde_json::from_str::<serde_json::Value>(sections.get(name).map_or("", |s| s.as_str())).ok();
+    if let Some(result) = json("result") {
+        errors.extend(result["v1"]["errors"].as_array().into_iter().flatten().map(|e| format!("result.json: {e}")));
+    }
+    if let Some(status) = json("status")
+        && let Some(stages) = status["v1"].as_object()
+    {
+        for (stage, body) in stages {
+            for e in body["errors"].as_array().into_iter().flatten() {
+                errors.push(format!("{stage}: {e}"));
+            }
+        }
+    }
+    for line in sections.get("units").map_or("", |s| s.as_str()).lines() {
+        if let Some(unit) = line.strip_suffix(" failed") {
+            errors.push(format!("unit {unit} failed"));
+        }
+    }
+    for line in sections.get("modules").map_or("", |s| s.as_str()).lines() {
+        if let Some(rest) = line.split("Running module ").nth(1) {
+            errors.push(format!("module {} failed", rest.split_whitespace().next().unwrap_or("?")));
+        }
+    }
+    errors.sort();
+    errors.dedup();
+    errors
+}
+
+/// cloud-init's own verdict; "finished with errors" is a failed check, never a pass.
+fn cloud_init_checks(agent: &mut Agent, scenario: &Scenario) -> Result<Vec<Check>> {
+    // 22.4 exits 0/1, ≥ 23.4 exits 0/1/2 (2 = recoverable errors): the files are read, not the code.
+    let script = r#"timeout 120 cloud-init status --wait >/dev/null 2>&1
+echo "@@kiln:result@@"; cat /run/cloud-init/result.json 2>/dev/null
+echo "@@kiln:status@@"; cat /run/cloud-init/status.json 2>/dev/null
+echo "@@kiln:units@@"
+for u in cloud-init-local cloud-init cloud-config cloud-final; do echo "$u $(systemctl is-failed $u.service 2>/dev/null)"; done
+echo "@@kiln:modules@@"; grep -a 'WARNING\]: Running module .* failed' /var/log/cloud-init.log 2>/dev/null
+echo "@@kiln:kiln@@"; grep -a 'kiln: ' /var/log/cloud-init-output.log 2>/dev/null
+"#;
+    let out = agent.shell(script, Duration::from_secs(180))?;
+    let sections = observe::sections(&out.stdout);
+    let errors = cloud_init_errors(&sections);
+    let log = sections.get("kiln").cloned().unwrap_or_default();
+    let failed_step =
+        log.lines().find_map(|l| l.split("provisioning FAILED in step: ").nth(1)).map(|s| s.trim().to_string());
     let mut checks = Vec::new();
     match &scenario.expect_provisioning_failure {
         None => {
             let observed = if errors.is_empty() {
                 "no errors".to_string()
             } else {
-                format!(
-                    "{} error(s): {}{}",
-                    errors.len(),
-                    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
-                    failed_step.map(|s| format!("; kiln step failed: {s}")).unwrap_or_default()
-                )
+                let step = failed_step.map(|s| format!("; kiln step failed: {s}")).unwrap_or_default();
+                format!("{} error(s): {}{step}", errors.len(), errors.join("; "))
             };
             checks.push(Check::new("cloud-init finished without errors", "no errors", observed, errors.is_empty()));
             let complete = log.contains("kiln: provisioning complete");
-            checks.push(Check::new(
-                "provisioning script completed",
-                "kiln: provisioning complete",
-                if complete { "complete" } else { "not complete" },
-                complete,
-            ));
+            let observed = if complete { "complete" } else { "not complete" };
+            checks.push(Check::new("provisioning script completed", "kiln: provisioning complete", observed, complete));
         }
         Some(step) => {
-            checks.push(Check::new(
-                "cloud-init reports the failure",
-                "status: error",
-                if errors.is_empty() { "no errors" } else { "errors reported" },
-                !errors.is_empty(),
-            ));
+            let observed = if errors.is_empty() { "no errors".to_string() } else { errors.join("; ") };
+            checks.push(Check::new("cloud-init reports the failure", "an error", observed, !errors.is_empty()));
             let observed = failed_step.clone().unwrap_or_else(|| "(no failed step in cloud-init-output.log)".into());
             checks.push(Check::new(
                 "the failing provisioning step is named",
@@ -353,7 +379,13 @@ fn cloud_init_checks(agent: &mut Agent, instance: &Instance, scenario: &Scenario
                 observed.as_str(),
                 observed == *step,
             ));
-            let _ = instance;
+            let ufw = agent.shell("ufw status 2>/dev/null | head -n 1", Duration::from_secs(60))?.stdout;
+            checks.push(Check::new(
+                "the firewall stayed off (it is enabled only after every other step)",
+                "Status: inactive",
+                ufw.trim(),
+                ufw.contains("inactive"),
+            ));
         }
     }
     Ok(checks)
@@ -421,36 +453,61 @@ fn console_check(instance: &Instance) -> Check {
     )
 }
 
-fn start_containers(agent: &mut Agent, scenario: &Scenario) -> Result<()> {
+/// Test scaffolding, started after the inside checks so it never shows up in them: a static busybox
+/// from the mirror, HTTP servers on the scenario's ports, and the test containers (not restarted by
+/// Docker, so the harness starts them again after a reboot). Returns checks made from inside the guest:
+/// each container answers on the guest's own loopback, whatever the outside sees.
+fn start_scaffolding(agent: &mut Agent, scenario: &Scenario) -> Result<Vec<Check>> {
+    if scenario.listen.is_empty() && scenario.containers.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut script = String::from(
-        "set -e\n/usr/lib/apt/apt-helper download-file http://10.0.2.100/testdata/busybox.tar /tmp/busybox.tar >/dev/null\ndocker import /tmp/busybox.tar kiln/busybox >/dev/null\n",
+        "set -e\nif [ ! -x /opt/kiln-test/bin/busybox ]; then\n  /usr/lib/apt/apt-helper download-file http://10.0.2.100/testdata/busybox.tar /opt/kiln-test.tar >/dev/null\n  mkdir -p /opt/kiln-test && tar -xf /opt/kiln-test.tar -C /opt/kiln-test\nfi\n",
     );
-    for c in &scenario.containers {
+    for port in &scenario.listen {
         script.push_str(&format!(
-            "docker run -d --restart=always --name {} -p {} kiln/busybox /bin/busybox httpd -f -p 8080 -h /www >/dev/null\n",
-            crate::templates::shell_quote(&c.name),
+            "setsid /opt/kiln-test/bin/busybox httpd -p {port} -h /opt/kiln-test/www </dev/null >/dev/null 2>&1 &\n"
+        ));
+    }
+    if !scenario.containers.is_empty() {
+        script.push_str("docker image inspect kiln/busybox >/dev/null 2>&1 || docker import /opt/kiln-test.tar kiln/busybox >/dev/null\n");
+    }
+    for c in &scenario.containers {
+        let name = crate::templates::shell_quote(&c.name);
+        script.push_str(&format!(
+            "docker start {name} >/dev/null 2>&1 || docker run -d --name {name} -p {} kiln/busybox /bin/busybox httpd -f -p 8080 -h /www >/dev/null\n",
             crate::templates::shell_quote(&c.publish)
         ));
     }
     let out = agent.shell(&script, Duration::from_secs(300))?;
     if !out.ok() {
-        bail!("starting the test containers failed: {}{}", out.stdout, out.stderr);
+        bail!("starting the test scaffolding failed: {}{}", out.stdout, out.stderr);
     }
-    wait_for_containers(agent, scenario)
-}
-
-fn wait_for_containers(agent: &mut Agent, scenario: &Scenario) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let out = agent.shell("docker ps --format '{{.Names}}'", Duration::from_secs(30))?;
-        if scenario.containers.iter().all(|c| out.stdout.lines().any(|l| l == c.name)) {
-            return Ok(());
+    let mut checks = Vec::new();
+    for c in &scenario.containers {
+        let url = format!("http://127.0.0.1:{}/", c.host_port);
+        let mut answered = false;
+        for _ in 0..30 {
+            let probe = agent.exec(
+                "/opt/kiln-test/bin/busybox",
+                &["wget", "-q", "-T", "3", "-O", "-", &url],
+                None,
+                Duration::from_secs(10),
+            )?;
+            if probe.ok() && probe.stdout.contains("kiln test container") {
+                answered = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
         }
-        if Instant::now() > deadline {
-            bail!("test containers are not running: {}", out.stdout);
-        }
-        std::thread::sleep(Duration::from_secs(2));
+        checks.push(Check::new(
+            format!("inside, container {} answers on the guest's loopback", c.name),
+            "answers",
+            if answered { "answers" } else { "no answer" },
+            answered,
+        ));
     }
+    Ok(checks)
 }
 
 /// Connects through a forwarded port and reports whether anything answered within the window. With

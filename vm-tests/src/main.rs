@@ -1,0 +1,113 @@
+//! kiln's VM scenarios: boots real Debian 12 guests under QEMU and checks them from inside and outside.
+//!
+//! Run by `scripts/test-all` (and so by CI) after the unit tests: builds (or takes from the cache) the
+//! base image, probes the accelerator once, runs each scenario in turn (two TCG guests at once on two
+//! cores would only slow both), prints a table per scenario, writes `target/vm-tests/junit.xml`, and
+//! ends with `N passed, N failed`. Exit status 0 only when every check of every scenario passed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use kiln::effects::vm::harness::{self, Container, Scenario};
+use kiln::effects::vm::qemu;
+use kiln::verify::report::{self, Verdict};
+
+fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
+    let scenario = |name: &str, profile: PathBuf| Scenario {
+        name: name.into(),
+        profile,
+        base_image: image.to_path_buf(),
+        run_dir: out.join(name),
+        reboot: true,
+        containers: Vec::new(),
+        listen: Vec::new(),
+        expect_provisioning_failure: None,
+        boot_timeout: Duration::from_secs(900),
+    };
+    let container = |name: &str, publish: &str, host_port: u16, reachable: bool| Container {
+        name: name.into(),
+        publish: publish.into(),
+        host_port,
+        reachable_from_outside: reachable,
+    };
+    vec![
+        scenario("seed-host", root.join("profiles/app.yaml")),
+        Scenario {
+            listen: vec![8000],
+            containers: vec![
+                container("declared-open", "0.0.0.0:8080:8080", 8080, true),
+                container("undeclared", "0.0.0.0:8081:8080", 8081, false),
+                container("default-bind", "8082:8080", 8082, false),
+            ],
+            ..scenario("ports", root.join("vm-tests/profiles/ports.yaml"))
+        },
+        Scenario {
+            reboot: false,
+            expect_provisioning_failure: Some("tailscale: join the tailnet".into()),
+            ..scenario("broken", root.join("vm-tests/profiles/broken.yaml"))
+        },
+    ]
+}
+
+fn main() -> ExitCode {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = root.join("target/vm-tests");
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    if let Err(e) = std::fs::create_dir_all(&out) {
+        eprintln!("error: creating {}: {e}", out.display());
+        return ExitCode::from(7);
+    }
+    let image = out.join("debian-12.qcow2");
+    let started = std::time::Instant::now();
+    match kiln::effects::image::build("debian-12", &image, false) {
+        Ok(hit) => eprintln!(
+            "base image: {} ({}, {:.1} s)",
+            image.display(),
+            if hit { "cache" } else { "built" },
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => {
+            eprintln!("error: building the base image: {e:#}");
+            return ExitCode::from(7);
+        }
+    }
+    let accel = qemu::probe_accel(&image, &out);
+    eprintln!(
+        "accelerator: {} {}",
+        accel.name(),
+        if accel == qemu::Accel::Tcg { "(KVM unusable here: guests run emulated)" } else { "" }
+    );
+
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    let mut broken_harness = Vec::new();
+    for scenario in scenarios(&root, &out, &image) {
+        if !only.is_empty() && !only.contains(&scenario.name) {
+            continue;
+        }
+        eprintln!("\n== scenario {} ({})", scenario.name, scenario.profile.display());
+        match harness::run(&scenario, accel) {
+            Ok(verdict) => {
+                eprint!("{}", report::table(&verdict));
+                verdicts.push(verdict);
+            }
+            Err(e) => {
+                eprintln!("error: scenario {}: the harness failed: {e:#}", scenario.name);
+                broken_harness.push(scenario.name.clone());
+            }
+        }
+    }
+    let junit = out.join("junit.xml");
+    if let Err(e) = std::fs::write(&junit, report::junit(&verdicts)) {
+        eprintln!("error: writing {}: {e}", junit.display());
+    }
+    eprintln!("\nscenario timings ({}):", accel.name());
+    for verdict in &verdicts {
+        let timings: Vec<String> = verdict.timings.iter().map(|(what, s)| format!("{what} {s:.0} s")).collect();
+        eprintln!("  {}: {}", verdict.scenario, timings.join(", "));
+    }
+    let (passed, failed) = verdicts.iter().map(Verdict::counts).fold((0, 0), |(p, f), (a, b)| (p + a, f + b));
+    let failed = failed + broken_harness.len();
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 && !verdicts.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
