@@ -17,7 +17,7 @@ use kiln::model::{self, ProfileFiles};
 use kiln::profile::v1::*;
 use kiln::secrets;
 
-use crate::oracle::pyyaml_load;
+use crate::oracle::{pyyaml_load, write_texts};
 use crate::support::TestSecrets;
 
 const CASES: usize = 160;
@@ -162,16 +162,7 @@ fn values_cannot_escape_their_quoting() {
     assert!(accepted_comments >= 10, "the generator must produce accepted non-empty comments");
 
     // YAML: serde-saphyr and PyYAML both read back exactly the values that went in.
-    let dir = tempfile::tempdir().unwrap();
-    let paths: Vec<_> = rendered
-        .iter()
-        .enumerate()
-        .map(|(i, (_, text))| {
-            let path = dir.path().join(format!("{i}.yaml"));
-            std::fs::write(&path, text).unwrap();
-            path
-        })
-        .collect();
+    let (_dir, paths) = write_texts(rendered.iter().map(|(_, t)| t.as_str()));
     let python = pyyaml_load(&paths);
     for ((case, text), from_python) in rendered.iter().zip(&python) {
         let ours: Value = serde_saphyr::from_str(text).unwrap();

@@ -218,13 +218,9 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
         verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
         return Ok(verdict);
     }
-    checks.extend(inside_checks(&mut agent, &expected, &digests)?);
-    checks.extend(secret_scan(&mut agent, &secret_values)?);
-    checks.push(console_check(&instance));
-    verdict.phases.push(("first boot, inside".into(), checks));
-    let mut outside = start_scaffolding(&mut agent, scenario)?;
-    outside.extend(outside_checks(&expected, scenario, &forwards));
-    verdict.phases.push(("first boot, from outside".into(), outside));
+    let phase =
+        Phase { expected: &expected, digests: &digests, secret_values: &secret_values, scenario, forwards: &forwards };
+    verdict.phases.extend(phase.run(&mut agent, &instance, "first boot", checks)?);
     verdict.timings.push(("QEMU start to first verdict".into(), boot_started.elapsed().as_secs_f64()));
 
     if scenario.reboot {
@@ -236,13 +232,7 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
         wait_for_cloud_init(&mut instance, before, scenario.boot_timeout)?;
         verdict.timings.push(("reboot to cloud-init finished".into(), reboot_started.elapsed().as_secs_f64()));
         let mut agent = instance.agent(Duration::from_secs(120))?;
-        let mut checks = inside_checks(&mut agent, &expected, &digests)?;
-        checks.extend(secret_scan(&mut agent, &secret_values)?);
-        checks.push(console_check(&instance));
-        verdict.phases.push(("after reboot, inside".into(), checks));
-        let mut outside = start_scaffolding(&mut agent, scenario)?;
-        outside.extend(outside_checks(&expected, scenario, &forwards));
-        verdict.phases.push(("after reboot, from outside".into(), outside));
+        verdict.phases.extend(phase.run(&mut agent, &instance, "after reboot", Vec::new())?);
     }
     verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
     progress.say("done");
@@ -391,9 +381,44 @@ echo "@@kiln:kiln@@"; grep -a 'kiln: ' /var/log/cloud-init-output.log 2>/dev/nul
     Ok(checks)
 }
 
-fn inside_checks(agent: &mut Agent, expected: &ExpectedState, digests: &SecretDigests) -> Result<Vec<Check>> {
+/// What every round of checks (first boot, after reboot) needs.
+struct Phase<'a> {
+    expected: &'a ExpectedState,
+    digests: &'a SecretDigests,
+    secret_values: &'a [String],
+    scenario: &'a Scenario,
+    forwards: &'a [HostForward],
+}
+
+impl Phase<'_> {
+    /// Inside checks (state, secrets, console), then the scaffolding, then the checks from outside.
+    fn run(
+        &self,
+        agent: &mut Agent,
+        instance: &Instance,
+        label: &str,
+        mut checks: Vec<Check>,
+    ) -> Result<Vec<(String, Vec<Check>)>> {
+        let probe_log = self.scenario.run_dir.join(format!("probe-{}.txt", label.replace(' ', "-")));
+        checks.extend(inside_checks(agent, self.expected, self.digests, &probe_log)?);
+        checks.extend(secret_scan(agent, self.secret_values)?);
+        checks.push(console_check(instance));
+        let mut outside = start_scaffolding(agent, self.scenario)?;
+        outside.extend(outside_checks(self.expected, self.scenario, self.forwards));
+        Ok(vec![(format!("{label}, inside"), checks), (format!("{label}, from outside"), outside)])
+    }
+}
+
+fn inside_checks(
+    agent: &mut Agent,
+    expected: &ExpectedState,
+    digests: &SecretDigests,
+    log: &Path,
+) -> Result<Vec<Check>> {
     let script = observe::probe_script(expected);
     let output = agent.shell(&script, Duration::from_secs(120))?;
+    // Kept for people debugging a failed check, and as fixtures for the comparison's unit tests.
+    std::fs::write(log, &output.stdout).with_context(|| format!("writing {}", log.display()))?;
     let sections = observe::sections(&output.stdout);
     if sections.len() < 10 {
         bail!("the probe script produced {} sections; stderr: {}", sections.len(), output.stderr);
