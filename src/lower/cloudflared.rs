@@ -64,7 +64,7 @@ pub(super) fn lower(cloudflared: &Cloudflared, token: &Secret, parts: &mut Parts
     parts.files.push(WriteFile::new(UNIT_PATH, 0o644, unit));
     parts.steps.push(Step::new(
         "cloudflared: start the tunnel",
-        vec![cmd(&["systemctl", "daemon-reload"]), cmd(&["systemctl", "enable", "--now", "cloudflared.service"])],
+        vec![cmd(&["systemctl", "daemon-reload"]), cmd(&["ensure_running", "cloudflared.service"])],
     ));
 }
 

@@ -50,10 +50,7 @@ pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
     }
     parts.steps.push(Step::new(
         "docker: start and let the deploy user use it",
-        vec![
-            cmd(&["systemctl", "enable", "--now", "docker.service"]),
-            cmd(&["usermod", "-aG", "docker", &model.user.name]),
-        ],
+        vec![cmd(&["ensure_running", "docker.service"]), cmd(&["usermod", "-aG", "docker", &model.user.name])],
     ));
 }
 

@@ -46,6 +46,6 @@ pub(super) fn lower(firewall: &Firewall, model: &Model, parts: &mut Parts) {
     parts.steps.push(Step::new("firewall: rules", commands));
     parts.steps.push(Step::new(
         "firewall: enable",
-        vec![cmd(&["ufw", "--force", "enable"]), cmd(&["systemctl", "enable", "--now", "ufw.service"])],
+        vec![cmd(&["ufw", "--force", "enable"]), cmd(&["ensure_running", "ufw.service"])],
     ));
 }

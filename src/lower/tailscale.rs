@@ -38,7 +38,7 @@ pub(super) fn lower(tailscale: &Tailscale, key: &Secret, parts: &mut Parts) {
     parts.steps.push(Step::new(
         "tailscale: join the tailnet",
         vec![
-            cmd(&["systemctl", "enable", "--now", "tailscaled.service"]),
+            cmd(&["ensure_running", "tailscaled.service"]),
             up_command(tailscale),
             // The node is registered now; the key has done its job and should not linger on disk.
             cmd(&["rm", "-f", &auth_key_path()]),

@@ -52,6 +52,10 @@ pub struct QemuConfig {
 
 pub struct Instance {
     child: Child,
+    config: QemuConfig,
+    overlay: PathBuf,
+    /// How many times QEMU has been started on this overlay.
+    pub boots: u32,
     pub run_dir: PathBuf,
     pub console: PathBuf,
     pub qga_socket: PathBuf,
@@ -96,56 +100,35 @@ impl Instance {
         }
         let console = config.run_dir.join("console.log");
         let qga_socket = config.run_dir.join("qga.sock");
-        let _ = fs::remove_file(&qga_socket);
-        let mut netdev = String::from("user,id=n0,restrict=on");
-        if let Some(port) = config.mirror_port {
-            // One `nc` per connection: a plain tcp chardev would serve a single connection only.
-            netdev.push_str(&format!(",guestfwd=tcp:10.0.2.100:80-cmd:nc 127.0.0.1 {port}"));
-        }
-        for forward in &config.forwards {
-            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", forward.host_port, forward.guest_port));
-        }
-        let mut command = Command::new("qemu-system-x86_64");
-        command
-            .args(["-accel", if config.accel == Accel::Kvm { "kvm" } else { "tcg" }])
-            .args(["-m", &config.memory_mib.to_string(), "-smp", &config.cpus.to_string()])
-            .args(["-bios", OVMF])
-            .args(["-display", "none", "-monitor", "none"])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0,addr=0x3"])
-            .arg("-drive")
-            .arg(format!("file={},if=none,id=disk0,format=qcow2,discard=unmap", overlay.display()))
-            .args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"])
-            .arg("-chardev")
-            .arg(format!("socket,path={},server=on,wait=off,id=qga0", qga_socket.display()))
-            .args(["-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"])
-            .args(["-device", "virtio-rng-pci"]);
-        if let Some(seed) = &config.seed {
-            command.arg("-drive").arg(format!("file={},if=none,id=seed0,format=raw,readonly=on", seed.display()));
-            command.args(["-device", "virtio-blk-pci,drive=seed0"]);
-        }
-        let log = fs::File::create(config.run_dir.join("qemu.log")).context("creating qemu.log")?;
-        command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        fs::write(config.run_dir.join("qemu.cmdline"), format!("{command:?}\n"))?;
-        let child = command.spawn().context("starting qemu-system-x86_64 (install qemu-system-x86)")?;
+        let child = spawn(config, &overlay, &console, &qga_socket)?;
         Ok(Instance {
             child,
+            config: config.clone(),
+            overlay,
+            boots: 1,
             run_dir: config.run_dir.clone(),
             console,
             qga_socket,
             started: Instant::now(),
             accel: config.accel,
         })
+    }
+
+    /// After the guest was asked to reboot: waits for QEMU to exit (`-no-reboot`), keeps the previous
+    /// console as `console-boot<N>.log`, and boots the same disk again.
+    pub fn restart_after_reboot(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.running() {
+            if Instant::now() > deadline {
+                bail!("the guest did not go down within {} s of the reboot request", timeout.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let kept = self.run_dir.join(format!("console-boot{}.log", self.boots));
+        fs::rename(&self.console, &kept).with_context(|| format!("keeping {}", kept.display()))?;
+        self.child = spawn(&self.config, &self.overlay, &self.console, &self.qga_socket)?;
+        self.boots += 1;
+        Ok(())
     }
 
     pub fn console_text(&self) -> String {
@@ -193,6 +176,53 @@ impl Drop for Instance {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts QEMU on an existing overlay. With `-no-reboot` a guest reboot ends QEMU and the harness
+/// starts it again, a cold boot: OVMF's warm reset under TCG spent 100-200 s here before the kernel.
+fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path) -> Result<Child> {
+    let _ = fs::remove_file(qga_socket);
+    let mut netdev = String::from("user,id=n0,restrict=on");
+    if let Some(port) = config.mirror_port {
+        // One `nc` per connection: a plain tcp chardev would serve a single connection only.
+        netdev.push_str(&format!(",guestfwd=tcp:10.0.2.100:80-cmd:nc 127.0.0.1 {port}"));
+    }
+    for forward in &config.forwards {
+        netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", forward.host_port, forward.guest_port));
+    }
+    let mut command = Command::new("qemu-system-x86_64");
+    command
+        .args(["-accel", if config.accel == Accel::Kvm { "kvm" } else { "tcg" }])
+        .args(["-m", &config.memory_mib.to_string(), "-smp", &config.cpus.to_string()])
+        .args(["-bios", OVMF])
+        .args(["-display", "none", "-monitor", "none", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0,addr=0x3"])
+        .arg("-drive")
+        .arg(format!("file={},if=none,id=disk0,format=qcow2,discard=unmap", overlay.display()))
+        .args(["-device", "virtio-blk-pci,drive=disk0,bootindex=0"])
+        .arg("-chardev")
+        .arg(format!("socket,path={},server=on,wait=off,id=qga0", qga_socket.display()))
+        .args(["-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"])
+        .args(["-device", "virtio-rng-pci"]);
+    if let Some(seed) = &config.seed {
+        command.arg("-drive").arg(format!("file={},if=none,id=seed0,format=raw,readonly=on", seed.display()));
+        command.args(["-device", "virtio-blk-pci,drive=seed0"]);
+    }
+    let log = fs::File::create(config.run_dir.join("qemu.log")).context("creating qemu.log")?;
+    command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    fs::write(config.run_dir.join("qemu.cmdline"), format!("{command:?}\n"))?;
+    command.spawn().context("starting qemu-system-x86_64 (install qemu-system-x86)")
 }
 
 /// Uses KVM only if a guest actually boots with it here: a bounded boot must print the kernel banner.
