@@ -415,6 +415,7 @@ fn test_command(args: &TestArgs) -> Result<u8> {
         reboot: !args.no_reboot,
         containers: Vec::new(),
         listen: Vec::new(),
+        tamper: Vec::new(),
         expect_provisioning_failure: None,
         boot_timeout: std::time::Duration::from_secs(args.timeout),
     };

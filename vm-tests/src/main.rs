@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kiln::effects::vm::harness::{self, Container, Scenario};
+use kiln::effects::vm::harness::{self, Container, Scenario, Tamper};
 use kiln::effects::vm::qemu;
 use kiln::verify::report::{self, Verdict};
 
@@ -22,9 +22,11 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
         reboot: true,
         containers: Vec::new(),
         listen: Vec::new(),
+        tamper: Vec::new(),
         expect_provisioning_failure: None,
         boot_timeout: Duration::from_secs(900),
     };
+    let tamper = |command: &str, detected_by: &str| Tamper { command: command.into(), detected_by: detected_by.into() };
     let container = |name: &str, publish: &str, host_port: u16, reachable: bool| Container {
         name: name.into(),
         publish: publish.into(),
@@ -39,6 +41,20 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
                 container("declared-open", "0.0.0.0:8080:8080", 8080, true),
                 container("undeclared", "0.0.0.0:8081:8080", 8081, false),
                 container("default-bind", "8082:8080", 8082, false),
+            ],
+            tamper: vec![
+                tamper("ufw delete allow 8000/tcp", "ufw rule set (exact)"),
+                tamper(
+                    "iptables -D DOCKER-USER -m conntrack --ctstate NEW -j DROP",
+                    "DOCKER-USER filters published ports",
+                ),
+                tamper("true", "from outside, container undeclared (-p 0.0.0.0:8081:8080)"),
+                tamper("systemctl stop tailscaled.service", "unit tailscaled.service active"),
+                tamper("gpasswd -d deploy docker", "user deploy in group docker"),
+                tamper(
+                    "chmod 0644 /etc/ssh/sshd_config.d/10-kiln.conf && printf 'PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/05-tamper.conf",
+                    "sshd passwordauthentication",
+                ),
             ],
             ..scenario("ports", root.join("vm-tests/profiles/ports.yaml"))
         },

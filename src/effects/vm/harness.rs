@@ -35,9 +35,20 @@ pub struct Scenario {
     pub containers: Vec<Container>,
     /// Guest ports where the harness starts a small HTTP server, so "open" ports have someone to answer.
     pub listen: Vec<u16>,
+    /// Changes made to the guest at the end, each of which a named check must then report as failed:
+    /// the harness's checks shown failing on a real VM whose state is wrong.
+    pub tamper: Vec<Tamper>,
     /// The scenario is meant to fail provisioning: the verdict checks that the failure is reported.
     pub expect_provisioning_failure: Option<String>,
     pub boot_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tamper {
+    /// A shell command run as root in the guest.
+    pub command: String,
+    /// The check that must then fail.
+    pub detected_by: String,
 }
 
 #[derive(Debug, Clone)]
@@ -232,15 +243,20 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
     if scenario.reboot {
         progress.say("rebooting");
         agent.shutdown("reboot")?;
-        drop(agent);
         let reboot_started = Instant::now();
         instance.restart_after_reboot(Duration::from_secs(180))?;
         wait_for_cloud_init(&mut instance, 0, scenario.boot_timeout)?;
         verdict.timings.push(("reboot to cloud-init finished".into(), reboot_started.elapsed().as_secs_f64()));
-        let mut agent = instance.agent(Duration::from_secs(120))?;
+        agent = instance.agent(Duration::from_secs(120))?;
         verdict.phases.extend(phase.run(&mut agent, &instance, "after reboot", Vec::new())?);
     }
     verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
+    if !scenario.tamper.is_empty() {
+        progress.say("breaking the guest on purpose");
+        verdict
+            .phases
+            .push(("deliberately broken guest (each change must be detected)".into(), phase.tampered(&mut agent)?));
+    }
     progress.say("done");
     drop(server);
     Ok(verdict)
@@ -412,6 +428,36 @@ impl Phase<'_> {
         let mut outside = start_scaffolding(agent, self.scenario)?;
         outside.extend(outside_checks(self.expected, self.scenario, self.forwards));
         Ok(vec![(format!("{label}, inside"), checks), (format!("{label}, from outside"), outside)])
+    }
+}
+
+impl Phase<'_> {
+    /// Applies every tampering, checks again from inside and outside, and reports whether each change
+    /// made its check fail.
+    fn tampered(&self, agent: &mut Agent) -> Result<Vec<Check>> {
+        for tamper in &self.scenario.tamper {
+            let out = agent.shell(&tamper.command, Duration::from_secs(60))?;
+            if !out.ok() {
+                bail!("tampering with `{}` failed: {}{}", tamper.command, out.stdout, out.stderr);
+            }
+        }
+        let log = self.scenario.run_dir.join("probe-tampered.txt");
+        let mut after = inside_checks(agent, self.expected, self.digests, &log)?;
+        after.extend(outside_checks(self.expected, self.scenario, self.forwards));
+        Ok(self
+            .scenario
+            .tamper
+            .iter()
+            .map(|t| {
+                let failed = after.iter().any(|c| c.name == t.detected_by && !c.passed);
+                Check::new(
+                    format!("`{}` is detected by `{}`", t.command, t.detected_by),
+                    "that check fails",
+                    if failed { "it fails" } else { "it still passes" },
+                    failed,
+                )
+            })
+            .collect())
     }
 }
 

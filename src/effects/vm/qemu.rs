@@ -182,6 +182,13 @@ impl Drop for Instance {
 /// starts it again, a cold boot: OVMF's warm reset under TCG spent 100-200 s here before the kernel.
 fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path) -> Result<Child> {
     let _ = fs::remove_file(qga_socket);
+    // A console left by an earlier run would be read as this boot's before QEMU truncates it.
+    match fs::remove_file(console) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing the old {}", console.display()));
+        }
+        _ => {}
+    }
     let mut netdev = String::from("user,id=n0,restrict=on");
     if let Some(port) = config.mirror_port {
         // One `nc` per connection: a plain tcp chardev would serve a single connection only.
