@@ -1,1 +1,142 @@
-//! Unit tests of the comparison: real probe output passes, and each fact, made wrong, fails.
+//! Unit tests of the comparison: the probe output of a real guest booted from `profiles/app.yaml`
+//! passes every check, and each fact, made wrong on either side, fails the check that covers it.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::effects::vm::harness::image_listeners;
+use crate::expect::{ExpectedState, UfwRule, expect};
+use crate::model::{self, ProfileFiles};
+use crate::profile;
+
+/// Probe output captured from a VM scenario run (`target/vm-tests/seed-host/probe-first-boot.txt`).
+const PROBE: &str = include_str!("fixtures/seed-host-probe.txt");
+/// The stand-ins recorded these digests; the run's test secrets are not kept, only their sha256.
+const FIXTURE_DIGESTS: &str = include_str!("fixtures/seed-host-digests.txt");
+
+struct ExampleFiles;
+
+impl ProfileFiles for ExampleFiles {
+    fn read(&self, relative: &str) -> Result<Vec<u8>, String> {
+        match relative {
+            "keys/deploy.pub" => Ok(include_bytes!("../../profiles/keys/deploy.pub").to_vec()),
+            other => Err(format!("no {other}")),
+        }
+    }
+}
+
+fn expected() -> ExpectedState {
+    let parsed = profile::parse(include_str!("../../profiles/app.yaml"));
+    let (model, report) = model::validate(parsed.raw.as_ref().expect("app.yaml parses"), &ExampleFiles);
+    assert!(!report.has_errors(), "{report:?}");
+    expect(&model.expect("app.yaml validates"))
+}
+
+fn digests() -> SecretDigests {
+    let mut lines = FIXTURE_DIGESTS.lines();
+    SecretDigests {
+        cloudflared_token: lines.next().map(str::to_string),
+        tailscale_auth_key: lines.next().map(str::to_string),
+    }
+}
+
+fn run(expected: &ExpectedState, sections: &BTreeMap<String, String>, digests: &SecretDigests) -> Vec<Check> {
+    verify(expected, sections, &image_listeners(), digests)
+}
+
+fn failing(checks: &[Check]) -> Vec<&str> {
+    checks.iter().filter(|c| !c.passed).map(|c| c.name.as_str()).collect()
+}
+
+#[test]
+fn the_real_guest_passes_every_check() {
+    let checks = run(&expected(), &observe::sections(PROBE), &digests());
+    assert!(checks.len() > 40, "only {} checks", checks.len());
+    assert!(failing(&checks).is_empty(), "{:#?}", checks.iter().filter(|c| !c.passed).collect::<Vec<_>>());
+}
+
+/// Changes the expected state one fact at a time; the check named must then fail, and only it (or the
+/// few that necessarily share the fact).
+#[test]
+fn each_expected_fact_made_wrong_fails_its_check() {
+    type Mutation = (&'static str, fn(&mut ExpectedState));
+    let mutations: Vec<Mutation> = vec![
+        ("hostname", |e| e.hostname = "other".into()),
+        ("user deploy shell", |e| e.user.shell = "/bin/sh".into()),
+        ("user deploy in group adm", |e| e.user.groups.push("adm".into())),
+        ("user deploy authorized keys", |e| {
+            e.user.authorized_keys.pop();
+        }),
+        ("user deploy password locked", |e| e.user.password_locked = false),
+        ("user deploy passwordless sudo", |e| e.user.passwordless_sudo = false),
+        ("sshd passwordauthentication", |e| e.ssh.password_authentication = "yes".into()),
+        ("sshd permitrootlogin", |e| e.ssh.permit_root_login = "yes".into()),
+        ("package nginx", |e| e.packages.push("nginx".into())),
+        ("unit docker.service enabled", |e| {
+            e.units.iter_mut().find(|u| u.name == "docker.service").unwrap().enabled = false
+        }),
+        ("unit cloudflared.service active", |e| {
+            e.units.iter_mut().find(|u| u.name == "cloudflared.service").unwrap().active = false
+        }),
+        ("ufw default policies", |e| e.firewall.as_mut().unwrap().incoming = "allow".into()),
+        ("ufw rule set (exact)", |e| {
+            e.firewall.as_mut().unwrap().rules.pop();
+        }),
+        ("iptables agree with ufw", |e| {
+            let rules = &mut e.firewall.as_mut().unwrap().rules;
+            rules.push(UfwRule { port: "5432".into(), ..rules[0].clone() });
+            rules.sort();
+        }),
+        ("DOCKER-USER filters published ports", |e| {
+            e.firewall.as_mut().unwrap().docker_user = Some(vec!["9999/tcp".into()])
+        }),
+        ("listening sockets (exact)", |e| {
+            e.listeners.pop();
+        }),
+        ("secret file /etc/kiln/secrets/cloudflared-token", |e| e.secret_files[0].present = false),
+        ("secret file /etc/kiln/secrets/tailscale-auth-key", |e| e.secret_files[1].present = true),
+        ("cloudflared invoked as declared (stand-in record)", |e| {
+            e.cloudflared_args.as_mut().unwrap().push("--protocol=http2".into())
+        }),
+        ("tailscale up invoked as declared (stand-in record)", |e| {
+            e.tailscale_up_args.as_mut().unwrap().retain(|a| a != "--ssh")
+        }),
+    ];
+    let sections = observe::sections(PROBE);
+    for (name, mutate) in mutations {
+        let mut wrong = expected();
+        mutate(&mut wrong);
+        let failed = failing(&run(&wrong, &sections, &digests()));
+        assert!(failed.contains(&name), "making `{name}` wrong did not fail it; failed: {failed:?}");
+    }
+}
+
+#[test]
+fn each_observed_fact_made_wrong_fails_its_check() {
+    type Mutation = (&'static str, &'static str, fn(&str) -> String);
+    let mutations: Vec<Mutation> = vec![
+        ("ufw-status", "ufw active", |_| "Status: inactive".into()),
+        ("docker-user", "DOCKER-USER filters published ports", |s| {
+            s.lines().filter(|l| !l.ends_with("-j DROP")).collect::<Vec<_>>().join("\n")
+        }),
+        ("failed-units", "no failed units", |_| "cloud-config.service loaded failed failed Apply the settings".into()),
+        ("iptables4", "iptables agree with ufw", |_| String::new()),
+        ("listeners", "listening sockets (exact)", |s| {
+            format!("{s}\ntcp LISTEN 0 128 0.0.0.0:80 0.0.0.0:* users:((\"nginx\",pid=9,fd=3))")
+        }),
+        ("standin-cloudflared", "cloudflared secret file was 0600 when read", |s| s.replace("\"600\"", "\"644\"")),
+        ("keys", "user deploy authorized keys", |s| {
+            format!("{s}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIntruderKeyIntruderKeyIntruderKeyIntrud x")
+        }),
+    ];
+    for (section, name, mutate) in mutations {
+        let mut sections = observe::sections(PROBE);
+        let value = sections.get(section).cloned().unwrap_or_default();
+        sections.insert(section.to_string(), mutate(&value));
+        let failed = failing(&run(&expected(), &sections, &digests()));
+        assert!(failed.contains(&name), "changing section `{section}` did not fail `{name}`; failed: {failed:?}");
+    }
+    let wrong = SecretDigests { cloudflared_token: Some("0".repeat(64)), ..digests() };
+    let failed = failing(&run(&expected(), &observe::sections(PROBE), &wrong));
+    assert_eq!(failed, ["cloudflared read the secret from its file"]);
+}
