@@ -60,32 +60,25 @@ pub struct Container {
     pub reachable_from_outside: bool,
 }
 
-/// Test secrets: labelled values, random per run so a stale file from another run cannot match.
+/// Test secrets: a labelled value per reference, random per run so a file left by another run can never
+/// match, and never a real credential.
 struct TestSecrets {
-    tunnel_token: String,
-    auth_key: String,
+    nonce: String,
 }
 
 impl TestSecrets {
     fn new() -> TestSecrets {
-        let nonce = format!("{:x}", Sha256::digest(format!("{:?}{}", Instant::now(), std::process::id())));
-        TestSecrets {
-            tunnel_token: format!("kiln-test-tunnel-token-{}", &nonce[..24]),
-            auth_key: format!("kiln-test-auth-key-{}", &nonce[24..48]),
-        }
+        let seed = format!("{:?}{:?}{}", std::time::SystemTime::now(), Instant::now(), std::process::id());
+        TestSecrets { nonce: sha256_hex(&seed)[..20].to_string() }
     }
 }
 
 impl SecretSource for TestSecrets {
     fn lookup(&self, reference: &SecretRef) -> Result<String, String> {
-        Ok(match reference {
-            SecretRef::Env(name) | SecretRef::File(name)
-                if name.to_ascii_lowercase().contains("tailscale") || name.starts_with("TS") =>
-            {
-                self.auth_key.clone()
-            }
-            _ => self.tunnel_token.clone(),
-        })
+        let name = match reference {
+            SecretRef::Env(name) | SecretRef::File(name) => name,
+        };
+        Ok(format!("kiln-test-secret-{}-{}", &sha256_hex(name)[..8], self.nonce))
     }
 }
 
@@ -223,7 +216,7 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
         .map(|s| s.expose().to_string())
         .collect();
 
-    let boot_started = Instant::now();
+    let boot_started = instance.started;
     let first = wait_for_cloud_init(&mut instance, 0, scenario.boot_timeout)?;
     verdict.timings.push(("QEMU start to cloud-init finished".into(), boot_started.elapsed().as_secs_f64()));
     progress.say(&format!("cloud-init finished ({first})"));
