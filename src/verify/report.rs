@@ -12,6 +12,8 @@ pub struct Verdict {
     /// Timings, e.g. ("boot to cloud-init done", seconds).
     pub timings: Vec<(String, f64)>,
     pub accel: String,
+    /// Things the harness did that a reader should know (a boot retried after a TCG hang).
+    pub notes: Vec<String>,
 }
 
 impl Verdict {
@@ -39,6 +41,9 @@ pub fn table(verdict: &Verdict) -> String {
                 let _ = writeln!(out, "         observed: {}", check.observed);
             }
         }
+    }
+    for note in &verdict.notes {
+        let _ = writeln!(out, "  note: {note}");
     }
     for (what, seconds) in &verdict.timings {
         let _ = writeln!(out, "  {what}: {seconds:.1} s");
@@ -114,6 +119,7 @@ mod tests {
             )],
             timings: vec![("verdict".into(), 12.0)],
             accel: "TCG".into(),
+            notes: Vec::new(),
         };
         let xml = junit(std::slice::from_ref(&verdict));
         assert!(xml.contains("tests=\"2\" failures=\"1\""));

@@ -147,7 +147,7 @@ impl Instance {
     }
 
     /// Waits until `done(console)` holds, QEMU exits, or `timeout` passes.
-    pub fn wait_console(&mut self, timeout: Duration, done: impl Fn(&str) -> bool) -> Result<bool> {
+    pub fn wait_console(&mut self, timeout: Duration, mut done: impl FnMut(&str) -> bool) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if done(&self.console_text()) {
