@@ -460,7 +460,8 @@ impl Phase<'_> {
         checks.extend(inside_checks(agent, self.expected, self.digests, &probe_log)?);
         checks.extend(secret_scan(agent, self.secret_values)?);
         checks.push(console_check(instance));
-        let mut outside = start_scaffolding(agent, self.scenario)?;
+        let mut outside = vec![ssh_answers_inside(agent)?];
+        outside.extend(start_scaffolding(agent, self.scenario)?);
         outside.extend(outside_checks(self.expected, self.scenario, self.forwards));
         Ok(vec![(format!("{label}, inside"), checks), (format!("{label}, from outside"), outside)])
     }
@@ -551,6 +552,24 @@ for p in /proc/[0-9]*; do tr '\0' ' ' < "$p/cmdline" 2>/dev/null; echo; done | g
             argv_hits == 0,
         ),
     ])
+}
+
+/// The control for "SSH is closed from outside": sshd answers on the guest's own loopback, so silence
+/// from outside is the firewall's doing, not a dead sshd.
+fn ssh_answers_inside(agent: &mut Agent) -> Result<Check> {
+    let out = agent.exec(
+        "/usr/bin/timeout",
+        &["10", "/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/22; head -c 4 <&3"],
+        None,
+        Duration::from_secs(20),
+    )?;
+    let banner = out.stdout.starts_with("SSH-");
+    Ok(Check::new(
+        "inside, sshd answers on the guest's loopback",
+        "SSH banner",
+        if banner { "SSH banner" } else { "no banner" },
+        banner,
+    ))
 }
 
 fn console_check(instance: &Instance) -> Check {
