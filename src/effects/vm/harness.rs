@@ -400,8 +400,11 @@ echo "@@kiln:kiln@@"; grep -a 'kiln: ' /var/log/cloud-init-output.log 2>/dev/nul
     let sections = observe::sections(&out.stdout);
     let errors = cloud_init_errors(&sections);
     let log = sections.get("kiln").cloned().unwrap_or_default();
-    let failed_step =
-        log.lines().find_map(|l| l.split("provisioning FAILED in step: ").nth(1)).map(|s| s.trim().to_string());
+    // The script's trap prints `kiln: provisioning FAILED in step: NAME (exit N)`.
+    let failed_step = log.lines().find_map(|l| l.split("provisioning FAILED in step: ").nth(1)).map(|s| {
+        let s = s.trim();
+        s.rsplit_once(" (exit ").map_or(s, |(step, _)| step).to_string()
+    });
     let mut checks = Vec::new();
     match &scenario.expect_provisioning_failure {
         None => {
