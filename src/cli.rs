@@ -228,8 +228,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
         .map_err(|e| anyhow::anyhow!("reading profile {display_path}: {}", describe_io(&e)))?;
     let mut loaded = Loaded { display_path, source: String::new(), dir: None, model: None, report: Report::default() };
     let Some(bytes) = bytes else {
-        let too_large = vec![0u8; MAX_PROFILE_BYTES + 1];
-        loaded.report.push(*profile::text_from_bytes(&too_large).expect_err("over the limit"));
+        loaded.report.push(profile::too_large(None));
         return Ok(loaded);
     };
     let text = match profile::text_from_bytes(&bytes) {

@@ -27,14 +27,20 @@ pub struct Parsed {
     pub report: Report,
 }
 
+/// The diagnostic for a profile over the size limit (`size` when known: a bounded read stops early).
+pub fn too_large(size: Option<usize>) -> Diagnostic {
+    let size = size.map_or_else(|| "larger than 1 MiB".to_string(), |n| format!("{n} bytes"));
+    Diagnostic::error(
+        Code::InputTooLarge,
+        "$",
+        format!("the profile is {size}; profiles may be at most {MAX_PROFILE_BYTES} bytes (1 MiB)"),
+    )
+}
+
 /// Checks that input is a profile-sized UTF-8 text, not binary data.
 pub fn text_from_bytes(bytes: &[u8]) -> Result<&str, Box<Diagnostic>> {
     if bytes.len() > MAX_PROFILE_BYTES {
-        return Err(Box::new(Diagnostic::error(
-            Code::InputTooLarge,
-            "$",
-            format!("the profile is {} bytes; profiles may be at most {MAX_PROFILE_BYTES} bytes (1 MiB)", bytes.len()),
-        )));
+        return Err(Box::new(too_large(Some(bytes.len()))));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let offset = e.valid_up_to();
