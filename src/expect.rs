@@ -150,14 +150,11 @@ pub fn expect(model: &Model) -> ExpectedState {
         packages.push("ufw".into());
         units.push(unit("ufw.service"));
         ExpectedFirewall {
-            incoming: policy(f.incoming).into(),
-            outgoing: policy(f.outgoing).into(),
+            incoming: f.incoming.name().into(),
+            outgoing: f.outgoing.name().into(),
             rules: ufw_rules(&f.allow, &f.allow_in_on),
             docker_user: model.docker.as_ref().filter(|d| d.block_from_outside).map(|d| {
-                d.open
-                    .iter()
-                    .map(|(ports, proto)| format!("{}/{}", render_port_range(ports), proto_name(*proto)))
-                    .collect()
+                d.open.iter().map(|(ports, proto)| format!("{}/{}", render_port_range(ports), proto.name())).collect()
             }),
         }
     });
@@ -200,21 +197,6 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-fn policy(p: Policy) -> &'static str {
-    match p {
-        Policy::Deny => "deny",
-        Policy::Reject => "reject",
-        Policy::Allow => "allow",
-    }
-}
-
-fn proto_name(p: Proto) -> &'static str {
-    match p {
-        Proto::Tcp => "tcp",
-        Proto::Udp => "udp",
-    }
-}
-
 /// The rules UFW stores for the profile: one per address family, as `ufw` adds them (IPv6 is on by
 /// default in Debian's ufw; a rule with an IPv4 source exists only for IPv4, and vice versa).
 fn ufw_rules(allow: &[AllowRule], interfaces: &[String]) -> Vec<UfwRule> {
@@ -231,7 +213,7 @@ fn ufw_rules(allow: &[AllowRule], interfaces: &[String]) -> Vec<UfwRule> {
             rules.push(UfwRule {
                 ipv6,
                 action: "allow".into(),
-                proto: proto_name(rule.proto).into(),
+                proto: rule.proto.name().into(),
                 port: render_port_range(&rule.ports),
                 from: rule.from.clone().map(|f| normalize_network(&f)).unwrap_or_else(|| anywhere.into()),
                 interface: None,

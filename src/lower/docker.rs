@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::Parts;
 use super::script::{Step, cmd};
 use crate::cloud_config::WriteFile;
-use crate::model::{Docker, DockerSource, Model, Proto, render_port_range};
+use crate::model::{Docker, DockerSource, Model, render_port_range};
 
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const DOCKER_USER_RULES: &str = "/etc/kiln/ufw-docker-user.rules";
@@ -72,12 +72,9 @@ fn docker_user_rules(docker: &Docker, model: &Model) -> String {
         rules.push(format!("-A DOCKER-USER -i {interface} -j RETURN"));
     }
     for (ports, proto) in &docker.open {
-        let proto = match proto {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        };
         rules.push(format!(
-            "-A DOCKER-USER -p {proto} -m conntrack --ctorigdstport {} -j RETURN",
+            "-A DOCKER-USER -p {} -m conntrack --ctorigdstport {} -j RETURN",
+            proto.name(),
             render_port_range(ports)
         ));
     }

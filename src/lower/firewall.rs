@@ -3,23 +3,11 @@
 use super::Parts;
 use super::docker::{DOCKER_USER_MARKER, DOCKER_USER_RULES};
 use super::script::{Step, cmd};
-use crate::model::{AllowRule, Firewall, Model, Policy, Proto, render_port_range};
-
-fn policy(p: Policy) -> &'static str {
-    match p {
-        Policy::Deny => "deny",
-        Policy::Reject => "reject",
-        Policy::Allow => "allow",
-    }
-}
+use crate::model::{AllowRule, Firewall, Model, render_port_range};
 
 /// The `ufw` command for one allow rule; ufw stores the comment and shows it in `ufw status`.
 pub fn allow_command(rule: &AllowRule) -> Vec<String> {
-    let proto = match rule.proto {
-        Proto::Tcp => "tcp",
-        Proto::Udp => "udp",
-    };
-    let mut args: Vec<String> = ["ufw", "allow", "proto", proto, "from"].map(String::from).to_vec();
+    let mut args: Vec<String> = ["ufw", "allow", "proto", rule.proto.name(), "from"].map(String::from).to_vec();
     args.push(rule.from.clone().unwrap_or_else(|| "any".into()));
     args.extend(["to", "any", "port"].map(String::from));
     args.push(render_port_range(&rule.ports));
@@ -33,8 +21,8 @@ pub fn allow_command(rule: &AllowRule) -> Vec<String> {
 pub(super) fn lower(firewall: &Firewall, model: &Model, parts: &mut Parts) {
     parts.package("ufw");
     let mut commands = vec![
-        cmd(&["ufw", "default", policy(firewall.incoming), "incoming"]),
-        cmd(&["ufw", "default", policy(firewall.outgoing), "outgoing"]),
+        cmd(&["ufw", "default", firewall.incoming.name(), "incoming"]),
+        cmd(&["ufw", "default", firewall.outgoing.name(), "outgoing"]),
     ];
     commands.extend(firewall.allow.iter().map(allow_command));
     for interface in &firewall.allow_in_on {

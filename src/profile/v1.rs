@@ -231,6 +231,16 @@ pub enum Proto {
     Udp,
 }
 
+impl Proto {
+    /// The spelling the profile, ufw and iptables all use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cloudflared {
@@ -322,6 +332,17 @@ pub enum Policy {
     Deny,
     Reject,
     Allow,
+}
+
+impl Policy {
+    /// The spelling the profile and `ufw default` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Deny => "deny",
+            Policy::Reject => "reject",
+            Policy::Allow => "allow",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
