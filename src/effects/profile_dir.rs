@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::fs::read_limited;
-use crate::model::ProfileFiles;
+use crate::model::{FileError, ProfileFiles};
 use crate::profile::MAX_PROFILE_BYTES;
 
 pub struct ProfileDir {
@@ -22,23 +22,23 @@ impl ProfileDir {
     }
 
     /// Resolves a relative path and checks that it stays inside the directory.
-    pub fn resolve(&self, relative: &str) -> Result<PathBuf, String> {
+    pub fn resolve(&self, relative: &str) -> Result<PathBuf, FileError> {
         let joined = self.root.join(relative);
-        let resolved = joined.canonicalize().map_err(|e| describe_io(&e))?;
+        let resolved = joined.canonicalize().map_err(|e| FileError::Unreadable(describe_io(&e)))?;
         if !resolved.starts_with(&self.root) {
-            return Err("it leaves the profile's directory (through a symlink or `..`)".into());
+            return Err(FileError::Escapes);
         }
         Ok(resolved)
     }
 }
 
 impl ProfileFiles for ProfileDir {
-    fn read(&self, relative: &str) -> Result<Vec<u8>, String> {
+    fn read(&self, relative: &str) -> Result<Vec<u8>, FileError> {
         let path = self.resolve(relative)?;
         match read_limited(&path, MAX_PROFILE_BYTES) {
             Ok(Some(bytes)) => Ok(bytes),
-            Ok(None) => Err(format!("it is larger than {MAX_PROFILE_BYTES} bytes")),
-            Err(e) => Err(describe_io(&e)),
+            Ok(None) => Err(FileError::Unreadable(format!("it is larger than {MAX_PROFILE_BYTES} bytes"))),
+            Err(e) => Err(FileError::Unreadable(describe_io(&e))),
         }
     }
 }
@@ -67,7 +67,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
         let profile_dir = ProfileDir::of(&dir.path().join("profile.yaml")).unwrap();
         assert_eq!(profile_dir.read("key.pub").unwrap(), b"k");
-        assert!(profile_dir.read("link").unwrap_err().contains("leaves"));
-        assert!(profile_dir.read("missing").unwrap_err().contains("no such file"));
+        assert_eq!(profile_dir.read("link").unwrap_err(), FileError::Escapes);
+        assert_eq!(profile_dir.read("missing").unwrap_err(), FileError::Unreadable("no such file".into()));
     }
 }

@@ -17,7 +17,7 @@ impl SecretSource for EnvAndFiles<'_> {
                 Err(std::env::VarError::NotUnicode(_)) => Err("its value is not UTF-8".into()),
             },
             SecretRef::File(path) => {
-                let bytes = self.dir.read(path)?;
+                let bytes = self.dir.read(path).map_err(|e| e.to_string())?;
                 String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())
             }
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use super::{Apt, Host, ProfileFiles, Repository, RepositoryKey, User, error};
+use super::{Apt, FileError, Host, ProfileFiles, Repository, RepositoryKey, User, error};
 use crate::catalog::Code;
 use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::{self, RawProfile};
@@ -68,10 +68,6 @@ pub(super) fn read_profile_file(
     files: &dyn ProfileFiles,
     report: &mut Report,
 ) -> Option<String> {
-    if let Err(why) = check_relative_path(relative) {
-        error(report, Code::FileOutsideProfileDir, path, why);
-        return None;
-    }
     read_profile_bytes(relative, path, files, report).and_then(|bytes| match String::from_utf8(bytes) {
         Ok(text) => Some(text),
         Err(_) => {
@@ -81,11 +77,20 @@ pub(super) fn read_profile_file(
     })
 }
 
+/// Reads a file named by the profile: refused lexically first (no I/O for `../x` or `/etc/x`), then by
+/// the `ProfileFiles` implementation (symlinks).
 fn read_profile_bytes(relative: &str, path: &str, files: &dyn ProfileFiles, report: &mut Report) -> Option<Vec<u8>> {
+    if let Err(why) = check_relative_path(relative) {
+        error(report, Code::FileOutsideProfileDir, path, why);
+        return None;
+    }
     match files.read(relative) {
         Ok(bytes) => Some(bytes),
         Err(why) => {
-            let code = if why.contains("leaves") { Code::FileOutsideProfileDir } else { Code::FileUnreadable };
+            let code = match why {
+                FileError::Escapes => Code::FileOutsideProfileDir,
+                FileError::Unreadable(_) => Code::FileUnreadable,
+            };
             error(report, code, path, format!("cannot read `{relative}`: {why}"));
             None
         }
@@ -288,7 +293,7 @@ pub(super) fn apt(raw: &RawProfile, files: &dyn ProfileFiles, report: &mut Repor
         }
         let key = match &source.key {
             None => default.key,
-            Some(file) => match read_profile_bytes_checked(&file.file, &format!("{path}.key.file"), files, report) {
+            Some(file) => match read_profile_bytes(&file.file, &format!("{path}.key.file"), files, report) {
                 Some(bytes) => {
                     let armored = bytes.starts_with(b"-----BEGIN PGP PUBLIC KEY BLOCK-----");
                     RepositoryKey::Embedded { bytes, armored }
@@ -324,19 +329,6 @@ pub(super) fn apt(raw: &RawProfile, files: &dyn ProfileFiles, report: &mut Repor
         cloudflared: next(),
         install_recommends: raw.apt.install_recommends,
     }
-}
-
-fn read_profile_bytes_checked(
-    relative: &str,
-    path: &str,
-    files: &dyn ProfileFiles,
-    report: &mut Report,
-) -> Option<Vec<u8>> {
-    if let Err(why) = check_relative_path(relative) {
-        error(report, Code::FileOutsideProfileDir, path, why);
-        return None;
-    }
-    read_profile_bytes(relative, path, files, report)
 }
 
 #[cfg(test)]

@@ -21,7 +21,17 @@ pub use network::{PortRange, render_port_range};
 /// Reads files named by the profile, relative to its directory. Implementations must refuse paths that
 /// leave that directory (the effects layer resolves symlinks too).
 pub trait ProfileFiles {
-    fn read(&self, relative: &str) -> Result<Vec<u8>, String>;
+    fn read(&self, relative: &str) -> Result<Vec<u8>, FileError>;
+}
+
+/// Why a file named by the profile could not be read. Escaping the directory is its own case, since
+/// it gets its own diagnostic code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("it leaves the profile's directory (through a symlink or `..`)")]
+    Escapes,
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -17,10 +17,10 @@ const FIXTURE_DIGESTS: &str = include_str!("fixtures/seed-host-digests.txt");
 struct ExampleFiles;
 
 impl ProfileFiles for ExampleFiles {
-    fn read(&self, relative: &str) -> Result<Vec<u8>, String> {
+    fn read(&self, relative: &str) -> Result<Vec<u8>, model::FileError> {
         match relative {
             "keys/deploy.pub" => Ok(include_bytes!("../../profiles/keys/deploy.pub").to_vec()),
-            other => Err(format!("no {other}")),
+            other => Err(model::FileError::Unreadable(format!("no {other}"))),
         }
     }
 }

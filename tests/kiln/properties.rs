@@ -25,8 +25,8 @@ const CASES: usize = 160;
 struct NoFiles;
 
 impl ProfileFiles for NoFiles {
-    fn read(&self, relative: &str) -> Result<Vec<u8>, String> {
-        Err(format!("no file {relative} in this test"))
+    fn read(&self, relative: &str) -> Result<Vec<u8>, model::FileError> {
+        Err(model::FileError::Unreadable(format!("no file {relative} in this test")))
     }
 }
 
