@@ -51,6 +51,11 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
                 tamper("true", "from outside, container undeclared (-p 0.0.0.0:8081:8080)"),
                 tamper("systemctl stop tailscaled.service", "unit tailscaled.service active"),
                 tamper("gpasswd -d deploy docker", "user deploy in group docker"),
+                // A process whose argv carries the secret (taken from cloud-init's copy of the user-data).
+                tamper(
+                    "setsid bash -c 'exec -a \"$(grep -ao \"kiln-test-secret-[0-9a-f]*-[0-9a-f]*\" /var/lib/cloud/instance/user-data.txt | head -n 1)\" sleep 600' </dev/null >/dev/null 2>&1 &",
+                    "no secret in any process argument",
+                ),
                 tamper(
                     "chmod 0644 /etc/ssh/sshd_config.d/10-kiln.conf && printf 'PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/05-tamper.conf",
                     "sshd passwordauthentication",

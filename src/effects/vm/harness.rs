@@ -482,6 +482,7 @@ impl Phase<'_> {
         }
         let log = self.scenario.run_dir.join("probe-tampered.txt");
         let mut after = inside_checks(agent, self.expected, self.digests, &log)?;
+        after.extend(secret_scan(agent, self.secret_values)?);
         after.extend(outside_checks(self.expected, self.scenario, self.forwards));
         Ok(self
             .scenario
