@@ -14,6 +14,7 @@ use crate::diag::{self, Diagnostic, Report};
 use crate::effects::fs::{read_limited, write_atomic};
 use crate::effects::profile_dir::{ProfileDir, describe_io};
 use crate::effects::secret_source::EnvAndFiles;
+use crate::lower::Stage;
 use crate::model::{self, Model};
 use crate::profile::{self, MAX_PROFILE_BYTES};
 use crate::secrets::{self, Secrets};
@@ -110,6 +111,10 @@ pub struct RenderArgs {
     /// Refuse to render when the profile has warnings.
     #[arg(long)]
     pub strict: bool,
+    /// `full`: everything at first boot; `bake`: what `kiln bake` puts in a golden image (no secrets);
+    /// `boot`: what an instance of that image applies at its first boot.
+    #[arg(long, value_enum, default_value_t = Stage::Full)]
+    pub stage: Stage,
     #[command(flatten)]
     pub target: OutputArgs,
 }
@@ -172,6 +177,9 @@ pub struct SeedArgs {
     /// Use this network-config (version 2) instead of DHCP on the first Ethernet interface.
     #[arg(long)]
     pub network_config: Option<PathBuf>,
+    /// Which user-data goes into the seed (see `kiln render --stage`).
+    #[arg(long, value_enum, default_value_t = Stage::Full)]
+    pub stage: Stage,
 }
 
 /// Runs the command and returns the process exit code. Errors not tied to a profile come back as `Err`.
@@ -307,10 +315,15 @@ fn check(args: &CheckArgs) -> Result<u8> {
     Ok(worst)
 }
 
-/// Renders the user-data text for a validated model.
+/// Renders the single-shot user-data text for a validated model.
 pub fn user_data(model: &Model, secrets: &Secrets) -> Result<String> {
-    let config = lower::lower(model, secrets);
-    cloud_config::emit(&config, &lower::header(model, secrets)).context("serializing the cloud-config")
+    stage_user_data(model, secrets, Stage::Full)
+}
+
+/// Renders the user-data text of one stage.
+pub fn stage_user_data(model: &Model, secrets: &Secrets, stage: Stage) -> Result<String> {
+    let config = lower::lower_stage(model, secrets, stage);
+    cloud_config::emit(&config, &lower::header(model, secrets, stage)).context("serializing the cloud-config")
 }
 
 fn target_problem(model: &Model, secrets: &Secrets, output: &OutputArgs) -> Option<Diagnostic> {
@@ -356,11 +369,13 @@ fn load_for_output(path: &Path, strict: bool, redact: bool) -> Result<Result<(Lo
 }
 
 fn render(args: &RenderArgs) -> Result<u8> {
-    let (_, model, secrets) = match load_for_output(&args.profile, args.strict, args.redact)? {
+    // The bake stage carries no secret, so it needs none: CI can render it without credentials.
+    let redact = args.redact || args.stage == Stage::Bake;
+    let (_, model, secrets) = match load_for_output(&args.profile, args.strict, redact)? {
         Ok(parts) => parts,
         Err(code) => return Ok(code),
     };
-    let text = user_data(&model, &secrets)?;
+    let text = stage_user_data(&model, &secrets, args.stage)?;
     let encoded = match crate::target::check(args.target.target, args.target.encoding, text.as_bytes()) {
         Ok(encoded) => encoded,
         Err(e) => {
@@ -379,11 +394,12 @@ fn render(args: &RenderArgs) -> Result<u8> {
 }
 
 fn seed_command(args: &SeedArgs) -> Result<u8> {
-    let (_, model, secrets) = match load_for_output(&args.profile, false, args.redact)? {
+    let redact = args.redact || args.stage == Stage::Bake;
+    let (_, model, secrets) = match load_for_output(&args.profile, false, redact)? {
         Ok(parts) => parts,
         Err(code) => return Ok(code),
     };
-    let user_data = user_data(&model, &secrets)?;
+    let user_data = stage_user_data(&model, &secrets, args.stage)?;
     let network_config = match &args.network_config {
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("reading network config {}", path.display()))?

@@ -12,8 +12,10 @@ pub struct CloudConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
     pub manage_etc_hosts: bool,
-    pub timezone: String,
-    pub locale: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub swap: Option<Swap>,
     pub ssh_pwauth: bool,

@@ -12,28 +12,28 @@ pub const NO_LANGUAGES_PATH: &str = "/etc/apt/apt.conf.d/90kiln-no-languages";
 pub const NO_RECOMMENDS_PATH: &str = "/etc/apt/apt.conf.d/90kiln-first-boot-no-recommends";
 
 pub(super) fn lower(model: &Model, parts: &mut Parts) {
-    parts.files.push(WriteFile::new(
+    parts.bake_file(WriteFile::new(
         NO_LANGUAGES_PATH,
         0o644,
         "// Managed by kiln: no translation downloads.\nAcquire::Languages \"none\";\n",
     ));
     // Skipping fsync during first boot's package installs saves about a minute under emulation; the
     // provisioning script removes this file when it finishes, so later upgrades are safe again.
-    parts.files.push(WriteFile::new(
+    parts.bake_file(WriteFile::new(
         UNSAFE_IO_PATH,
         0o644,
         "# Managed by kiln: removed when first-boot provisioning ends.\nforce-unsafe-io\n",
     ));
     if !model.apt.install_recommends {
         // First boot only, like unsafe-io: later `apt install`s on the host behave as Debian's do.
-        parts.files.push(WriteFile::new(
+        parts.bake_file(WriteFile::new(
             NO_RECOMMENDS_PATH,
             0o644,
             "// Managed by kiln: removed when first-boot provisioning ends.\nAPT::Install-Recommends \"false\";\n",
         ));
     }
     if let Some(debian) = &model.apt.debian {
-        parts.files.push(WriteFile::new(
+        parts.bake_file(WriteFile::new(
             "/etc/apt/sources.list",
             0o644,
             "# Managed by kiln: Debian's sources are in /etc/apt/sources.list.d/debian.sources\n",
@@ -59,7 +59,7 @@ fn repository(repo: &Repository, parts: &mut Parts) {
                 f
             };
             file.owner = "root:root".into();
-            parts.files.push(file);
+            parts.bake_file(file);
             path
         }
     };
@@ -68,5 +68,5 @@ fn repository(repo: &Repository, parts: &mut Parts) {
         body.push_str(&format!("Components: {}\n", repo.components.join(" ")));
     }
     body.push_str(&format!("Signed-By: {key_path}\n"));
-    parts.files.push(WriteFile::new(format!("/etc/apt/sources.list.d/{}.sources", repo.name), 0o644, body));
+    parts.bake_file(WriteFile::new(format!("/etc/apt/sources.list.d/{}.sources", repo.name), 0o644, body));
 }

@@ -53,16 +53,17 @@ pub(super) fn lower(cloudflared: &Cloudflared, token: &Secret, parts: &mut Parts
     parts.package("cloudflared");
     let mut token_file = WriteFile::new(token_path(), 0o600, format!("{}\n", token.expose()));
     token_file.owner = "root:root".into();
-    parts.files.push(token_file);
+    parts.boot_file(token_file);
     if let Some(rules) = &cloudflared.ingress {
-        parts.files.push(WriteFile::new(CONFIG_PATH, 0o644, ingress_config(rules)));
+        parts.bake_file(WriteFile::new(CONFIG_PATH, 0o644, ingress_config(rules)));
     }
     let unit = templates::render(
         templates::CLOUDFLARED_UNIT,
         minijinja::context! { args => args(cloudflared.ingress.is_some()).join(" ") },
     );
-    parts.files.push(WriteFile::new(UNIT_PATH, 0o644, unit));
-    parts.steps.push(Step::new(
+    // The unit is baked but only enabled at boot, once the token it reads is there.
+    parts.bake_file(WriteFile::new(UNIT_PATH, 0o644, unit));
+    parts.boot_step(Step::new(
         "cloudflared: start the tunnel",
         vec![cmd(&["systemctl", "daemon-reload"]), cmd(&["ensure_running", "cloudflared.service"])],
     ));

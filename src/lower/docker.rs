@@ -44,11 +44,11 @@ pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
         log_opts: LogOpts { max_size: &docker.log_max_size, max_file: docker.log_max_files.to_string() },
     };
     let json = serde_json::to_string_pretty(&daemon).expect("daemon.json serializes") + "\n";
-    parts.files.push(WriteFile::new(DAEMON_JSON, 0o644, json));
+    parts.bake_file(WriteFile::new(DAEMON_JSON, 0o644, json));
     if docker.block_from_outside && model.firewall.is_some() {
-        parts.files.push(WriteFile::new(DOCKER_USER_RULES, 0o644, docker_user_rules(docker, model)));
+        parts.bake_file(WriteFile::new(DOCKER_USER_RULES, 0o644, docker_user_rules(docker, model)));
     }
-    parts.steps.push(Step::new(
+    parts.bake_step(Step::new(
         "docker: start and let the deploy user use it",
         vec![cmd(&["ensure_running", "docker.service"]), cmd(&["usermod", "-aG", "docker", &model.user.name])],
     ));

@@ -31,8 +31,8 @@ pub(super) fn lower(firewall: &Firewall, model: &Model, parts: &mut Parts) {
     if model.docker.as_ref().is_some_and(|d| d.block_from_outside) {
         commands.push(cmd(&["append_once", "/etc/ufw/after.rules", DOCKER_USER_RULES, DOCKER_USER_MARKER]));
     }
-    parts.steps.push(Step::new("firewall: rules", commands));
-    parts.steps.push(Step::new(
+    parts.bake_step(Step::new("firewall: rules", commands));
+    parts.bake_step(Step::new(
         "firewall: enable",
         vec![cmd(&["ufw", "--force", "enable"]), cmd(&["ensure_running", "ufw.service"])],
     ));

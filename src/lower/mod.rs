@@ -4,6 +4,10 @@
 //! Order matters and follows DESIGN.md §4: files first (write_files runs in cloud-init's init stage),
 //! then packages (final stage, after `apt-get update`), then the provisioning script, whose last step
 //! enables UFW so that a failure earlier leaves the host reachable and cloud-init in error.
+//!
+//! Every file and step is tagged with the stage it belongs to (`When`): what can be baked into a golden
+//! image (no secret, nothing per instance) or what must wait for the instance's own boot. A `Stage`
+//! selects: `full` is everything in one first boot, `bake` and `boot` are the two halves.
 
 mod apt;
 mod cloudflared;
@@ -18,18 +22,60 @@ use crate::cloud_config::{AptConfig, CloudConfig, Swap, WriteFile};
 use crate::model::Model;
 use crate::secrets::Secrets;
 pub use cloudflared::{args as cloudflared_args, token_path as cloudflared_token_path};
-pub use script::{PROVISION_PATH, Step};
+pub use script::{PROVISION_PATH, Step, provision_path};
 pub use tailscale::{auth_key_path as tailscale_auth_key_path, up_command as tailscale_up_command};
 
 /// Where kiln keeps secrets on the host: root-only directory, 0600 files.
 pub const SECRETS_DIR: &str = "/etc/kiln/secrets";
 
-/// What the components contribute, in the order they are collected.
+/// Which user-data to render: everything for one first boot, or one half of a golden-image workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Single-shot user-data: the base image becomes the host on its first boot.
+    #[default]
+    Full,
+    /// What `kiln bake` applies to the golden image: packages, repositories, units, daemon
+    /// configuration, firewall, users, sshd. Never a secret, never anything per instance.
+    Bake,
+    /// What an instance of a golden image applies at its first boot: host name, secrets, swap, joining
+    /// the tailnet, starting what needs a secret.
+    Boot,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Full => "full",
+            Stage::Bake => "bake",
+            Stage::Boot => "boot",
+        }
+    }
+
+    fn includes(self, when: When) -> bool {
+        match self {
+            Stage::Full => true,
+            Stage::Bake => when == When::Bake,
+            Stage::Boot => when == When::Boot,
+        }
+    }
+}
+
+/// Where a file or step belongs when the profile is split into bake and boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    /// Identical on every instance and free of secrets: can live in an image.
+    Bake,
+    /// Per instance or secret: applied at the instance's first boot.
+    Boot,
+}
+
+/// What the components contribute, in the order they are collected. Packages are always baked.
 #[derive(Default)]
 struct Parts {
-    files: Vec<WriteFile>,
+    files: Vec<(When, WriteFile)>,
     packages: Vec<String>,
-    steps: Vec<Step>,
+    steps: Vec<(When, Step)>,
 }
 
 impl Parts {
@@ -38,10 +84,32 @@ impl Parts {
             self.packages.push(name.to_string());
         }
     }
+
+    fn bake_file(&mut self, file: WriteFile) {
+        self.files.push((When::Bake, file));
+    }
+
+    fn boot_file(&mut self, file: WriteFile) {
+        self.files.push((When::Boot, file));
+    }
+
+    fn bake_step(&mut self, step: Step) {
+        self.steps.push((When::Bake, step));
+    }
+
+    fn boot_step(&mut self, step: Step) {
+        self.steps.push((When::Boot, step));
+    }
 }
 
-/// Builds the cloud-config. Pure and deterministic: same model and secrets, same value.
+/// Builds the single-shot cloud-config (`Stage::Full`).
 pub fn lower(model: &Model, secrets: &Secrets) -> CloudConfig {
+    lower_stage(model, secrets, Stage::Full)
+}
+
+/// Builds the cloud-config for one stage. Pure and deterministic: same model, secrets and stage, same
+/// value. The bake stage reads no secret, so it renders the same with or without them.
+pub fn lower_stage(model: &Model, secrets: &Secrets, stage: Stage) -> CloudConfig {
     let mut parts = Parts::default();
     apt::lower(model, &mut parts);
     users::lower(model, &mut parts);
@@ -63,12 +131,18 @@ pub fn lower(model: &Model, secrets: &Secrets) -> CloudConfig {
         entry.owner = format!("{}:{}", file.owner, file.group);
         // Files owned by someone other than root need that user to exist first.
         entry.defer = file.owner != "root" || file.group != "root";
-        parts.files.push(entry);
+        // Profile files never see secrets (templates get host, user and vars), so they can be baked.
+        parts.bake_file(entry);
     }
     for package in &model.packages {
         parts.package(package);
     }
-    parts.files.push(script::provision_file(model, &parts.steps));
+    let steps: Vec<Step> =
+        parts.steps.iter().filter(|(when, _)| stage.includes(*when)).map(|(_, s)| s.clone()).collect();
+    let mut write_files: Vec<WriteFile> =
+        parts.files.into_iter().filter(|(when, _)| stage.includes(*when)).map(|(_, f)| f).collect();
+    write_files.push(script::provision_file(model, &steps, stage));
+    let baking_or_full = stage != Stage::Boot;
 
     let (hostname, fqdn) = match model.host.hostname.split_once('.') {
         Some((short, _)) => (short.to_string(), Some(model.host.hostname.clone())),
@@ -78,9 +152,11 @@ pub fn lower(model: &Model, secrets: &Secrets) -> CloudConfig {
         hostname,
         fqdn,
         manage_etc_hosts: true,
-        timezone: model.host.timezone.clone(),
-        locale: model.host.locale.clone(),
-        swap: model.host.swap.as_ref().map(|(bytes, _)| Swap {
+        // System settings live in the image; an instance's boot leaves them as baked.
+        timezone: baking_or_full.then(|| model.host.timezone.clone()),
+        locale: baking_or_full.then(|| model.host.locale.clone()),
+        // A swap file is sized for the instance's disk and would only bloat the image: boot, not bake.
+        swap: model.host.swap.as_ref().filter(|_| stage != Stage::Bake).map(|(bytes, _)| Swap {
             filename: "/swap.img".into(),
             size: *bytes,
             maxsize: *bytes,
@@ -88,23 +164,33 @@ pub fn lower(model: &Model, secrets: &Secrets) -> CloudConfig {
         ssh_pwauth: model.ssh.password_authentication,
         disable_root: !model.ssh.permit_root_login,
         users: vec![users::entry(model)],
+        // Also at boot: apt-configure runs once per instance and would otherwise rewrite sources.list.
         apt: model.apt.debian.as_ref().map(|_| AptConfig { preserve_sources_list: true }),
-        write_files: parts.files,
-        package_update: true,
+        write_files,
+        // An instance of a golden image installs nothing: no index download, no package.
+        package_update: baking_or_full,
         package_upgrade: false,
         package_reboot_if_required: false,
-        packages: parts.packages,
-        runcmd: vec![vec![PROVISION_PATH.to_string()]],
+        packages: if baking_or_full { parts.packages } else { Vec::new() },
+        runcmd: vec![vec![provision_path(stage)]],
     }
 }
 
-/// Header lines for the user-data: provenance, and a warning when it carries secrets.
-pub fn header(model: &Model, secrets: &Secrets) -> Vec<String> {
+/// Header lines for the user-data: provenance, the stage, and a warning when it carries secrets.
+pub fn header(model: &Model, secrets: &Secrets, stage: Stage) -> Vec<String> {
     let mut lines = vec![format!(
         "Generated by kiln {} for host {}. Edit the profile and re-render; do not edit this file.",
         env!("CARGO_PKG_VERSION"),
         model.host.hostname
     )];
+    match stage {
+        Stage::Full => {}
+        Stage::Bake => {
+            lines.push("Stage: bake (golden image content; no secrets, nothing per instance).".into());
+            return lines;
+        }
+        Stage::Boot => lines.push("Stage: boot (per instance, for a golden image baked from this profile).".into()),
+    }
     let names = secrets.names();
     if secrets.any_real() {
         lines.push(format!("CONTAINS SECRETS ({}): treat this file as a credential.", names.join(", ")));

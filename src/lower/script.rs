@@ -2,13 +2,22 @@
 
 use serde::Serialize;
 
-use super::SECRETS_DIR;
 use super::apt::{NO_RECOMMENDS_PATH, UNSAFE_IO_PATH};
+use super::{SECRETS_DIR, Stage};
 use crate::cloud_config::WriteFile;
 use crate::model::Model;
 use crate::templates;
 
 pub const PROVISION_PATH: &str = "/usr/local/lib/kiln/provision";
+
+/// Each stage has its own script, so a golden image keeps the bake script for inspection and an
+/// instance's boot script never overwrites it.
+pub fn provision_path(stage: Stage) -> String {
+    match stage {
+        Stage::Full => PROVISION_PATH.to_string(),
+        Stage::Bake | Stage::Boot => format!("{PROVISION_PATH}-{}", stage.name()),
+    }
+}
 
 /// A named group of commands; its name is printed before it runs and named if it fails.
 #[derive(Debug, Clone, Serialize)]
@@ -27,16 +36,35 @@ pub fn cmd(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| w.to_string()).collect()
 }
 
-pub(super) fn provision_file(model: &Model, component_steps: &[Step]) -> WriteFile {
+pub(super) fn provision_file(model: &Model, component_steps: &[Step], stage: Stage) -> WriteFile {
     let mut steps = vec![Step::new(
         "prepare",
         vec![cmd(&["install", "-d", "-m", "0700", "-o", "root", "-g", "root", SECRETS_DIR])],
     )];
     steps.extend_from_slice(component_steps);
-    steps.push(Step::new("finish", vec![cmd(&["rm", "-f", UNSAFE_IO_PATH, NO_RECOMMENDS_PATH])]));
+    if stage != Stage::Boot {
+        // The first-boot speed-ups are written by the stage that installs packages.
+        steps.push(Step::new("finish", vec![cmd(&["rm", "-f", UNSAFE_IO_PATH, NO_RECOMMENDS_PATH])]));
+    }
+    let purpose = match stage {
+        Stage::Full => "first-boot provisioning",
+        Stage::Bake => "golden-image provisioning (bake stage)",
+        Stage::Boot => "per-instance provisioning of a golden image (boot stage)",
+    };
+    let failure_note = match stage {
+        Stage::Full | Stage::Bake => "the firewall is enabled last, so a failure never locks the host out.",
+        Stage::Boot => "the firewall was baked into the image and is already on.",
+    };
     let body = templates::render(
         templates::PROVISION_SCRIPT,
-        minijinja::context! { version => env!("CARGO_PKG_VERSION"), hostname => &model.host.hostname, steps => steps },
+        minijinja::context! {
+            version => env!("CARGO_PKG_VERSION"),
+            hostname => &model.host.hostname,
+            // Fixed text chosen above, not data: exempt from the shell quoting applied to values.
+            purpose => minijinja::Value::from_safe_string(purpose.to_string()),
+            failure_note => minijinja::Value::from_safe_string(failure_note.to_string()),
+            steps => steps,
+        },
     );
-    WriteFile::new(PROVISION_PATH, 0o700, body)
+    WriteFile::new(provision_path(stage), 0o700, body)
 }

@@ -15,8 +15,7 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
         pw = yes_no(model.ssh.password_authentication),
         root = if model.ssh.permit_root_login { "prohibit-password" } else { "no" },
     );
-    parts.files.push(WriteFile::new(SSHD_DROP_IN, 0o644, body));
+    parts.bake_file(WriteFile::new(SSHD_DROP_IN, 0o644, body));
     parts
-        .steps
-        .push(Step::new("ssh: apply hardening", vec![cmd(&["sshd", "-t"]), cmd(&["systemctl", "reload", "ssh"])]));
+        .bake_step(Step::new("ssh: apply hardening", vec![cmd(&["sshd", "-t"]), cmd(&["systemctl", "reload", "ssh"])]));
 }

@@ -34,8 +34,8 @@ pub fn up_command(tailscale: &Tailscale) -> Vec<String> {
 
 pub(super) fn lower(tailscale: &Tailscale, key: &Secret, parts: &mut Parts) {
     parts.package("tailscale");
-    parts.files.push(WriteFile::new(auth_key_path(), 0o600, format!("{}\n", key.expose())));
-    parts.steps.push(Step::new(
+    parts.boot_file(WriteFile::new(auth_key_path(), 0o600, format!("{}\n", key.expose())));
+    parts.boot_step(Step::new(
         "tailscale: join the tailnet",
         vec![
             cmd(&["ensure_running", "tailscaled.service"]),

@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use kiln::diag::render_human;
+use kiln::lower::Stage;
 
-use crate::support::{golden_cases, render};
+use crate::support::{TEST_TAILSCALE_KEY, TEST_TUNNEL_TOKEN, example_profiles, golden_cases, render, render_stage};
 
 fn check(expected_path: &Path, actual: Option<&str>) -> Result<(), String> {
     let bless = std::env::var_os("KILN_BLESS").is_some();
@@ -54,5 +55,91 @@ fn rendering_is_deterministic() {
         let first = render(&case.join("profile.yaml")).1.map(|r| r.0);
         let second = render(&case.join("profile.yaml")).1.map(|r| r.0);
         assert_eq!(first, second, "{}", case.display());
+    }
+}
+
+/// The cases whose bake and boot stages are kept as goldens too (`expected.<stage>.cloud-config`).
+const STAGED_CASES: &[&str] = &["docker-ce-mirrors", "files-and-templates", "minimal", "seed-host"];
+
+#[test]
+fn stage_goldens_match() {
+    let mut failures = Vec::new();
+    for case in STAGED_CASES {
+        let dir = crate::support::data_dir().join(case);
+        for stage in [Stage::Bake, Stage::Boot] {
+            let (_, rendered) = render_stage(&dir.join("profile.yaml"), stage);
+            assert!(rendered.is_some(), "{case} renders");
+            let expected = dir.join(format!("expected.{}.cloud-config", stage.name()));
+            if let Err(e) = check(&expected, rendered.as_ref().map(|(text, _)| text.as_str())) {
+                failures.push(e);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Parses the rendered YAML (the golden tests already prove it is what cloud-init reads).
+fn yaml(text: &str) -> serde_json::Value {
+    serde_saphyr::from_str(text).expect("rendered user-data parses")
+}
+
+fn file_paths(config: &serde_json::Value) -> Vec<String> {
+    config["write_files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_string()).collect()
+}
+
+fn step_names(config: &serde_json::Value) -> Vec<String> {
+    let files = config["write_files"].as_array().unwrap();
+    let script = files.iter().find(|f| f["path"].as_str().unwrap().starts_with(kiln::lower::PROVISION_PATH)).unwrap();
+    script["content"].as_str().unwrap().lines().filter_map(|l| l.strip_prefix("step ")).map(str::to_string).collect()
+}
+
+/// Splitting loses nothing and duplicates nothing: every file and step of the single-shot user-data is
+/// in exactly one of bake and boot (the provisioning script aside: each stage has its own), and the
+/// secrets are in the boot stage only.
+#[test]
+fn bake_and_boot_partition_the_full_user_data() {
+    let mut checked = 0;
+    let profiles = golden_cases().into_iter().map(|c| c.join("profile.yaml")).chain(example_profiles());
+    for case in profiles {
+        let path = case.clone();
+        let (_, Some((full, _))) = render_stage(&path, Stage::Full) else { continue };
+        let (bake, boot) =
+            (render_stage(&path, Stage::Bake).1.unwrap().0, render_stage(&path, Stage::Boot).1.unwrap().0);
+        let (f, b, o) = (yaml(&full), yaml(&bake), yaml(&boot));
+        let script = |p: &String| p.starts_with(kiln::lower::PROVISION_PATH);
+        for path in file_paths(&f).iter().filter(|p| !script(p)) {
+            let places = [&b, &o].iter().filter(|c| file_paths(c).contains(path)).count();
+            assert_eq!(places, 1, "{}: {path} is in {places} stages", case.display());
+        }
+        let full_steps = step_names(&f);
+        let split: Vec<String> = step_names(&b).into_iter().chain(step_names(&o)).filter(|s| s != "prepare").collect();
+        for step in full_steps.iter().filter(|s| *s != "prepare") {
+            assert_eq!(split.iter().filter(|s| *s == step).count(), 1, "{}: step {step}", case.display());
+        }
+        for secret in [TEST_TUNNEL_TOKEN, TEST_TAILSCALE_KEY] {
+            assert!(!bake.contains(secret), "{}: the bake stage holds a secret", case.display());
+            assert_eq!(full.contains(secret), boot.contains(secret), "{}: boot stage secrets", case.display());
+        }
+        assert!(o.get("packages").is_none() && o["package_update"] == false, "{}", case.display());
+        checked += 1;
+    }
+    assert!(checked >= 7, "only {checked} renderable profiles");
+}
+
+/// The bake stage does not depend on secrets at all: rendered with placeholders (as `kiln bake` and
+/// `kiln render --stage bake` do, needing no credentials) it is byte-identical to a real rendering.
+#[test]
+fn the_bake_stage_is_the_same_without_secrets() {
+    for case in golden_cases() {
+        let loaded = kiln::cli::load(&case.join("profile.yaml")).unwrap();
+        let Some(model) = loaded.model.filter(|_| !loaded.report.has_errors()) else { continue };
+        let real = kiln::secrets::resolve(&model, Some(&crate::support::TestSecrets)).unwrap();
+        let redacted = kiln::secrets::resolve(&model, None).unwrap();
+        assert_eq!(
+            kiln::cli::stage_user_data(&model, &real, Stage::Bake).unwrap(),
+            kiln::cli::stage_user_data(&model, &redacted, Stage::Bake).unwrap(),
+            "{}",
+            case.display()
+        );
     }
 }

@@ -7,15 +7,19 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{example_profiles, golden_cases, reference_dir, render};
+use kiln::lower::Stage;
 
-/// Every rendered output: (name, user-data text, the value kiln serialized).
+use crate::support::{example_profiles, golden_cases, reference_dir, render_stage};
+
+/// Every rendered output, in each stage: (name, user-data text).
 fn outputs() -> Vec<(String, String)> {
     let mut out = Vec::new();
     let profiles = golden_cases().into_iter().map(|c| c.join("profile.yaml")).chain(example_profiles());
     for path in profiles {
-        if let (_, Some((text, _))) = render(&path) {
-            out.push((path.display().to_string(), text));
+        for stage in [Stage::Full, Stage::Bake, Stage::Boot] {
+            if let (_, Some((text, _))) = render_stage(&path, stage) {
+                out.push((format!("{} ({})", path.display(), stage.name()), text));
+            }
         }
     }
     assert!(out.len() >= 5, "too few renderable profiles: {}", out.len());

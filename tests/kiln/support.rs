@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use kiln::cli::{self, Loaded};
+use kiln::lower::Stage;
 use kiln::model::SecretRef;
 use kiln::secrets::{self, SecretSource, Secrets};
 
@@ -42,10 +43,15 @@ pub fn reference_dir() -> PathBuf {
 
 /// Loads a profile and renders it with the test secrets, as `kiln render` would.
 pub fn render(path: &Path) -> (Loaded, Option<(String, Secrets)>) {
+    render_stage(path, Stage::Full)
+}
+
+/// Loads a profile and renders one stage with the test secrets, as `kiln render --stage` would.
+pub fn render_stage(path: &Path, stage: Stage) -> (Loaded, Option<(String, Secrets)>) {
     let loaded = cli::load(path).expect("profile readable");
     let rendered = loaded.model.as_ref().filter(|_| !loaded.report.has_errors()).map(|model| {
         let secrets = secrets::resolve(model, Some(&TestSecrets)).expect("test secrets resolve");
-        (cli::user_data(model, &secrets).expect("renders"), secrets)
+        (cli::stage_user_data(model, &secrets, stage).expect("renders"), secrets)
     });
     (loaded, rendered)
 }
