@@ -47,6 +47,7 @@ catalog! {
     FileOutsideProfileDir => "path-escapes-profile-dir": "a file reference that leaves the profile's directory",
     FileUnreadable => "file-unreadable": "a file the profile references cannot be read",
     LiteralSecret => "literal-secret": "a secret written in plain text instead of as a reference",
+    SecretInImage => "secret-in-image": "a file the profile ships holds a secret (it would be baked into golden images)",
     PortOutOfRange => "port-out-of-range": "a port outside 1-65535 or a reversed range",
     DuplicateRule => "duplicate-rule": "the same firewall rule twice",
     ContradictoryRule => "contradictory-rule": "rules or settings that contradict each other",

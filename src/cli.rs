@@ -14,6 +14,7 @@ use crate::diag::{self, Diagnostic, Report};
 use crate::effects::fs::{read_limited, write_atomic};
 use crate::effects::profile_dir::{ProfileDir, describe_io};
 use crate::effects::secret_source::EnvAndFiles;
+use crate::effects::vm::bake::ImageFormat;
 use crate::lower::Stage;
 use crate::model::{self, Model};
 use crate::profile::{self, MAX_PROFILE_BYTES};
@@ -62,9 +63,35 @@ pub enum Command {
     Schema,
     /// Boot a throwaway VM with the profile and check, from inside and outside, that it is as declared.
     Test(TestArgs),
+    /// Bake a golden image: boot the base image with the profile's bake stage, make it generic, convert.
+    Bake(BakeArgs),
     /// Build base images from kiln's pinned recipes.
     #[command(subcommand)]
     Image(ImageCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BakeArgs {
+    /// The profile to bake (its bake stage: no secrets are read or needed).
+    pub profile: PathBuf,
+    /// Base disk image to start from (qcow2 or raw; never written to).
+    #[arg(long)]
+    pub base: PathBuf,
+    /// The golden image to write; `OUT.manifest.json` is written beside it.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Disk format of the golden image.
+    #[arg(long, value_enum, default_value_t = ImageFormat::Qcow2)]
+    pub format: ImageFormat,
+    /// Bake even if OUT is up to date with the same base, profile and kiln version.
+    #[arg(long)]
+    pub force: bool,
+    /// Stream the build VM's console to stderr.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Seconds the build VM may take to boot and provision.
+    #[arg(long, default_value_t = 1800)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,6 +159,10 @@ pub struct TestArgs {
     /// Skip the reboot and the second round of checks.
     #[arg(long)]
     pub no_reboot: bool,
+    /// `full`: IMAGE is a base image, provisioned at first boot; `boot`: IMAGE is a golden image baked
+    /// from this profile (`kiln bake`), booted with the boot stage.
+    #[arg(long, value_enum, default_value_t = Stage::Full)]
+    pub stage: Stage,
     /// Seconds to wait for cloud-init to finish on each boot.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
@@ -198,6 +229,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(exit::OK)
         }
         Command::Test(args) => test_command(&args),
+        Command::Bake(args) => bake_command(&args),
         Command::Image(ImageCommand::Build(args)) => {
             let started = std::time::Instant::now();
             match crate::effects::image::build(&args.recipe, &args.output, args.force) {
@@ -418,8 +450,75 @@ fn seed_command(args: &SeedArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
+fn bake_command(args: &BakeArgs) -> Result<u8> {
+    use crate::effects::interrupt;
+    use crate::effects::vm::bake::{self, BakeError, BakeRequest, Outcome};
+    use crate::effects::vm::qemu;
+    // Before any thread exists: Ctrl-C and `kill` then remove the partial output and the work directory.
+    interrupt::install();
+    let (_, model, _) = match load_for_output(&args.profile, false, true)? {
+        Ok(parts) => parts,
+        Err(code) => return Ok(code),
+    };
+    let out_dir = match args.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = args.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Beside the output, so the overlay is on the same disk the image goes to.
+    let work = tempfile::Builder::new()
+        .prefix(&format!(".{name}.bake-"))
+        .tempdir_in(&out_dir)
+        .with_context(|| format!("creating a work directory in {}", out_dir.display()))?;
+    interrupt::remove_on_interrupt(work.path());
+    if let Err(e) = bake::check_base(&args.base) {
+        eprintln!("error: {e}");
+        return Ok(exit::IO);
+    }
+    let accel = qemu::probe_accel(&args.base, work.path());
+    eprintln!("kiln bake: accelerator: {}", accel.name());
+    let request = BakeRequest {
+        model: &model,
+        profile_path: &args.profile,
+        base_image: &args.base,
+        output: &args.output,
+        format: args.format,
+        work_dir: work.path(),
+        accel,
+        mirror_port: None,
+        force: args.force,
+        verbose: args.verbose,
+        timeout: std::time::Duration::from_secs(args.timeout),
+    };
+    let result = bake::bake(&request);
+    interrupt::forget(work.path());
+    match result {
+        Ok((outcome, manifest)) => {
+            let how = if outcome == Outcome::UpToDate { "up to date" } else { "baked" };
+            eprintln!("{}: {how} (sha256 {})", args.output.display(), manifest.output.sha256);
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            if work.path().join("console.log").is_file() {
+                let kept = work.keep();
+                eprintln!("the build VM's console log is kept: {}", kept.join("console.log").display());
+            }
+            Ok(match e {
+                BakeError::Base { .. } => exit::IO,
+                BakeError::Provisioning { .. } => exit::CHECKS_FAILED,
+                BakeError::Harness(_) => exit::HARNESS,
+            })
+        }
+    }
+}
+
 fn test_command(args: &TestArgs) -> Result<u8> {
     use crate::effects::vm::{harness, qemu};
+    if args.stage == Stage::Bake {
+        eprintln!("error: `kiln test --stage bake` is not a thing: bake with `kiln bake`, then test with --stage boot");
+        return Ok(exit::USAGE);
+    }
     let name = args.profile.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "profile".into());
     let run_dir = args.run_dir.clone().unwrap_or_else(|| PathBuf::from("target/vm-tests").join(&name));
     let scenario = harness::Scenario {
@@ -432,6 +531,8 @@ fn test_command(args: &TestArgs) -> Result<u8> {
         listen: Vec::new(),
         tamper: Vec::new(),
         expect_provisioning_failure: None,
+        bake: false,
+        image_is_golden: args.stage == Stage::Boot,
         boot_timeout: std::time::Duration::from_secs(args.timeout),
     };
     let accel = qemu::probe_accel(&args.image, &run_dir);

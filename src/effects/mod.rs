@@ -2,6 +2,7 @@
 
 pub mod fs;
 pub mod image;
+pub mod interrupt;
 pub mod mirror;
 pub mod profile_dir;
 pub mod secret_source;

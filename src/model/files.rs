@@ -189,6 +189,17 @@ pub(super) fn files(
             }
         };
         let Some((body, body_path)) = body else { continue };
+        if let Some(kind) = secret_in_file(&body, file.source.is_some()) {
+            report.push(
+                Diagnostic::error(
+                    Code::SecretInImage,
+                    &body_path,
+                    format!("this file holds what looks like a {kind}: profile files are baked into golden images and sent in user-data"),
+                )
+                .with_help("keep secrets out of `files`: reference them (`{env: NAME}` or `{file: PATH}`) where the profile takes secrets"),
+            );
+            continue;
+        }
         let content = if file.template {
             match env.render_str(&body, context) {
                 Ok(rendered) => rendered,
@@ -217,6 +228,16 @@ pub(super) fn files(
         }
     }
     out
+}
+
+/// A secret in a file body. Inline bodies are already scanned for tokens with the rest of the profile
+/// (`literal-secret`), so only private keys are looked for there; files read from disk get both scans.
+fn secret_in_file(body: &str, from_disk: bool) -> Option<&'static str> {
+    let private_key = body.lines().any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with("PRIVATE KEY-----"));
+    if private_key {
+        return Some("private key");
+    }
+    if from_disk { crate::profile::literal_secrets::looks_like_secret(body) } else { None }
 }
 
 fn check_target_path(path: &str) -> Result<(), String> {

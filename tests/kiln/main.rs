@@ -7,3 +7,4 @@ mod mirror;
 mod oracle;
 mod properties;
 mod support;
+mod workflow;

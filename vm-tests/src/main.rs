@@ -5,6 +5,8 @@
 //! cores would only slow both), prints a table per scenario, writes `target/vm-tests/junit.xml`, and
 //! ends with `N passed, N failed`. Exit status 0 only when every check of every scenario passed.
 
+mod interrupted;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,6 +26,8 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
         listen: Vec::new(),
         tamper: Vec::new(),
         expect_provisioning_failure: None,
+        bake: false,
+        image_is_golden: false,
         boot_timeout: Duration::from_secs(900),
     };
     let tamper = |command: &str, detected_by: &str| Tamper { command: command.into(), detected_by: detected_by.into() };
@@ -67,6 +71,15 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
             reboot: false,
             expect_provisioning_failure: Some("tailscale: join the tailnet".into()),
             ..scenario("broken", root.join("vm-tests/profiles/broken.yaml"))
+        },
+        // The seed host again, as a golden image: bake, boot an instance with the boot stage (every
+        // check of `seed-host` must pass), reboot it, scan disks for secrets, boot a second instance.
+        Scenario { bake: true, ..scenario("golden", root.join("profiles/app.yaml")) },
+        Scenario {
+            bake: true,
+            reboot: false,
+            expect_provisioning_failure: Some("ssh: apply hardening".into()),
+            ..scenario("golden-broken", root.join("vm-tests/profiles/broken-bake.yaml"))
         },
     ]
 }
@@ -115,6 +128,21 @@ fn main() -> ExitCode {
             Err(e) => {
                 eprintln!("error: scenario {}: the harness failed: {e:#}", scenario.name);
                 broken_harness.push(scenario.name.clone());
+            }
+        }
+    }
+    // Not a boot scenario: the real `kiln bake` binary, stopped half-way by signals.
+    if only.is_empty() || only.iter().any(|o| o == "bake-interrupted") {
+        eprintln!("\n== scenario bake-interrupted (kiln bake stopped by SIGTERM, then SIGKILL)");
+        let kiln = root.join("target/release/kiln");
+        match interrupted::run(&kiln, &root.join("profiles/app.yaml"), &image, &out.join("bake-interrupted")) {
+            Ok(verdict) => {
+                eprint!("{}", report::table(&verdict));
+                verdicts.push(verdict);
+            }
+            Err(e) => {
+                eprintln!("error: scenario bake-interrupted: the harness failed: {e:#}");
+                broken_harness.push("bake-interrupted".into());
             }
         }
     }

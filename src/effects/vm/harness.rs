@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+use super::golden;
 use super::qemu::{Accel, HostForward, Instance, QemuConfig};
 use super::qga::Agent;
 use crate::cli;
 use crate::effects::fs::write_atomic;
 use crate::effects::mirror::{self, MirrorRequest};
 use crate::expect::{self, ExpectedState, Listener};
+use crate::lower::Stage;
 use crate::model::{Model, Repository, RepositoryKey, SecretRef};
 use crate::secrets::{self, SecretSource};
 use crate::verify::report::Verdict;
@@ -40,6 +42,11 @@ pub struct Scenario {
     pub tamper: Vec<Tamper>,
     /// The scenario is meant to fail provisioning: the verdict checks that the failure is reported.
     pub expect_provisioning_failure: Option<String>,
+    /// Bake a golden image from the profile first, then boot that image with the boot stage (instead
+    /// of the base image with the full user-data), and prove what golden images promise.
+    pub bake: bool,
+    /// `base_image` is a golden image already baked from this profile: boot it with the boot stage.
+    pub image_is_golden: bool,
     pub boot_timeout: Duration,
 }
 
@@ -158,16 +165,46 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
     let test_secrets = TestSecrets::new();
     let secrets = secrets::resolve(&model, Some(&test_secrets)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
 
-    progress.say("building the package mirror");
-    let packages = crate::lower::lower(&model, &secrets).packages;
-    let status = dpkg_status_of(&scenario.base_image)?;
-    let request = MirrorRequest { packages: &packages, dpkg_status: &status };
-    let mirror = mirror::build_mirror_with_cache(&scenario.run_dir, &request, &mirror::default_cache_dir())?;
-    add_test_data(&mirror.root)?;
-    let server = mirror::serve(&mirror.root)?;
-    use_mirror(&mut model, &mirror.public_key);
+    // A golden image installs nothing at boot: it needs no mirror (and has no dpkg status beside it).
+    let server = if scenario.image_is_golden {
+        if !scenario.containers.is_empty() || !scenario.listen.is_empty() {
+            bail!("test containers and listeners need the mirror, which golden-image boots do not start");
+        }
+        None
+    } else {
+        progress.say("building the package mirror");
+        let packages = crate::lower::lower(&model, &secrets).packages;
+        let status = dpkg_status_of(&scenario.base_image)?;
+        let request = MirrorRequest { packages: &packages, dpkg_status: &status };
+        let mirror = mirror::build_mirror_with_cache(&scenario.run_dir, &request, &mirror::default_cache_dir())?;
+        add_test_data(&mirror.root)?;
+        use_mirror(&mut model, &mirror.public_key);
+        Some(mirror::serve(&mirror.root)?)
+    };
+    let mirror_port = server.as_ref().map(|s| s.port());
+    let mut verdict = Verdict { scenario: scenario.name.clone(), accel: accel.name().into(), ..Verdict::default() };
 
-    let user_data = cli::user_data(&model, &secrets)?;
+    let (boot_image, stage, golden_image) = if scenario.bake {
+        progress.say("baking the golden image (bake stage)");
+        let port = mirror_port.context("baking needs the mirror")?;
+        match golden::bake_golden(scenario, &model, accel, port)? {
+            golden::Baked::Image { path, checks, timings } => {
+                verdict.timings.extend(timings);
+                verdict.phases.push(("golden image".into(), checks));
+                progress.say("baked; booting an instance of it (boot stage)");
+                (path.clone(), Stage::Boot, Some(path))
+            }
+            golden::Baked::Failed { checks } => {
+                verdict.phases.push(("bake whose provisioning fails".into(), checks));
+                return Ok(verdict);
+            }
+        }
+    } else if scenario.image_is_golden {
+        (scenario.base_image.clone(), Stage::Boot, None)
+    } else {
+        (scenario.base_image.clone(), Stage::Full, None)
+    };
+    let user_data = cli::stage_user_data(&model, &secrets, stage)?;
     write_atomic(&scenario.run_dir.join("user-data"), user_data.as_bytes(), 0o600)?;
     let network_config = crate::seed::default_network_config();
     let instance_id = crate::seed::instance_id(user_data.as_bytes(), network_config.as_bytes());
@@ -188,18 +225,18 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
         forwards.push(HostForward { host_port: free_port()?, guest_port: container.host_port });
     }
     let config = QemuConfig {
-        base_image: scenario.base_image.clone(),
+        base_image: boot_image,
         run_dir: scenario.run_dir.clone(),
         seed: Some(seed_path),
         memory_mib: 2048,
         cpus: 2,
         accel,
-        mirror_port: Some(server.port()),
+        mirror_port,
         forwards: forwards.clone(),
+        internet: false,
     };
     progress.say(&format!("starting QEMU ({})", accel.name()));
     let mut instance = Instance::start(&config)?;
-    let mut verdict = Verdict { scenario: scenario.name.clone(), accel: accel.name().into(), ..Verdict::default() };
     let digests = SecretDigests {
         cloudflared_token: secrets.cloudflared_token.as_ref().map(|s| sha256_hex(s.expose())),
         tailscale_auth_key: secrets.tailscale_auth_key.as_ref().map(|s| sha256_hex(s.expose())),
@@ -269,6 +306,41 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
             .phases
             .push(("deliberately broken guest (each change must be detected)".into(), phase.tampered(&mut agent)?));
     }
+    if let Some(golden_image) = golden_image {
+        progress.say("scanning disks for secrets; booting a second instance of the golden image");
+        let first = golden::identity(&mut agent)?;
+        agent.shell("sync", Duration::from_secs(60))?;
+        drop(agent);
+        instance.kill();
+        let mut checks = Vec::new();
+        // The control first: the scan must find the values where they are (the instance's disk).
+        let on_instance =
+            golden::secrets_on_disk(&scenario.run_dir.join("overlay.qcow2"), &secret_values, &scenario.run_dir)?;
+        checks.push(Check::new(
+            "control: the disk scan finds the test secrets on an instance's disk",
+            "at least one found",
+            format!("{on_instance} of {} found", secret_values.len()),
+            on_instance > 0,
+        ));
+        let on_golden = golden::secrets_on_disk(&golden_image, &secret_values, &scenario.run_dir)?;
+        checks.push(Check::new(
+            "no test secret value anywhere on the golden image's disk",
+            "0 found",
+            format!("{on_golden} of {} found", secret_values.len()),
+            on_golden == 0 && !secret_values.is_empty(),
+        ));
+        let second_config = QemuConfig { run_dir: scenario.run_dir.join("second-instance"), ..config.clone() };
+        let (second, errors, seconds) = golden::second_instance(&second_config, scenario.boot_timeout)?;
+        verdict.timings.push(("second instance: QEMU start to cloud-init finished".into(), seconds));
+        checks.push(Check::new(
+            "second instance: cloud-init finished without errors",
+            "no errors",
+            if errors.is_empty() { "no errors".to_string() } else { errors.join("; ") },
+            errors.is_empty(),
+        ));
+        checks.extend(golden::identity_checks(&first, &second));
+        verdict.phases.push(("golden image: secrets and per-instance identity".into(), checks));
+    }
     progress.say("done");
     drop(server);
     Ok(verdict)
@@ -326,7 +398,17 @@ pub struct GuestHung {
 
 const HANG_SILENCE: Duration = Duration::from_secs(90);
 
-fn wait_for_cloud_init(instance: &mut Instance, already: usize, timeout: Duration) -> Result<String> {
+pub(crate) fn wait_for_cloud_init(instance: &mut Instance, already: usize, timeout: Duration) -> Result<String> {
+    wait_for_cloud_init_watching(instance, already, timeout, |_| {})
+}
+
+/// `wait_for_cloud_init`, handing `watch` the console text as it grows (for `kiln bake -v`).
+pub(crate) fn wait_for_cloud_init_watching(
+    instance: &mut Instance,
+    already: usize,
+    timeout: Duration,
+    mut watch: impl FnMut(&str),
+) -> Result<String> {
     let mut last_len = 0;
     let mut last_growth = Instant::now();
     let mut hung = false;
@@ -334,6 +416,7 @@ fn wait_for_cloud_init(instance: &mut Instance, already: usize, timeout: Duratio
         if console.len() != last_len {
             last_len = console.len();
             last_growth = Instant::now();
+            watch(console);
         }
         hung = console.contains("detected stalls on CPUs") && last_growth.elapsed() > HANG_SILENCE;
         hung || finished_count(console) > already || FATAL_PATTERNS.iter().any(|p| console.contains(p))
@@ -385,8 +468,29 @@ pub fn cloud_init_errors(sections: &BTreeMap<String, String>) -> Vec<String> {
     errors
 }
 
-/// cloud-init's own verdict; "finished with errors" is a failed check, never a pass.
-fn cloud_init_checks(agent: &mut Agent, scenario: &Scenario) -> Result<Vec<Check>> {
+/// What cloud-init and the provisioning script say about a finished boot.
+pub(crate) struct CloudInitOutcome {
+    /// Every error cloud-init recorded, in any of the places it records them.
+    pub errors: Vec<String>,
+    /// The provisioning step that failed, as the script's trap printed it.
+    pub failed_step: Option<String>,
+    /// The script printed `kiln: provisioning complete`.
+    pub complete: bool,
+}
+
+impl CloudInitOutcome {
+    /// One line for an error message: the errors and the failing step.
+    pub fn describe(&self) -> String {
+        let step = self.failed_step.as_ref().map(|s| format!("; kiln step failed: {s}")).unwrap_or_default();
+        if self.errors.is_empty() {
+            format!("no cloud-init error, but the provisioning script did not complete{step}")
+        } else {
+            format!("{} error(s): {}{step}", self.errors.len(), self.errors.join("; "))
+        }
+    }
+}
+
+pub(crate) fn cloud_init_outcome(agent: &mut Agent) -> Result<CloudInitOutcome> {
     // 22.4 exits 0/1, ≥ 23.4 exits 0/1/2 (2 = recoverable errors): the files are read, not the code.
     let script = r#"timeout 120 cloud-init status --wait >/dev/null 2>&1
 echo "@@kiln:result@@"; cat /run/cloud-init/result.json 2>/dev/null
@@ -405,17 +509,19 @@ echo "@@kiln:kiln@@"; grep -a 'kiln: ' /var/log/cloud-init-output.log 2>/dev/nul
         let s = s.trim();
         s.rsplit_once(" (exit ").map_or(s, |(step, _)| step).to_string()
     });
+    Ok(CloudInitOutcome { errors, failed_step, complete: log.contains("kiln: provisioning complete") })
+}
+
+/// cloud-init's own verdict; "finished with errors" is a failed check, never a pass.
+fn cloud_init_checks(agent: &mut Agent, scenario: &Scenario) -> Result<Vec<Check>> {
+    let outcome = cloud_init_outcome(agent)?;
+    let CloudInitOutcome { errors, failed_step, complete } = &outcome;
     let mut checks = Vec::new();
     match &scenario.expect_provisioning_failure {
         None => {
-            let observed = if errors.is_empty() {
-                "no errors".to_string()
-            } else {
-                let step = failed_step.map(|s| format!("; kiln step failed: {s}")).unwrap_or_default();
-                format!("{} error(s): {}{step}", errors.len(), errors.join("; "))
-            };
+            let observed = if errors.is_empty() { "no errors".to_string() } else { outcome.describe() };
             checks.push(Check::new("cloud-init finished without errors", "no errors", observed, errors.is_empty()));
-            let complete = log.contains("kiln: provisioning complete");
+            let complete = *complete;
             let observed = if complete { "complete" } else { "not complete" };
             checks.push(Check::new("provisioning script completed", "kiln: provisioning complete", observed, complete));
         }

@@ -1,5 +1,7 @@
 //! Booting profiles in QEMU and looking at the result: the instance, the guest agent, the harness.
 
+pub mod bake;
+pub mod golden;
 pub mod harness;
 pub mod qemu;
 pub mod qga;

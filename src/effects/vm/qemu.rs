@@ -48,6 +48,9 @@ pub struct QemuConfig {
     /// The guest reaches `10.0.2.100:80`, and only that, as this host port on 127.0.0.1.
     pub mirror_port: Option<u16>,
     pub forwards: Vec<HostForward>,
+    /// User-mode NAT to the internet (a real bake fetches packages); otherwise `restrict=on` and the
+    /// guest reaches nothing but the mirror and the forwarded ports.
+    pub internet: bool,
 }
 
 pub struct Instance {
@@ -64,7 +67,7 @@ pub struct Instance {
 }
 
 /// The format `qemu-img` reports for an image (qcow2 for cloud images, raw for some).
-fn image_format(path: &Path) -> Result<String> {
+pub(crate) fn image_format(path: &Path) -> Result<String> {
     let out = Command::new("qemu-img")
         .args(["info", "--output=json"])
         .arg(path)
@@ -178,6 +181,19 @@ impl Drop for Instance {
     }
 }
 
+/// The child gets SIGKILL when kiln dies, however it dies (Ctrl-C, `kill -9`, a panic).
+pub(crate) fn die_with_parent(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Starts QEMU on an existing overlay. With `-no-reboot` a guest reboot ends QEMU and the harness
 /// starts it again, a cold boot: OVMF's warm reset under TCG spent 100-200 s here before the kernel.
 fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path) -> Result<Child> {
@@ -189,7 +205,7 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
         }
         _ => {}
     }
-    let mut netdev = String::from("user,id=n0,restrict=on");
+    let mut netdev = String::from(if config.internet { "user,id=n0" } else { "user,id=n0,restrict=on" });
     if let Some(port) = config.mirror_port {
         // One `nc` per connection: a plain tcp chardev would serve a single connection only.
         netdev.push_str(&format!(",guestfwd=tcp:10.0.2.100:80-cmd:nc 127.0.0.1 {port}"));
@@ -219,15 +235,7 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
     }
     let log = fs::File::create(config.run_dir.join("qemu.log")).context("creating qemu.log")?;
     command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    die_with_parent(&mut command);
     fs::write(config.run_dir.join("qemu.cmdline"), format!("{command:?}\n"))?;
     command.spawn().context("starting qemu-system-x86_64 (install qemu-system-x86)")
 }
@@ -250,6 +258,7 @@ pub fn probe_accel(base_image: &Path, scratch: &Path) -> Accel {
         accel: Accel::Kvm,
         mirror_port: None,
         forwards: Vec::new(),
+        internet: false,
     };
     let Ok(mut instance) = Instance::start(&config) else { return Accel::Tcg };
     let booted = instance.wait_console(Duration::from_secs(20), |c| c.contains("Linux version")).unwrap_or(false);

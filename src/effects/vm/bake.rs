@@ -1,0 +1,499 @@
+//! `kiln bake`: boots the base image with the bake-stage user-data, waits for provisioning to succeed,
+//! makes the disk generic (no machine-id, host keys, cloud-init state, logs, caches, per-host secrets of
+//! the daemons), powers off and converts the disk into the golden image, with a manifest beside it.
+//!
+//! The output appears only when complete: it is written as `OUT.partial` and renamed. The result is
+//! keyed by what went into it (kiln version, base image digest, bake-stage user-data, format), so
+//! baking again with the same inputs reuses it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::harness::{GuestHung, cloud_init_outcome, wait_for_cloud_init_watching};
+use super::qemu::{Accel, Instance, QemuConfig, die_with_parent, image_format};
+use crate::effects::fs::write_atomic;
+use crate::effects::interrupt;
+use crate::lower::Stage;
+use crate::model::Model;
+
+/// The disk formats a golden image can be written in, with what `qemu-img convert` needs for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    /// qcow2, compressed (zlib): smallest to store and upload; what OpenStack, Proxmox and QEMU take.
+    #[default]
+    Qcow2,
+    /// Raw, sparse: what GCP (as disk.raw in a tar) and Hetzner's rescue `dd` take.
+    Raw,
+    /// Fixed-size VHD with a whole number of MiB: what Azure accepts.
+    Vhd,
+    /// Stream-optimized VMDK: what VMware and OVA imports take.
+    Vmdk,
+}
+
+impl ImageFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageFormat::Qcow2 => "qcow2",
+            ImageFormat::Raw => "raw",
+            ImageFormat::Vhd => "vhd",
+            ImageFormat::Vmdk => "vmdk",
+        }
+    }
+
+    fn convert_args(self) -> &'static [&'static str] {
+        match self {
+            ImageFormat::Qcow2 => &["-O", "qcow2", "-c"],
+            ImageFormat::Raw => &["-O", "raw"],
+            ImageFormat::Vhd => &["-O", "vpc", "-o", "subformat=fixed,force_size=on"],
+            ImageFormat::Vmdk => &["-O", "vmdk", "-o", "subformat=streamOptimized"],
+        }
+    }
+}
+
+/// What to bake and how.
+pub struct BakeRequest<'a> {
+    /// The validated profile (its bake stage is what gets applied).
+    pub model: &'a Model,
+    /// The profile file, for its digest in the manifest.
+    pub profile_path: &'a Path,
+    pub base_image: &'a Path,
+    pub output: &'a Path,
+    pub format: ImageFormat,
+    /// Overlay, seed, console log and QEMU log of the build VM.
+    pub work_dir: &'a Path,
+    pub accel: Accel,
+    /// A loopback package mirror (tests); `None` gives the build VM NAT access to the internet.
+    pub mirror_port: Option<u16>,
+    /// Bake even if the output is up to date.
+    pub force: bool,
+    /// Stream the build VM's console to stderr.
+    pub verbose: bool,
+    /// How long first boot and provisioning may take.
+    pub timeout: Duration,
+}
+
+/// Why a bake failed; each maps to its own exit code (see the README).
+#[derive(Debug, thiserror::Error)]
+pub enum BakeError {
+    #[error("base image {path}: {reason}")]
+    Base { path: String, reason: String },
+    #[error("provisioning failed in the build VM: {detail}\nconsole tail:\n{console_tail}")]
+    Provisioning { detail: String, console_tail: String },
+    #[error(transparent)]
+    Harness(#[from] anyhow::Error),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub kiln_version: String,
+    /// sha256 of what determines the image: kiln version, base digest, bake-stage user-data, format.
+    pub cache_key: String,
+    pub profile: Digested,
+    /// sha256 of the bake-stage user-data applied to the image (`kiln render --stage bake`).
+    pub bake_user_data_sha256: String,
+    pub base_image: Digested,
+    pub output: Output,
+    pub accelerator: String,
+    /// Every installed package with its version, as dpkg reported it inside the build VM.
+    pub packages: Vec<Package>,
+    /// Seconds per phase.
+    pub timings: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Digested {
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Output {
+    pub path: String,
+    pub format: ImageFormat,
+    pub sha256: String,
+    pub bytes: u64,
+    pub virtual_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+}
+
+/// Whether the image was baked now or an identical earlier one was kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Baked,
+    UpToDate,
+}
+
+/// `OUT.manifest.json`, beside the image.
+pub fn manifest_path(output: &Path) -> PathBuf {
+    sibling(output, ".manifest.json")
+}
+
+fn partial_path(output: &Path) -> PathBuf {
+    sibling(output, ".partial")
+}
+
+fn sibling(output: &Path, suffix: &str) -> PathBuf {
+    let mut name = output.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(suffix);
+    output.with_file_name(name)
+}
+
+/// Says what the bake is doing, with the time since it started.
+struct Progress(Instant);
+
+impl Progress {
+    fn say(&self, what: &str) {
+        eprintln!("kiln bake: [{:6.1}s] {what}", self.0.elapsed().as_secs_f64());
+    }
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A base image kiln can boot: present, readable by qemu-img, with consistent qcow2 metadata, and a
+/// partition table (MBR boot signature, which GPT's protective MBR also carries) on the disk.
+pub fn check_base(path: &Path) -> Result<String, BakeError> {
+    let fail = |reason: String| BakeError::Base { path: path.display().to_string(), reason };
+    if !path.is_file() {
+        return Err(fail("not found (build one with `kiln image build debian-12 -o FILE`)".into()));
+    }
+    let format = image_format(path).map_err(|e| fail(format!("{e:#}")))?;
+    if format == "qcow2" {
+        let out = Command::new("qemu-img")
+            .args(["check", "-q", "-f", "qcow2"])
+            .arg(path)
+            .output()
+            .map_err(|e| fail(format!("running qemu-img check: {e}")))?;
+        if !out.status.success() {
+            let detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            return Err(fail(format!("corrupt (qemu-img check failed: {detail})")));
+        }
+    }
+    let first_sector = first_sector(path, &format).map_err(|e| fail(format!("reading its first sector: {e:#}")))?;
+    if first_sector.len() < 512 || first_sector[510..512] != [0x55, 0xAA] {
+        return Err(fail("not a bootable disk: no partition table in its first sector".into()));
+    }
+    Ok(format)
+}
+
+/// The disk's first 512 bytes as the guest sees them (through qcow2's mapping if need be).
+fn first_sector(path: &Path, format: &str) -> anyhow::Result<Vec<u8>> {
+    if format == "raw" {
+        let mut bytes = vec![0u8; 512];
+        let n = fs::File::open(path)?.read(&mut bytes)?;
+        bytes.truncate(n);
+        return Ok(bytes);
+    }
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("sector");
+    let status = Command::new("qemu-img")
+        .args(["dd", "-f", format, "-O", "raw", "bs=512", "count=1"])
+        .arg(format!("if={}", path.display()))
+        .arg(format!("of={}", out.display()))
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "qemu-img dd could not read it");
+    Ok(fs::read(out)?)
+}
+
+fn cache_key(base_sha256: &str, user_data: &str, format: ImageFormat) -> String {
+    let mut hasher = Sha256::new();
+    for part in ["kiln-bake/1", env!("CARGO_PKG_VERSION"), base_sha256, format.name(), user_data] {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    hex(&hasher.finalize())
+}
+
+/// An earlier bake with the same inputs whose image is still intact.
+fn up_to_date(output: &Path, key: &str) -> Option<Manifest> {
+    let manifest: Manifest = serde_json::from_slice(&fs::read(manifest_path(output)).ok()?).ok()?;
+    (manifest.cache_key == key && sha256_file(output).ok()? == manifest.output.sha256).then_some(manifest)
+}
+
+pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
+    let progress = Progress(Instant::now());
+    let mut timings = BTreeMap::new();
+    let base_format = check_base(request.base_image)?;
+    progress.say(&format!("base image {} ({base_format}) checked; hashing it", request.base_image.display()));
+    let base_sha256 = sha256_file(request.base_image)
+        .with_context(|| format!("reading base image {}", request.base_image.display()))?;
+    // The bake stage reads no secret: placeholders render it exactly (a test holds kiln to that).
+    let secrets = crate::secrets::resolve(request.model, None).map_err(|e| anyhow!("{e:?}"))?;
+    let user_data = crate::cli::stage_user_data(request.model, &secrets, Stage::Bake)?;
+    let key = cache_key(&base_sha256, &user_data, request.format);
+    if !request.force
+        && let Some(manifest) = up_to_date(request.output, &key)
+    {
+        progress.say(&format!(
+            "{} is up to date (cache key {}); --force bakes again",
+            request.output.display(),
+            &key[..16]
+        ));
+        return Ok((Outcome::UpToDate, manifest));
+    }
+
+    let partial = partial_path(request.output);
+    let manifest_partial = sibling(&manifest_path(request.output), ".partial");
+    for stale in [&partial, &manifest_partial] {
+        // Left by a bake that was killed with SIGKILL, the one signal nothing can clean up after.
+        let _ = fs::remove_file(stale);
+    }
+    fs::create_dir_all(request.work_dir).with_context(|| format!("creating {}", request.work_dir.display()))?;
+    let seed_path = request.work_dir.join("seed.img");
+    let network_config = crate::seed::default_network_config();
+    let instance_id = crate::seed::instance_id(user_data.as_bytes(), network_config.as_bytes());
+    let meta_data = crate::seed::meta_data(&instance_id, &request.model.host.hostname);
+    let seed = crate::effects::seed_image::cidata_image(&[
+        ("user-data", user_data.as_bytes()),
+        ("meta-data", meta_data.as_bytes()),
+        ("network-config", network_config.as_bytes()),
+    ])?;
+    write_atomic(&seed_path, &seed, 0o600)?;
+    let config = QemuConfig {
+        base_image: request.base_image.to_path_buf(),
+        run_dir: request.work_dir.to_path_buf(),
+        seed: Some(seed_path),
+        memory_mib: 2048,
+        cpus: 2,
+        accel: request.accel,
+        mirror_port: request.mirror_port,
+        forwards: Vec::new(),
+        internet: request.mirror_port.is_none(),
+    };
+
+    progress.say(&format!("booting the build VM ({}) and provisioning (bake stage)", request.accel.name()));
+    let provision_started = Instant::now();
+    let mut instance = Instance::start(&config)?;
+    let mut shown = 0;
+    let mut watch = |console: &str| {
+        if request.verbose && console.len() > shown {
+            eprint!("{}", console[shown..].lines().map(|l| format!("  console| {l}\n")).collect::<String>());
+            shown = console.len();
+        }
+    };
+    match wait_for_cloud_init_watching(&mut instance, 0, request.timeout, &mut watch) {
+        Err(e) if e.downcast_ref::<GuestHung>().is_some() => {
+            progress.say("the build VM hung in early boot (emulated timers stalled); booting it again once");
+            instance.kill();
+            instance = Instance::start(&config)?;
+            wait_for_cloud_init_watching(&mut instance, 0, request.timeout, &mut watch)?;
+        }
+        other => {
+            other?;
+        }
+    }
+    let mut agent = instance.agent(Duration::from_secs(120))?;
+    let outcome = cloud_init_outcome(&mut agent)?;
+    if !outcome.errors.is_empty() || !outcome.complete {
+        return Err(BakeError::Provisioning { detail: outcome.describe(), console_tail: instance.console_tail(25) });
+    }
+    timings.insert("boot and provision".to_string(), provision_started.elapsed().as_secs_f64());
+    progress.say("provisioned; listing packages");
+    let packages = installed_packages(&mut agent)?;
+
+    progress.say("making the image generic (cloud-init state, machine-id, host keys, logs, caches)");
+    let generalize_started = Instant::now();
+    let out = agent.shell(GENERALIZE, Duration::from_secs(300))?;
+    if !out.ok() {
+        return Err(anyhow!("making the image generic failed: {}{}", out.stdout, out.stderr).into());
+    }
+    agent.shutdown("powerdown")?;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while instance.running() {
+        if Instant::now() > deadline {
+            return Err(anyhow!("the build VM did not power off within 180 s").into());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    timings.insert("generalize and power off".to_string(), generalize_started.elapsed().as_secs_f64());
+
+    progress.say(&format!("converting to {}", request.format.name()));
+    let convert_started = Instant::now();
+    interrupt::remove_on_interrupt(&partial);
+    let converted = convert(&request.work_dir.join("overlay.qcow2"), &partial, request.format);
+    let placed = converted.and_then(|_| {
+        timings.insert("convert".to_string(), convert_started.elapsed().as_secs_f64());
+        let manifest = Manifest {
+            kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+            cache_key: key,
+            profile: Digested {
+                path: request.profile_path.display().to_string(),
+                sha256: sha256_file(request.profile_path).unwrap_or_default(),
+            },
+            bake_user_data_sha256: hex(&Sha256::digest(user_data.as_bytes())),
+            base_image: Digested { path: request.base_image.display().to_string(), sha256: base_sha256 },
+            output: Output {
+                path: request.output.display().to_string(),
+                format: request.format,
+                sha256: sha256_file(&partial).context("hashing the converted image")?,
+                bytes: fs::metadata(&partial)?.len(),
+                virtual_size: virtual_size(&partial)?,
+            },
+            accelerator: request.accel.name().to_string(),
+            packages,
+            timings: {
+                timings.insert("total".to_string(), progress.0.elapsed().as_secs_f64());
+                timings.clone()
+            },
+        };
+        let text = serde_json::to_string_pretty(&manifest)? + "\n";
+        write_atomic(&manifest_partial, text.as_bytes(), 0o644)?;
+        // Image first, manifest second: a manifest always describes an image that is in place.
+        fs::rename(&partial, request.output).with_context(|| format!("renaming into {}", request.output.display()))?;
+        fs::rename(&manifest_partial, manifest_path(request.output))?;
+        Ok(manifest)
+    });
+    interrupt::forget(&partial);
+    match placed {
+        Ok(manifest) => {
+            progress.say(&format!(
+                "wrote {} ({:.0} MB, {}) and {}",
+                request.output.display(),
+                manifest.output.bytes as f64 / 1e6,
+                manifest.output.format.name(),
+                manifest_path(request.output).display()
+            ));
+            Ok((Outcome::Baked, manifest))
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&partial);
+            let _ = fs::remove_file(&manifest_partial);
+            Err(e.into())
+        }
+    }
+}
+
+/// Run in the build VM after provisioning. Everything that must differ between instances, or that
+/// only describes the build, goes; what the profile installed stays.
+const GENERALIZE: &str = r#"set -eu
+# Daemons that keep per-host identity or state: stopped before their state is removed.
+for unit in cloudflared.service tailscaled.service docker.service docker.socket containerd.service; do
+  systemctl stop "$unit" 2>/dev/null || true
+done
+rm -rf /var/lib/tailscale/*            # tailscaled's node key and state
+rm -f /etc/docker/key.json             # dockerd's engine identity
+# cloud-init forgets this instance and its logs, so every boot of the image is a first boot.
+cloud-init clean --logs --seed
+# An empty machine-id makes systemd generate a new one at the next boot (first-boot semantics).
+truncate -s 0 /etc/machine-id
+if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then rm -f /var/lib/dbus/machine-id; fi
+rm -f /etc/ssh/ssh_host_*              # cloud-init's ssh module makes new ones per instance
+rm -f /var/lib/systemd/random-seed /var/lib/systemd/credential.secret
+apt-get clean
+rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
+journalctl --rotate >/dev/null 2>&1 || true
+rm -rf /var/log/journal/* /run/log/journal/*
+find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \) -delete
+find /var/log -type f -exec truncate -s 0 {} +
+rm -rf /tmp/* /tmp/.[!.]* /var/tmp/* /root/.bash_history
+# Free blocks become holes in the disk, so the image carries only what is in use.
+fstrim -av
+sync
+"#;
+
+fn installed_packages(agent: &mut super::qga::Agent) -> Result<Vec<Package>, BakeError> {
+    let out = agent.exec(
+        "/usr/bin/dpkg-query",
+        &["-W", "-f", "${binary:Package}\t${Version}\n"],
+        None,
+        Duration::from_secs(60),
+    )?;
+    if !out.ok() {
+        return Err(anyhow!("dpkg-query failed in the build VM: {}", out.stderr).into());
+    }
+    Ok(out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(name, version)| Package { name: name.to_string(), version: version.to_string() })
+        .collect())
+}
+
+/// `qemu-img convert` of the build VM's overlay (with its base) into one standalone image.
+fn convert(overlay: &Path, to: &Path, format: ImageFormat) -> anyhow::Result<()> {
+    let mut command = Command::new("qemu-img");
+    command.args(["convert", "-q", "-f", "qcow2"]).args(format.convert_args()).arg(overlay).arg(to);
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    die_with_parent(&mut command);
+    let out = command.spawn().context("running qemu-img convert")?.wait_with_output()?;
+    if !out.status.success() {
+        anyhow::bail!("qemu-img convert failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
+}
+
+fn virtual_size(image: &Path) -> anyhow::Result<u64> {
+    let out = Command::new("qemu-img").args(["info", "--output=json"]).arg(image).output()?;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing qemu-img info")?;
+    info["virtual-size"].as_u64().context("qemu-img info gives no virtual size")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecars_keep_the_whole_file_name() {
+        assert_eq!(manifest_path(Path::new("out/app.qcow2")), Path::new("out/app.qcow2.manifest.json"));
+        assert_eq!(partial_path(Path::new("app.img")), Path::new("app.img.partial"));
+    }
+
+    #[test]
+    fn the_cache_key_changes_with_every_input() {
+        let base = cache_key("aa", "#cloud-config\n", ImageFormat::Qcow2);
+        assert_eq!(base, cache_key("aa", "#cloud-config\n", ImageFormat::Qcow2));
+        assert_ne!(base, cache_key("ab", "#cloud-config\n", ImageFormat::Qcow2));
+        assert_ne!(base, cache_key("aa", "#cloud-config\nx: 1\n", ImageFormat::Qcow2));
+        assert_ne!(base, cache_key("aa", "#cloud-config\n", ImageFormat::Raw));
+    }
+
+    #[test]
+    fn missing_and_corrupt_bases_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.qcow2");
+        let err = check_base(&missing).unwrap_err().to_string();
+        assert!(err.contains("nope.qcow2") && err.contains("not found"), "{err}");
+        // qcow2 magic and a header that points past the end of the file.
+        let corrupt = dir.path().join("corrupt.qcow2");
+        let mut bytes = b"QFI\xfb\x00\x00\x00\x03".to_vec();
+        bytes.resize(512, 0xff);
+        fs::write(&corrupt, bytes).unwrap();
+        let err = check_base(&corrupt).unwrap_err().to_string();
+        assert!(err.contains("corrupt.qcow2"), "{err}");
+        // Random bytes pass as a raw image to qemu-img; they are not a disk.
+        let noise = dir.path().join("noise.img");
+        fs::write(&noise, (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<u8>>()).unwrap();
+        let err = check_base(&noise).unwrap_err().to_string();
+        assert!(err.contains("no partition table"), "{err}");
+    }
+}

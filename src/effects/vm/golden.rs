@@ -1,0 +1,239 @@
+//! Proofs about golden images, run by the harness for scenarios that bake: the bake itself (manifest,
+//! no partial left, or a failure that names its step), no secret anywhere on the image's disk (with a
+//! control: the same scan finds them on an instance's disk), and two instances of one image that do not
+//! share a machine-id or SSH host keys.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::bake::{self, BakeError, BakeRequest, ImageFormat, manifest_path};
+use super::harness::{Scenario, cloud_init_outcome, wait_for_cloud_init};
+use super::qemu::{Accel, Instance, QemuConfig};
+use super::qga::Agent;
+use crate::model::Model;
+use crate::verify::Check;
+
+/// What baking gave the scenario.
+pub enum Baked {
+    /// The golden image, checks on it, and seconds per bake phase.
+    Image { path: PathBuf, checks: Vec<Check>, timings: Vec<(String, f64)> },
+    /// The bake failed as the scenario intended; checks on how it failed.
+    Failed { checks: Vec<Check> },
+}
+
+pub fn bake_golden(scenario: &Scenario, model: &Model, accel: Accel, mirror_port: u16) -> Result<Baked> {
+    let output = scenario.run_dir.join("golden.qcow2");
+    let request = BakeRequest {
+        model,
+        profile_path: &scenario.profile,
+        base_image: &scenario.base_image,
+        output: &output,
+        format: ImageFormat::Qcow2,
+        work_dir: &scenario.run_dir.join("bake"),
+        accel,
+        mirror_port: Some(mirror_port),
+        // A test bakes every time: the cache would skip exactly what is under test.
+        force: true,
+        verbose: false,
+        timeout: scenario.boot_timeout,
+    };
+    let _ = fs::remove_file(&output);
+    let result = bake::bake(&request);
+    let partial_left = output.with_file_name("golden.qcow2.partial").exists();
+    match (result, &scenario.expect_provisioning_failure) {
+        (Ok((_, manifest)), None) => {
+            let mut checks = Vec::new();
+            let on_disk = bake::sha256_file(&output).unwrap_or_default();
+            checks.push(Check::new(
+                "golden image: the manifest's sha256 is the image's",
+                manifest.output.sha256.as_str(),
+                on_disk.as_str(),
+                on_disk == manifest.output.sha256,
+            ));
+            let installed: Vec<&str> = manifest.packages.iter().map(|p| p.name.as_str()).collect();
+            let secrets = crate::secrets::resolve(model, None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let wanted = crate::lower::lower_stage(model, &secrets, crate::lower::Stage::Bake).packages;
+            let missing: Vec<&String> = wanted.iter().filter(|p| !installed.contains(&p.as_str())).collect();
+            checks.push(Check::new(
+                "golden image: the manifest lists every package of the profile, with versions",
+                wanted.join(", "),
+                if missing.is_empty() {
+                    format!("{} packages listed", installed.len())
+                } else {
+                    format!("missing: {missing:?}")
+                },
+                missing.is_empty() && manifest.packages.iter().all(|p| !p.version.is_empty()),
+            ));
+            checks.push(no_partial_check(partial_left));
+            let size_mb = manifest.output.bytes as f64 / 1e6;
+            let mut timings: Vec<(String, f64)> =
+                manifest.timings.iter().map(|(phase, s)| (format!("bake: {phase}"), *s)).collect();
+            timings.push(("golden image size, MB (compressed qcow2)".into(), size_mb));
+            Ok(Baked::Image { path: output, checks, timings })
+        }
+        (Err(BakeError::Provisioning { detail, .. }), Some(step)) => {
+            let named = detail.contains(&format!("kiln step failed: {step}"));
+            Ok(Baked::Failed {
+                checks: vec![
+                    Check::new("bake: the error names the failing step", step.as_str(), detail.as_str(), named),
+                    Check::new(
+                        "bake: no image and no manifest are written",
+                        "neither exists",
+                        format!(
+                            "image {}, manifest {}",
+                            if output.exists() { "exists" } else { "absent" },
+                            if manifest_path(&output).exists() { "exists" } else { "absent" }
+                        ),
+                        !output.exists() && !manifest_path(&output).exists(),
+                    ),
+                    no_partial_check(partial_left),
+                ],
+            })
+        }
+        (Ok(_), Some(step)) => Ok(Baked::Failed {
+            checks: vec![Check::new(
+                "bake: provisioning fails",
+                format!("fails in {step}"),
+                "the bake succeeded",
+                false,
+            )],
+        }),
+        (Err(e), _) => Err(anyhow::Error::new(e).context("baking the golden image")),
+    }
+}
+
+fn no_partial_check(partial_left: bool) -> Check {
+    Check::new(
+        "bake: no partial output left",
+        "no golden.qcow2.partial",
+        if partial_left { "partial file left" } else { "none" },
+        !partial_left,
+    )
+}
+
+/// What must differ between two instances of one golden image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub machine_id: String,
+    /// `ssh-keygen -l` fingerprints of the host keys.
+    pub host_keys: Vec<String>,
+}
+
+pub fn identity(agent: &mut Agent) -> Result<Identity> {
+    let out = agent.shell(
+        "cat /etc/machine-id; for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf \"$k\" | awk '{print $2}'; done",
+        Duration::from_secs(60),
+    )?;
+    let mut lines = out.stdout.lines().map(str::trim).filter(|l| !l.is_empty());
+    let machine_id = lines.next().unwrap_or_default().to_string();
+    Ok(Identity { machine_id, host_keys: lines.map(str::to_string).collect() })
+}
+
+/// Converts `image` (and its backing chain) to raw in `scratch` and counts the secret values found
+/// anywhere on the disk: files, deleted blocks, journals. Reads the whole virtual disk.
+pub fn secrets_on_disk(image: &Path, secrets: &[String], scratch: &Path) -> Result<usize> {
+    let raw = scratch.join("scan.raw");
+    let status = Command::new("qemu-img")
+        .args(["convert", "-q", "-O", "raw"])
+        .arg(image)
+        .arg(&raw)
+        .status()
+        .context("running qemu-img convert for the scan")?;
+    if !status.success() {
+        bail!("qemu-img could not convert {} for the scan", image.display());
+    }
+    let found = scan_file(&raw, secrets);
+    let _ = fs::remove_file(&raw);
+    found
+}
+
+fn scan_file(path: &Path, secrets: &[String]) -> Result<usize> {
+    let finders: Vec<memchr::memmem::Finder> =
+        secrets.iter().map(|s| memchr::memmem::Finder::new(s.as_bytes())).collect();
+    let overlap = secrets.iter().map(String::len).max().unwrap_or(0);
+    let mut found = vec![false; secrets.len()];
+    let mut file = fs::File::open(path)?;
+    let mut buffer = vec![0u8; 16 << 20];
+    let mut kept = 0;
+    loop {
+        let n = file.read(&mut buffer[kept..])?;
+        if n == 0 {
+            break;
+        }
+        let filled = kept + n;
+        for (i, finder) in finders.iter().enumerate() {
+            found[i] |= finder.find(&buffer[..filled]).is_some();
+        }
+        // Keep the tail so a value split across two reads is still seen whole.
+        kept = overlap.min(filled);
+        buffer.copy_within(filled - kept..filled, 0);
+    }
+    Ok(found.iter().filter(|f| **f).count())
+}
+
+/// Boots a second instance of the golden image with the same boot-stage seed and returns its identity.
+pub fn second_instance(config: &QemuConfig, timeout: Duration) -> Result<(Identity, Vec<String>, f64)> {
+    let started = Instant::now();
+    let mut instance = Instance::start(config)?;
+    wait_for_cloud_init(&mut instance, 0, timeout)?;
+    let mut agent = instance.agent(Duration::from_secs(120))?;
+    let outcome = cloud_init_outcome(&mut agent)?;
+    let identity = identity(&mut agent)?;
+    Ok((identity, outcome.errors, started.elapsed().as_secs_f64()))
+}
+
+/// The identity checks between two instances.
+pub fn identity_checks(first: &Identity, second: &Identity) -> Vec<Check> {
+    let valid = |id: &Identity| id.machine_id.len() == 32 && id.machine_id.chars().all(|c| c.is_ascii_hexdigit());
+    let shared: Vec<&String> = first.host_keys.iter().filter(|k| second.host_keys.contains(k)).collect();
+    vec![
+        Check::new(
+            "two instances of the golden image have different machine-ids",
+            "two different valid ids",
+            format!("{} / {}", first.machine_id, second.machine_id),
+            valid(first) && valid(second) && first.machine_id != second.machine_id,
+        ),
+        Check::new(
+            "two instances of the golden image have different SSH host keys",
+            "no fingerprint in common",
+            format!("{} and {} keys, {} in common", first.host_keys.len(), second.host_keys.len(), shared.len()),
+            !first.host_keys.is_empty() && !second.host_keys.is_empty() && shared.is_empty(),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scan_finds_values_anywhere_including_across_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.raw");
+        let mut disk = vec![0u8; (16 << 20) + 100];
+        let secret = "kiln-test-secret-0123456789abcdef";
+        // Straddles the boundary between the first and second 16 MiB read.
+        let at = (16 << 20) - 10;
+        disk[at..at + secret.len()].copy_from_slice(secret.as_bytes());
+        fs::write(&path, &disk).unwrap();
+        let secrets = vec![secret.to_string(), "kiln-test-secret-absent".to_string()];
+        assert_eq!(scan_file(&path, &secrets).unwrap(), 1);
+        fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+        assert_eq!(scan_file(&path, &secrets).unwrap(), 0);
+    }
+
+    #[test]
+    fn identical_or_empty_identities_fail() {
+        let a = Identity { machine_id: "a".repeat(32), host_keys: vec!["SHA256:x".into()] };
+        let b = Identity { machine_id: "b".repeat(32), host_keys: vec!["SHA256:y".into()] };
+        assert!(identity_checks(&a, &b).iter().all(|c| c.passed));
+        assert!(identity_checks(&a, &a).iter().all(|c| !c.passed));
+        let empty = Identity { machine_id: String::new(), host_keys: Vec::new() };
+        assert!(identity_checks(&a, &empty).iter().all(|c| !c.passed));
+    }
+}
