@@ -8,7 +8,9 @@ use serde_saphyr::LitString;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CloudConfig {
-    pub hostname: String,
+    /// Absent in the bake stage: the host name is per instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fqdn: Option<String>,
     pub manage_etc_hosts: bool,

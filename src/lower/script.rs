@@ -46,10 +46,11 @@ pub(super) fn provision_file(model: &Model, component_steps: &[Step], stage: Sta
         // The first-boot speed-ups are written by the stage that installs packages.
         steps.push(Step::new("finish", vec![cmd(&["rm", "-f", UNSAFE_IO_PATH, NO_RECOMMENDS_PATH])]));
     }
+    // Host names are RFC 1123 (validated), so they are safe in this comment line as they are.
     let purpose = match stage {
-        Stage::Full => "first-boot provisioning",
-        Stage::Bake => "golden-image provisioning (bake stage)",
-        Stage::Boot => "per-instance provisioning of a golden image (boot stage)",
+        Stage::Full => format!("first-boot provisioning of {}", model.host.hostname),
+        Stage::Bake => "golden-image provisioning (bake stage; the same for every host)".to_string(),
+        Stage::Boot => format!("per-instance provisioning of {} from a golden image (boot stage)", model.host.hostname),
     };
     let failure_note = match stage {
         Stage::Full | Stage::Bake => "the firewall is enabled last, so a failure never locks the host out.",
@@ -59,9 +60,8 @@ pub(super) fn provision_file(model: &Model, component_steps: &[Step], stage: Sta
         templates::PROVISION_SCRIPT,
         minijinja::context! {
             version => env!("CARGO_PKG_VERSION"),
-            hostname => &model.host.hostname,
             // Fixed text chosen above, not data: exempt from the shell quoting applied to values.
-            purpose => minijinja::Value::from_safe_string(purpose.to_string()),
+            purpose => minijinja::Value::from_safe_string(purpose),
             failure_note => minijinja::Value::from_safe_string(failure_note.to_string()),
             steps => steps,
         },

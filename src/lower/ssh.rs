@@ -10,8 +10,7 @@ pub const SSHD_DROP_IN: &str = "/etc/ssh/sshd_config.d/10-kiln.conf";
 pub(super) fn lower(model: &Model, parts: &mut Parts) {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let body = format!(
-        "# Managed by kiln: SSH hardening for {host}.\nPasswordAuthentication {pw}\nKbdInteractiveAuthentication no\nPermitRootLogin {root}\nPermitEmptyPasswords no\n",
-        host = model.host.hostname,
+        "# Managed by kiln: SSH hardening.\nPasswordAuthentication {pw}\nKbdInteractiveAuthentication no\nPermitRootLogin {root}\nPermitEmptyPasswords no\n",
         pw = yes_no(model.ssh.password_authentication),
         root = if model.ssh.permit_root_login { "prohibit-password" } else { "no" },
     );

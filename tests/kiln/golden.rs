@@ -143,3 +143,22 @@ fn the_bake_stage_is_the_same_without_secrets() {
         );
     }
 }
+
+/// Hosts that differ only in name share one golden image: the bake stage names no host.
+#[test]
+fn the_bake_stage_is_the_same_for_every_host_name() {
+    let case = crate::support::data_dir().join("seed-host");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    std::fs::copy(case.join("keys/deploy.pub"), dir.path().join("keys/deploy.pub")).unwrap();
+    let text = std::fs::read_to_string(case.join("profile.yaml")).unwrap();
+    assert!(text.contains("hostname: app-1"));
+    let renamed = dir.path().join("profile.yaml");
+    std::fs::write(&renamed, text.replace("hostname: app-1", "hostname: app-2")).unwrap();
+    let stage = |path: &Path, stage| render_stage(path, stage).1.unwrap().0;
+    let original = case.join("profile.yaml");
+    assert_eq!(stage(&original, Stage::Bake), stage(&renamed, Stage::Bake));
+    // The control: the boot stage does carry the name.
+    assert_ne!(stage(&original, Stage::Boot), stage(&renamed, Stage::Boot));
+    assert!(!stage(&original, Stage::Bake).contains("app-1"));
+}

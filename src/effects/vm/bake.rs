@@ -272,7 +272,8 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
     let seed_path = request.work_dir.join("seed.img");
     let network_config = crate::seed::default_network_config();
     let instance_id = crate::seed::instance_id(user_data.as_bytes(), network_config.as_bytes());
-    let meta_data = crate::seed::meta_data(&instance_id, &request.model.host.hostname);
+    // The build VM is no particular host; each instance gets its own name from the boot stage.
+    let meta_data = crate::seed::meta_data(&instance_id, "kiln-bake");
     let seed = crate::effects::seed_image::cidata_image(&[
         ("user-data", user_data.as_bytes()),
         ("meta-data", meta_data.as_bytes()),
