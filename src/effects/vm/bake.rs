@@ -479,6 +479,37 @@ mod tests {
     }
 
     #[test]
+    fn an_earlier_bake_is_reused_only_when_its_key_and_bytes_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("app.qcow2");
+        fs::write(&image, b"golden bytes").unwrap();
+        let manifest = Manifest {
+            kiln_version: "0".into(),
+            cache_key: "k1".into(),
+            profile: Digested { path: "p".into(), sha256: String::new() },
+            bake_user_data_sha256: String::new(),
+            base_image: Digested { path: "b".into(), sha256: String::new() },
+            output: Output {
+                path: image.display().to_string(),
+                format: ImageFormat::Qcow2,
+                sha256: sha256_file(&image).unwrap(),
+                bytes: 12,
+                virtual_size: 0,
+            },
+            accelerator: "TCG".into(),
+            packages: Vec::new(),
+            timings: BTreeMap::new(),
+        };
+        fs::write(manifest_path(&image), serde_json::to_string(&manifest).unwrap()).unwrap();
+        assert_eq!(up_to_date(&image, "k1"), Some(manifest));
+        assert_eq!(up_to_date(&image, "k2"), None, "another profile, base, format or kiln");
+        fs::write(&image, b"golden bytez").unwrap();
+        assert_eq!(up_to_date(&image, "k1"), None, "the image changed since its manifest was written");
+        fs::remove_file(manifest_path(&image)).unwrap();
+        assert_eq!(up_to_date(&image, "k1"), None, "no manifest");
+    }
+
+    #[test]
     fn missing_and_corrupt_bases_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.qcow2");

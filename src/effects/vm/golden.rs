@@ -21,9 +21,9 @@ use crate::verify::Check;
 /// What baking gave the scenario.
 pub enum Baked {
     /// The golden image, checks on it, and seconds per bake phase.
-    Image { path: PathBuf, checks: Vec<Check>, timings: Vec<(String, f64)> },
-    /// The bake failed as the scenario intended; checks on how it failed.
-    Failed { checks: Vec<Check> },
+    Image { path: PathBuf, checks: Vec<Check>, timings: Vec<(String, f64)>, note: String },
+    /// The bake failed as the scenario intended; checks on how it failed, and kiln's message.
+    Failed { checks: Vec<Check>, message: String },
 }
 
 pub fn bake_golden(scenario: &Scenario, model: &Model, accel: Accel, mirror_port: u16) -> Result<Baked> {
@@ -70,15 +70,19 @@ pub fn bake_golden(scenario: &Scenario, model: &Model, accel: Accel, mirror_port
                 missing.is_empty() && manifest.packages.iter().all(|p| !p.version.is_empty()),
             ));
             checks.push(no_partial_check(partial_left));
-            let size_mb = manifest.output.bytes as f64 / 1e6;
-            let mut timings: Vec<(String, f64)> =
-                manifest.timings.iter().map(|(phase, s)| (format!("bake: {phase}"), *s)).collect();
-            timings.push(("golden image size, MB (compressed qcow2)".into(), size_mb));
-            Ok(Baked::Image { path: output, checks, timings })
+            let timings = manifest.timings.iter().map(|(phase, s)| (format!("bake: {phase}"), *s)).collect();
+            let note = format!(
+                "golden image: {:.0} MB compressed qcow2 ({} packages), virtual size {} GiB",
+                manifest.output.bytes as f64 / 1e6,
+                manifest.packages.len(),
+                manifest.output.virtual_size >> 30
+            );
+            Ok(Baked::Image { path: output, checks, timings, note })
         }
         (Err(BakeError::Provisioning { detail, .. }), Some(step)) => {
             let named = detail.contains(&format!("kiln step failed: {step}"));
             Ok(Baked::Failed {
+                message: format!("kiln bake said: provisioning failed in the build VM: {detail}"),
                 checks: vec![
                     Check::new("bake: the error names the failing step", step.as_str(), detail.as_str(), named),
                     Check::new(
@@ -96,6 +100,7 @@ pub fn bake_golden(scenario: &Scenario, model: &Model, accel: Accel, mirror_port
             })
         }
         (Ok(_), Some(step)) => Ok(Baked::Failed {
+            message: "the bake succeeded".into(),
             checks: vec![Check::new(
                 "bake: provisioning fails",
                 format!("fails in {step}"),

@@ -188,13 +188,18 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
         progress.say("baking the golden image (bake stage)");
         let port = mirror_port.context("baking needs the mirror")?;
         match golden::bake_golden(scenario, &model, accel, port)? {
-            golden::Baked::Image { path, checks, timings } => {
+            golden::Baked::Image { path, checks, timings, note } => {
+                progress.say(&note);
                 verdict.timings.extend(timings);
+                verdict.notes.push(note);
                 verdict.phases.push(("golden image".into(), checks));
                 progress.say("baked; booting an instance of it (boot stage)");
                 (path.clone(), Stage::Boot, Some(path))
             }
-            golden::Baked::Failed { checks } => {
+            golden::Baked::Failed { checks, message } => {
+                progress.say(&message);
+                verdict.timings.push(("bake start to failure reported".into(), progress.start.elapsed().as_secs_f64()));
+                verdict.notes.push(message);
                 verdict.phases.push(("bake whose provisioning fails".into(), checks));
                 return Ok(verdict);
             }
