@@ -417,6 +417,7 @@ fn test_command(args: &TestArgs) -> Result<u8> {
         tamper: Vec::new(),
         expect_provisioning_failure: None,
         boot_timeout: std::time::Duration::from_secs(args.timeout),
+        wireguard_peer: false,
     };
     let accel = qemu::probe_accel(&args.image, &run_dir);
     eprintln!("kiln: accelerator: {}", accel.name());

@@ -1,5 +1,6 @@
 //! Booting profiles in QEMU and looking at the result: the instance, the guest agent, the harness.
 
 pub mod harness;
+pub mod peer;
 pub mod qemu;
 pub mod qga;

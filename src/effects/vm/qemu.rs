@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::peer::TapNic;
 use super::qga::Agent;
 
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
@@ -48,6 +49,8 @@ pub struct QemuConfig {
     /// The guest reaches `10.0.2.100:80`, and only that, as this host port on 127.0.0.1.
     pub mirror_port: Option<u16>,
     pub forwards: Vec<HostForward>,
+    /// A second NIC on a tap device moved into a network namespace: the guest's "public internet".
+    pub public_nic: Option<TapNic>,
 }
 
 pub struct Instance {
@@ -213,6 +216,9 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
         .arg(format!("socket,path={},server=on,wait=off,id=qga0", qga_socket.display()))
         .args(["-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"])
         .args(["-device", "virtio-rng-pci"]);
+    if let Some(nic) = &config.public_nic {
+        command.args(nic.qemu_args());
+    }
     if let Some(seed) = &config.seed {
         command.arg("-drive").arg(format!("file={},if=none,id=seed0,format=raw,readonly=on", seed.display()));
         command.args(["-device", "virtio-blk-pci,drive=seed0"]);
@@ -229,7 +235,15 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
         });
     }
     fs::write(config.run_dir.join("qemu.cmdline"), format!("{command:?}\n"))?;
-    command.spawn().context("starting qemu-system-x86_64 (install qemu-system-x86)")
+    let mut child = command.spawn().context("starting qemu-system-x86_64 (install qemu-system-x86)")?;
+    if let Some(nic) = &config.public_nic
+        && let Err(e) = nic.move_into_namespace(&mut || matches!(child.try_wait(), Ok(None)))
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    Ok(child)
 }
 
 /// Uses KVM only if a guest actually boots with it here: a bounded boot must print the kernel banner.
@@ -250,6 +264,7 @@ pub fn probe_accel(base_image: &Path, scratch: &Path) -> Accel {
         accel: Accel::Kvm,
         mirror_port: None,
         forwards: Vec::new(),
+        public_nic: None,
     };
     let Ok(mut instance) = Instance::start(&config) else { return Accel::Tcg };
     let booted = instance.wait_console(Duration::from_secs(20), |c| c.contains("Linux version")).unwrap_or(false);
