@@ -499,6 +499,8 @@ impl Drop for TunnelPeer {
             let _ = daemon.kill();
             let _ = daemon.wait();
         }
+        // SIGKILL leaves wireguard-go no chance to remove its control socket.
+        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.interface));
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
         let _ = std::fs::remove_file(&self.key_file);
         let _ = std::fs::remove_file(&self.wrong_key_file);
@@ -546,7 +548,8 @@ fn describe_ports(ports: &[u16]) -> String {
     if ports.is_empty() { "none".into() } else { ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ") }
 }
 
-/// Namespaces of harness runs that no longer exist (killed before they could clean up).
+/// Namespaces and wireguard-go sockets of harness runs that no longer exist (killed before they could
+/// clean up).
 fn remove_stale_namespaces() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -555,6 +558,15 @@ fn remove_stale_namespaces() {
             && !Path::new("/proc").join(pid).exists()
         {
             let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+    let Ok(sockets) = std::fs::read_dir("/var/run/wireguard") else { return };
+    for entry in sockets.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("kwg").and_then(|n| n.strip_suffix(".sock"))
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
