@@ -50,6 +50,7 @@ catalog! {
     SecretInImage => "secret-in-image": "a file the profile ships holds a secret (it would be baked into golden images)",
     PortOutOfRange => "port-out-of-range": "a port outside 1-65535 or a reversed range",
     DuplicateRule => "duplicate-rule": "the same firewall rule twice",
+    PortClash => "port-clash": "two services want the same port",
     ContradictoryRule => "contradictory-rule": "rules or settings that contradict each other",
     NoFirewall => "no-firewall": "no firewall section: every listening port is reachable",
     WeakSsh => "weak-ssh": "SSH settings that weaken the host (passwords, root login)",

@@ -534,6 +534,7 @@ fn test_command(args: &TestArgs) -> Result<u8> {
         bake: false,
         image_is_golden: args.stage == Stage::Boot,
         boot_timeout: std::time::Duration::from_secs(args.timeout),
+        wireguard_peer: false,
     };
     let accel = qemu::probe_accel(&args.image, &run_dir);
     eprintln!("kiln: accelerator: {}", accel.name());

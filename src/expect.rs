@@ -28,6 +28,20 @@ pub struct ExpectedState {
     pub tailscale_up_args: Option<Vec<String>>,
     /// Connections from outside the host to its public interface.
     pub outside: Vec<OutsideProbe>,
+    /// The WireGuard interface as `ip` and `wg` must show it.
+    pub wireguard: Option<ExpectedWireguard>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedWireguard {
+    pub interface: String,
+    /// The interface's address with its prefix, as `ip -o addr` prints it.
+    pub address: String,
+    pub listen_port: u16,
+    /// Public keys of the peers, sorted.
+    pub peers: Vec<String>,
+    /// Where the host's public key is written (it must be the key the interface uses).
+    pub public_key_file: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -112,6 +126,9 @@ const SSH_PORT: u16 = 22;
 /// In an expected listener, port 0 stands for "whatever port the program picks".
 pub const ANY_PORT: u16 = 0;
 
+/// The process of a socket the kernel holds itself (WireGuard's): `ss -p` names no user for it.
+pub const KERNEL_SOCKET: &str = "(kernel)";
+
 pub fn expect(model: &Model) -> ExpectedState {
     let mut packages: Vec<String> = Vec::new();
     let mut units = vec![unit("ssh.service")];
@@ -146,13 +163,33 @@ pub fn expect(model: &Model) -> ExpectedState {
         secret_files.push(SecretFile { path: lower::tailscale_auth_key_path(), present: false });
         lower::tailscale_up_command(t)[1..].to_vec()
     });
+    let wireguard = model.wireguard.as_ref().map(|w| {
+        packages.push("wireguard-tools".into());
+        units.push(unit(&lower::wireguard::unit(&w.interface)));
+        listeners.push(listener("udp", w.listen_port, "any", KERNEL_SOCKET));
+        secret_files.push(SecretFile { path: lower::wireguard::key_path(&w.interface), present: true });
+        let mut peers: Vec<String> = w.peers.iter().map(|p| p.public_key.clone()).collect();
+        peers.sort();
+        ExpectedWireguard {
+            interface: w.interface.clone(),
+            address: w.address.to_string(),
+            listen_port: w.listen_port,
+            peers,
+            public_key_file: lower::wireguard::public_key_path(&w.interface),
+        }
+    });
     let firewall = model.firewall.as_ref().map(|f| {
         packages.push("ufw".into());
         units.push(unit("ufw.service"));
+        let mut rules = ufw_rules(&f.allow, &f.allow_in_on);
+        if let Some(w) = &model.wireguard {
+            rules.extend(wireguard_rules(w));
+            rules.sort();
+        }
         ExpectedFirewall {
             incoming: f.incoming.name().into(),
             outgoing: f.outgoing.name().into(),
-            rules: ufw_rules(&f.allow, &f.allow_in_on),
+            rules,
             docker_user: model.docker.as_ref().filter(|d| d.block_from_outside).map(|d| {
                 d.open.iter().map(|(ports, proto)| format!("{}/{}", render_port_range(ports), proto.name())).collect()
             }),
@@ -182,7 +219,38 @@ pub fn expect(model: &Model) -> ExpectedState {
         cloudflared_args,
         tailscale_up_args,
         outside: outside_probes(model),
+        wireguard,
     }
+}
+
+/// The rules `lower::wireguard::ufw_commands` adds, as UFW stores them (both address families).
+fn wireguard_rules(wireguard: &crate::model::Wireguard) -> Vec<UfwRule> {
+    let interface = &wireguard.interface;
+    let mut rules = Vec::new();
+    for ipv6 in [false, true] {
+        let anywhere = if ipv6 { "::/0" } else { "0.0.0.0/0" };
+        rules.push(UfwRule {
+            ipv6,
+            action: "allow".into(),
+            proto: "udp".into(),
+            port: wireguard.listen_port.to_string(),
+            from: anywhere.into(),
+            interface: None,
+            comment: Some(format!("WireGuard {interface}")),
+        });
+        if wireguard.ssh_only_through_tunnel {
+            rules.push(UfwRule {
+                ipv6,
+                action: "allow".into(),
+                proto: "tcp".into(),
+                port: SSH_PORT.to_string(),
+                from: anywhere.into(),
+                interface: Some(interface.clone()),
+                comment: Some(format!("SSH through WireGuard {interface}")),
+            });
+        }
+    }
+    rules
 }
 
 fn unit(name: &str) -> ExpectedUnit {

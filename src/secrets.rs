@@ -39,6 +39,8 @@ impl fmt::Debug for Secret {
 pub struct Secrets {
     pub cloudflared_token: Option<Secret>,
     pub tailscale_auth_key: Option<Secret>,
+    /// Only when the profile references one; a key the host generates itself never passes through kiln.
+    pub wireguard_private_key: Option<Secret>,
 }
 
 impl Secrets {
@@ -51,13 +53,21 @@ impl Secrets {
         if self.tailscale_auth_key.is_some() {
             names.push("Tailscale auth key");
         }
+        if self.wireguard_private_key.is_some() {
+            names.push(WIREGUARD_KEY);
+        }
         names
     }
 
     pub fn any_real(&self) -> bool {
-        [&self.cloudflared_token, &self.tailscale_auth_key].into_iter().flatten().any(|s| !s.redacted)
+        [&self.cloudflared_token, &self.tailscale_auth_key, &self.wireguard_private_key]
+            .into_iter()
+            .flatten()
+            .any(|s| !s.redacted)
     }
 }
+
+const WIREGUARD_KEY: &str = "WireGuard private key";
 
 /// A secret that could not be resolved. Names the reference, never a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -117,7 +127,24 @@ pub fn resolve(model: &Model, source: Option<&dyn SecretSource>) -> Result<Secre
     let secrets = Secrets {
         cloudflared_token: model.cloudflared.as_ref().and_then(|c| one("cloudflared tunnel token", &c.token)),
         tailscale_auth_key: model.tailscale.as_ref().and_then(|t| one("Tailscale auth key", &t.auth_key)),
+        wireguard_private_key: model
+            .wireguard
+            .as_ref()
+            .and_then(|w| w.private_key.as_ref())
+            .and_then(|reference| one(WIREGUARD_KEY, reference)),
     };
+    // wg would refuse a malformed key only at first boot, on the host; say so now, without the value.
+    if let (Some(key), Some(reference)) =
+        (&secrets.wireguard_private_key, model.wireguard.as_ref().and_then(|w| w.private_key.as_ref()))
+        && !key.redacted
+        && !crate::model::is_wireguard_key(&key.value)
+    {
+        errors.push(SecretError {
+            what: WIREGUARD_KEY,
+            reference: describe(reference),
+            why: "it is not a WireGuard key (44 characters of base64 encoding 32 bytes, as `wg genkey` prints)".into(),
+        });
+    }
     if errors.is_empty() { Ok(secrets) } else { Err(errors) }
 }
 

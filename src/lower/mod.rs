@@ -17,6 +17,7 @@ mod script;
 mod ssh;
 mod tailscale;
 mod users;
+pub mod wireguard;
 
 use crate::cloud_config::{AptConfig, CloudConfig, Swap, WriteFile};
 use crate::model::Model;
@@ -121,6 +122,9 @@ pub fn lower_stage(model: &Model, secrets: &Secrets, stage: Stage) -> CloudConfi
     }
     if let (Some(tailscale), Some(key)) = (&model.tailscale, &secrets.tailscale_auth_key) {
         tailscale::lower(tailscale, key, &mut parts);
+    }
+    if let Some(wireguard) = &model.wireguard {
+        wireguard::lower(wireguard, secrets.wireguard_private_key.as_ref(), model, &mut parts);
     }
     ssh::lower(model, &mut parts);
     if let Some(firewall) = &model.firewall {

@@ -63,7 +63,32 @@ fn lockout(model: &Model, report: &mut Report) {
     }
     let public_ssh = firewall.allow.iter().any(|r| r.proto == Proto::Tcp && r.ports.contains(SSH_PORT));
     let tailnet_ssh = model.tailscale.is_some() && firewall.allow_in_on.iter().any(|i| i == "tailscale0");
-    if public_ssh || tailnet_ssh {
+    let tunnel_ssh = model.wireguard.as_ref().is_some_and(|w| {
+        !w.peers.is_empty() && (w.ssh_only_through_tunnel || firewall.allow_in_on.contains(&w.interface))
+    });
+    if public_ssh || tailnet_ssh || tunnel_ssh {
+        return;
+    }
+    if let Some(wireguard) = &model.wireguard {
+        let diagnostic = if wireguard.peers.is_empty() {
+            Diagnostic::error(
+                Code::Lockout,
+                "$.wireguard.peers",
+                "SSH is reachable only through WireGuard, and WireGuard has no peer: nobody can reach SSH",
+            )
+            .with_help("add the machine that deploys (CI runner, laptop) to `wireguard.peers`")
+        } else {
+            Diagnostic::error(
+                Code::Lockout,
+                "$.wireguard",
+                format!(
+                    "after the firewall comes up nothing reaches SSH: port 22 is closed, also on {}",
+                    wireguard.interface
+                ),
+            )
+            .with_help("set `wireguard.ssh_only_through_tunnel: true`")
+        };
+        report.push(diagnostic);
         return;
     }
     if model.tailscale.is_some() {

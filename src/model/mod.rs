@@ -10,6 +10,7 @@ mod lints;
 mod network;
 mod services;
 mod user;
+mod wireguard;
 
 use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::RawProfile;
@@ -17,6 +18,7 @@ use crate::profile::v1::RawProfile;
 pub use crate::profile::v1::{DockerSource, Policy, Proto, SecretRef};
 pub use files::{ManagedFile, template_context};
 pub use network::{PortRange, render_port_range};
+pub use wireguard::{Cidr, Wireguard, WireguardPeer, is_key as is_wireguard_key};
 
 /// Reads files named by the profile, relative to its directory. Implementations must refuse paths that
 /// leave that directory (the effects layer resolves symlinks too).
@@ -42,6 +44,7 @@ pub struct Model {
     pub docker: Option<Docker>,
     pub cloudflared: Option<Cloudflared>,
     pub tailscale: Option<Tailscale>,
+    pub wireguard: Option<Wireguard>,
     pub firewall: Option<Firewall>,
     /// Extra packages, in profile order, without duplicates.
     pub packages: Vec<String>,
@@ -165,6 +168,7 @@ pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, R
     let cloudflared = raw.cloudflared.as_ref().map(|c| services::cloudflared(c, &mut report));
     let tailscale =
         raw.tailscale.as_ref().map(|t| services::tailscale(t, &raw.host.hostname, raw.docker.is_some(), &mut report));
+    let wireguard = raw.wireguard.as_ref().map(|w| wireguard::wireguard(w, raw, &mut report));
     let packages = files::packages(&raw.packages, &mut report);
     let apt = files::apt(raw, files, &mut report);
     services::check_secret_refs(raw, &mut report);
@@ -177,7 +181,8 @@ pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, R
     if report.has_errors() {
         return (None, report);
     }
-    let model = Model { host, user, ssh, docker, cloudflared, tailscale, firewall, packages, files: managed, apt };
+    let model =
+        Model { host, user, ssh, docker, cloudflared, tailscale, wireguard, firewall, packages, files: managed, apt };
     lints::check(&model, raw.tailscale.as_ref().is_some_and(|t| t.one_off_key), &mut report);
     let model = (!report.has_errors()).then_some(model);
     (model, report)

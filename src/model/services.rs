@@ -197,6 +197,7 @@ pub(super) fn check_secret_refs(raw: &RawProfile, report: &mut Report) {
     let refs = [
         raw.cloudflared.as_ref().map(|c| (&c.token, "$.cloudflared.token")),
         raw.tailscale.as_ref().map(|t| (&t.auth_key, "$.tailscale.auth_key")),
+        super::wireguard::secret_ref(raw),
     ];
     for (secret, path) in refs.into_iter().flatten() {
         match secret {

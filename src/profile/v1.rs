@@ -29,6 +29,10 @@ pub struct RawProfile {
     /// Join a tailnet so SSH reaches the host without open ports.
     #[serde(default)]
     pub tailscale: Option<Tailscale>,
+    /// A WireGuard interface, instead of or beside `tailscale`: a VPN kiln configures end to end, through
+    /// which SSH can be made the only way in.
+    #[serde(default)]
+    pub wireguard: Option<Wireguard>,
     /// The UFW host firewall. Omitting it leaves every listening port reachable (a warning).
     #[serde(default)]
     pub firewall: Option<Firewall>,
@@ -299,6 +303,55 @@ pub struct Tailscale {
 
 fn default_tailscale_timeout() -> String {
     "120s".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Wireguard {
+    /// Interface name (`wg-quick@NAME`): 1-15 of `a-z A-Z 0-9 _ = + . -`.
+    #[serde(default = "default_wireguard_interface")]
+    pub interface: String,
+    /// This host's address in the tunnel with the tunnel's prefix length, e.g. `10.77.0.1/24`.
+    pub address: String,
+    /// UDP port WireGuard listens on. With a `firewall`, UFW opens exactly this UDP port for it.
+    #[serde(default = "default_wireguard_port")]
+    pub listen_port: i64,
+    /// The private key as a secret reference (`wg genkey` output). Omit it to have the host generate its
+    /// key at first boot: the key then never leaves the host, and its public key is printed on the console
+    /// (`kiln: wireguard public key (IFACE): …`) and written to `/etc/wireguard/IFACE.pub`.
+    #[serde(default)]
+    pub private_key: Option<SecretRef>,
+    /// The peers that may connect (the machines that deploy: CI runners, laptops).
+    #[serde(default)]
+    pub peers: Vec<WireguardPeer>,
+    /// Make SSH reachable only through the tunnel: UFW allows 22/tcp in on this interface and nowhere
+    /// else. Needs a `firewall` section, and a firewall rule opening 22/tcp is then an error.
+    #[serde(default)]
+    pub ssh_only_through_tunnel: bool,
+}
+
+fn default_wireguard_interface() -> String {
+    "wg0".into()
+}
+
+fn default_wireguard_port() -> i64 {
+    51820
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WireguardPeer {
+    /// The peer's public key (`wg pubkey`): 44 characters of base64 (32 bytes).
+    pub public_key: String,
+    /// Tunnel addresses routed to this peer, as CIDR networks, e.g. `[10.77.0.2/32]`.
+    pub allowed_ips: Vec<String>,
+    /// Where the peer can be reached, `host:port` or `[v6]:port`. Omit it for peers that connect in (a CI
+    /// runner, a laptop): the host answers them where they come from.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Send a keepalive every this many seconds (1-65535), for a peer behind NAT.
+    #[serde(default)]
+    pub persistent_keepalive: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

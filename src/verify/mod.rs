@@ -5,6 +5,7 @@
 
 pub mod observe;
 pub mod report;
+mod wireguard;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -116,6 +117,7 @@ pub fn verify(
         checks.push(Check::equal(format!("secret file {}", file.path), expected_text, observed));
     }
     checks.extend(standin_checks(expected, &get, digests));
+    checks.extend(wireguard::checks(expected, &get));
     let failed = get("failed-units");
     checks.push(Check::new(
         "no failed units",

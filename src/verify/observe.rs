@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::expect::{ExpectedState, Listener, UfwRule};
+use crate::expect::{ExpectedState, KERNEL_SOCKET, Listener, UfwRule};
 use crate::templates::shell_quote;
 
 const MARK: &str = "@@kiln:";
@@ -59,6 +59,15 @@ pub fn probe_script(expected: &ExpectedState) -> String {
     add("standin-cloudflared", "cat /var/lib/kiln-standin/cloudflared.json 2>/dev/null || true");
     add("standin-tailscale", "cat /var/lib/kiln-standin/tailscale-up.json 2>/dev/null || true");
     add("failed-units", "systemctl --failed --plain --no-legend 2>/dev/null || true");
+    if let Some(wireguard) = &expected.wireguard {
+        // Never `wg show … dump` or `private-key`: those print the private key.
+        let interface = shell_quote(&wireguard.interface);
+        add("wg-address", &format!("ip -o addr show dev {interface} 2>&1 || true"));
+        add("wg-port", &format!("wg show {interface} listen-port 2>&1 || true"));
+        add("wg-peers", &format!("wg show {interface} peers 2>&1 || true"));
+        add("wg-public-key", &format!("wg show {interface} public-key 2>&1 || true"));
+        add("wg-public-key-file", &format!("cat {} 2>&1 || true", shell_quote(&wireguard.public_key_file)));
+    }
     s
 }
 
@@ -129,7 +138,12 @@ pub fn parse_ss_line(line: &str) -> Option<Listener> {
         a if a.starts_with("127.") || a == "::1" => "loopback",
         _ => "specific",
     };
-    let process = line.split("users:((\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap_or("?").to_string();
+    // No `users:` at all: the kernel holds the socket (WireGuard's does).
+    let process = match line.split_once("users:(") {
+        Some((_, rest)) => rest.split('"').nth(1).unwrap_or("?"),
+        None => KERNEL_SOCKET,
+    }
+    .to_string();
     Some(Listener { proto, port, scope: scope.into(), process })
 }
 

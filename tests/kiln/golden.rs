@@ -59,7 +59,8 @@ fn rendering_is_deterministic() {
 }
 
 /// The cases whose bake and boot stages are kept as goldens too (`expected.<stage>.cloud-config`).
-const STAGED_CASES: &[&str] = &["docker-ce-mirrors", "files-and-templates", "minimal", "seed-host"];
+const STAGED_CASES: &[&str] =
+    &["docker-ce-mirrors", "files-and-templates", "minimal", "seed-host", "wireguard-secret-key"];
 
 #[test]
 fn stage_goldens_match() {

@@ -74,6 +74,7 @@ fn base_profile() -> RawProfile {
         docker: None,
         cloudflared: None,
         tailscale: None,
+        wireguard: None,
         firewall: Some(Firewall {
             incoming: Policy::Deny,
             outgoing: Policy::Allow,

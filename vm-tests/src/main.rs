@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use kiln::effects::vm::harness::{self, Container, Scenario, Tamper};
-use kiln::effects::vm::qemu;
+use kiln::effects::vm::{peer, qemu};
 use kiln::verify::report::{self, Verdict};
 
 fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
@@ -29,6 +29,7 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
         bake: false,
         image_is_golden: false,
         boot_timeout: Duration::from_secs(900),
+        wireguard_peer: false,
     };
     let tamper = |command: &str, detected_by: &str| Tamper { command: command.into(), detected_by: detected_by.into() };
     let container = |name: &str, publish: &str, host_port: u16, reachable: bool| Container {
@@ -66,6 +67,18 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
                 ),
             ],
             ..scenario("ports", root.join("vm-tests/profiles/ports.yaml"))
+        },
+        Scenario {
+            wireguard_peer: true,
+            tamper: vec![
+                tamper("ufw allow 22/tcp", peer::CHECK_PUBLIC_SSH),
+                tamper("true", peer::CHECK_PUBLIC_PORTS),
+                tamper("true", "from outside, 22/tcp is closed"),
+                // The harness's peer removed from the guest's interface: the tunnel must stop carrying SSH.
+                tamper("wg set wg0 peer \"$(wg show wg0 peers | head -n 1)\" remove", peer::CHECK_SSH_TUNNEL),
+                tamper("true", "wireguard wg0 peers (exact)"),
+            ],
+            ..scenario("wireguard", root.join("vm-tests/profiles/wireguard.yaml"))
         },
         Scenario {
             reboot: false,

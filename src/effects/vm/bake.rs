@@ -290,6 +290,7 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
         mirror_port: request.mirror_port,
         forwards: Vec::new(),
         internet: request.mirror_port.is_none(),
+        public_nic: None,
     };
 
     progress.say(&format!("booting the build VM ({}) and provisioning (bake stage)", request.accel.name()));

@@ -70,6 +70,19 @@ pub fn bake_golden(scenario: &Scenario, model: &Model, accel: Accel, mirror_port
                 missing.is_empty() && manifest.packages.iter().all(|p| !p.version.is_empty()),
             ));
             checks.push(no_partial_check(partial_left));
+            // Baking again with the same inputs must keep the image: no boot, same bytes.
+            let again = bake::bake(&BakeRequest { force: false, ..request });
+            let reused =
+                matches!(&again, Ok((bake::Outcome::UpToDate, m)) if m.output.sha256 == manifest.output.sha256);
+            checks.push(Check::new(
+                "golden image: baking again with the same inputs reuses it",
+                "up to date, same sha256",
+                match &again {
+                    Ok((outcome, _)) => format!("{outcome:?}"),
+                    Err(e) => format!("error: {e}"),
+                },
+                reused,
+            ));
             let timings = manifest.timings.iter().map(|(phase, s)| (format!("bake: {phase}"), *s)).collect();
             let note = format!(
                 "golden image: {:.0} MB compressed qcow2 ({} packages), virtual size {} GiB",

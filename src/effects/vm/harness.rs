@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::golden;
+use super::peer::{self, TunnelPeer};
 use super::qemu::{Accel, HostForward, Instance, QemuConfig};
 use super::qga::Agent;
 use crate::cli;
@@ -48,6 +49,9 @@ pub struct Scenario {
     /// `base_image` is a golden image already baked from this profile: boot it with the boot stage.
     pub image_is_golden: bool,
     pub boot_timeout: Duration,
+    /// The harness joins the profile's WireGuard tunnel as its first peer, from a network namespace on
+    /// a second guest NIC (`peer.rs`), and checks SSH through the tunnel and silence outside it.
+    pub wireguard_peer: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -71,12 +75,14 @@ pub struct Container {
 /// match, and never a real credential.
 struct TestSecrets {
     nonce: String,
+    /// The reference of the WireGuard private key: answered with a valid (random) key.
+    wireguard_key: Option<SecretRef>,
 }
 
 impl TestSecrets {
     fn new() -> TestSecrets {
         let seed = format!("{:?}{:?}{}", std::time::SystemTime::now(), Instant::now(), std::process::id());
-        TestSecrets { nonce: sha256_hex(&seed)[..20].to_string() }
+        TestSecrets { nonce: sha256_hex(&seed)[..20].to_string(), wireguard_key: None }
     }
 }
 
@@ -85,6 +91,11 @@ impl SecretSource for TestSecrets {
         let name = match reference {
             SecretRef::Env(name) | SecretRef::File(name) => name,
         };
+        if self.wireguard_key.as_ref() == Some(reference) {
+            use base64::Engine as _;
+            let bytes = Sha256::digest(format!("{name}{}", self.nonce).as_bytes());
+            return Ok(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
         Ok(format!("kiln-test-secret-{}-{}", &sha256_hex(name)[..8], self.nonce))
     }
 }
@@ -161,8 +172,10 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
     let Some(mut model) = loaded.model.clone().filter(|_| !loaded.report.has_errors()) else {
         bail!("{} does not validate; run `kiln check` on it", scenario.profile.display());
     };
+    let peer = if scenario.wireguard_peer { Some(TunnelPeer::create(&scenario.run_dir, &mut model)?) } else { None };
     let expected = expect::expect(&model);
-    let test_secrets = TestSecrets::new();
+    let mut test_secrets = TestSecrets::new();
+    test_secrets.wireguard_key = model.wireguard.as_ref().and_then(|w| w.private_key.clone());
     let secrets = secrets::resolve(&model, Some(&test_secrets)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
 
     // A golden image installs nothing at boot: it needs no mirror (and has no dpkg status beside it).
@@ -211,7 +224,8 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
     };
     let user_data = cli::stage_user_data(&model, &secrets, stage)?;
     write_atomic(&scenario.run_dir.join("user-data"), user_data.as_bytes(), 0o600)?;
-    let network_config = crate::seed::default_network_config();
+    let network_config =
+        if peer.is_some() { peer::network_config() } else { crate::seed::default_network_config().to_string() };
     let instance_id = crate::seed::instance_id(user_data.as_bytes(), network_config.as_bytes());
     let meta_data = crate::seed::meta_data(&instance_id, &model.host.hostname);
     let seed = crate::effects::seed_image::cidata_image(&[
@@ -239,6 +253,7 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
         mirror_port,
         forwards: forwards.clone(),
         internet: false,
+        public_nic: peer.as_ref().map(TunnelPeer::nic),
     };
     progress.say(&format!("starting QEMU ({})", accel.name()));
     let mut instance = Instance::start(&config)?;
@@ -252,11 +267,12 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
         .map(|d| d.clone().unwrap_or_default())
         .collect();
     std::fs::write(scenario.run_dir.join("secret-digests.txt"), digest_lines.join("\n") + "\n")?;
-    let secret_values: Vec<String> = [&secrets.cloudflared_token, &secrets.tailscale_auth_key]
-        .into_iter()
-        .flatten()
-        .map(|s| s.expose().to_string())
-        .collect();
+    let secret_values: Vec<String> =
+        [&secrets.cloudflared_token, &secrets.tailscale_auth_key, &secrets.wireguard_private_key]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose().to_string())
+            .collect();
 
     let mut boot_started = instance.started;
     let first = match wait_for_cloud_init(&mut instance, 0, scenario.boot_timeout) {
@@ -272,6 +288,11 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
     };
     verdict.timings.push(("QEMU start to cloud-init finished".into(), boot_started.elapsed().as_secs_f64()));
     progress.say(&format!("cloud-init finished ({first})"));
+    if let Some(key) =
+        model.wireguard.as_ref().and_then(|w| peer::reported_public_key(&instance.console_text(), &w.interface))
+    {
+        verdict.notes.push(format!("the guest's WireGuard public key: {key}"));
+    }
     let mut agent = instance.agent(Duration::from_secs(120))?;
     let mut checks = cloud_init_checks(&mut agent, scenario)?;
     if scenario.expect_provisioning_failure.is_some() {
@@ -280,8 +301,14 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
         verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
         return Ok(verdict);
     }
-    let phase =
-        Phase { expected: &expected, digests: &digests, secret_values: &secret_values, scenario, forwards: &forwards };
+    let phase = Phase {
+        expected: &expected,
+        digests: &digests,
+        secret_values: &secret_values,
+        scenario,
+        forwards: &forwards,
+        peer: peer.as_ref(),
+    };
     verdict.phases.extend(phase.run(&mut agent, &instance, "first boot", checks)?);
     verdict.timings.push(("QEMU start to first verdict".into(), boot_started.elapsed().as_secs_f64()));
     // Where first boot's time went, for whoever makes it faster (not a check).
@@ -317,6 +344,7 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
             .phases
             .push(("deliberately broken guest (each change must be detected)".into(), phase.tampered(&mut agent)?));
     }
+    verdict.timings.extend(peer.iter().flat_map(TunnelPeer::timings));
     if let Some(golden_image) = golden_image {
         progress.say("scanning disks for secrets; booting a second instance of the golden image");
         let first = golden::identity(&mut agent)?;
@@ -565,6 +593,7 @@ struct Phase<'a> {
     secret_values: &'a [String],
     scenario: &'a Scenario,
     forwards: &'a [HostForward],
+    peer: Option<&'a TunnelPeer>,
 }
 
 impl Phase<'_> {
@@ -578,11 +607,18 @@ impl Phase<'_> {
     ) -> Result<Vec<(String, Vec<Check>)>> {
         let probe_log = self.scenario.run_dir.join(format!("probe-{}.txt", label.replace(' ', "-")));
         checks.extend(inside_checks(agent, self.expected, self.digests, &probe_log)?);
-        checks.extend(secret_scan(agent, self.secret_values)?);
+        let mut secret_values = self.secret_values.to_vec();
+        if let Some(peer) = self.peer {
+            secret_values.extend(peer.guest_secrets(agent)?);
+        }
+        checks.extend(secret_scan(agent, &secret_values)?);
         checks.push(console_check(instance));
         let mut outside = vec![ssh_answers_inside(agent)?];
         outside.extend(start_scaffolding(agent, self.scenario)?);
         outside.extend(outside_checks(self.expected, self.scenario, self.forwards));
+        if let Some(peer) = self.peer {
+            outside.extend(peer.checks(agent, Some(&instance.console_text()), label, true)?);
+        }
         Ok(vec![(format!("{label}, inside"), checks), (format!("{label}, from outside"), outside)])
     }
 }
@@ -601,6 +637,9 @@ impl Phase<'_> {
         let mut after = inside_checks(agent, self.expected, self.digests, &log)?;
         after.extend(secret_scan(agent, self.secret_values)?);
         after.extend(outside_checks(self.expected, self.scenario, self.forwards));
+        if let Some(peer) = self.peer {
+            after.extend(peer.checks(agent, None, "tampered", false)?);
+        }
         Ok(self
             .scenario
             .tamper

@@ -3,5 +3,6 @@
 pub mod bake;
 pub mod golden;
 pub mod harness;
+pub mod peer;
 pub mod qemu;
 pub mod qga;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::peer::TapNic;
 use super::qga::Agent;
 
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
@@ -51,6 +52,8 @@ pub struct QemuConfig {
     /// User-mode NAT to the internet (a real bake fetches packages); otherwise `restrict=on` and the
     /// guest reaches nothing but the mirror and the forwarded ports.
     pub internet: bool,
+    /// A second NIC on a tap device moved into a network namespace: the guest's "public internet".
+    pub public_nic: Option<TapNic>,
 }
 
 pub struct Instance {
@@ -229,6 +232,9 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
         .arg(format!("socket,path={},server=on,wait=off,id=qga0", qga_socket.display()))
         .args(["-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"])
         .args(["-device", "virtio-rng-pci"]);
+    if let Some(nic) = &config.public_nic {
+        command.args(nic.qemu_args());
+    }
     if let Some(seed) = &config.seed {
         command.arg("-drive").arg(format!("file={},if=none,id=seed0,format=raw,readonly=on", seed.display()));
         command.args(["-device", "virtio-blk-pci,drive=seed0"]);
@@ -237,7 +243,15 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
     command.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     die_with_parent(&mut command);
     fs::write(config.run_dir.join("qemu.cmdline"), format!("{command:?}\n"))?;
-    command.spawn().context("starting qemu-system-x86_64 (install qemu-system-x86)")
+    let mut child = command.spawn().context("starting qemu-system-x86_64 (install qemu-system-x86)")?;
+    if let Some(nic) = &config.public_nic
+        && let Err(e) = nic.move_into_namespace(&mut || matches!(child.try_wait(), Ok(None)))
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    Ok(child)
 }
 
 /// Uses KVM only if a guest actually boots with it here: a bounded boot must print the kernel banner.
@@ -259,6 +273,7 @@ pub fn probe_accel(base_image: &Path, scratch: &Path) -> Accel {
         mirror_port: None,
         forwards: Vec::new(),
         internet: false,
+        public_nic: None,
     };
     let Ok(mut instance) = Instance::start(&config) else { return Accel::Tcg };
     let booted = instance.wait_console(Duration::from_secs(20), |c| c.contains("Linux version")).unwrap_or(false);

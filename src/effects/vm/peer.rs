@@ -1,0 +1,627 @@
+//! The deploying peer: the harness as a CI runner on the guest's "public internet", reaching SSH only
+//! through WireGuard.
+//!
+//! The guest gets a second NIC on a tap device that QEMU opens in the root namespace and the harness then
+//! moves into a network namespace of its own (`ip link set TAP netns NS`), with static addresses on both
+//! ends (the guest's from the seed's network-config, matched by MAC). In that namespace runs a userspace
+//! WireGuard peer (Debian's `wireguard-go`, configured with `wg`) with a key the harness generated, and the
+//! real OpenSSH client logs in as the deploy user with a harness-generated ed25519 key. The host kernel
+//! here has no wireguard module; the guest uses its kernel's.
+//!
+//! Everything the peer creates (namespace, wireguard-go, key files) goes away when it is dropped, also on
+//! a panic; wireguard-go also dies with the harness process (PR_SET_PDEATHSIG), and namespaces left by
+//! a killed harness are removed by the next one.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::qga::Agent;
+use crate::lower::wireguard::{PUBLIC_KEY_LINE, key_path};
+use crate::model::{Model, Proto};
+use crate::verify::Check;
+use crate::verify::observe::parse_ss_line;
+
+/// The guest's address on its public NIC, and the harness's across the link (TEST-NET-1, RFC 5737).
+pub const GUEST_PUBLIC: &str = "192.0.2.2";
+pub const PEER_PUBLIC: &str = "192.0.2.1";
+const PUBLIC_PREFIX: u8 = 24;
+/// QEMU gives the first NIC (user-mode networking) this address unless told otherwise.
+const PRIMARY_MAC: &str = "52:54:00:12:34:56";
+const PUBLIC_MAC: &str = "52:54:00:c0:00:02";
+const NETNS_PREFIX: &str = "kiln-wg-";
+const SSH_PORT: u16 = 22;
+
+/// Check names, used by scenarios to name the check a tampering must fail.
+pub const CHECK_KEY_REPORTED: &str = "WireGuard: the guest printed its public key on the console";
+pub const CHECK_HANDSHAKE: &str = "WireGuard: the harness peer completes a handshake";
+pub const CHECK_SSH_TUNNEL: &str = "through WireGuard, ssh as the deploy user runs `docker ps`";
+pub const CHECK_TUNNEL_PORTS: &str = "through WireGuard, only SSH answers";
+pub const CHECK_PUBLIC_SSH: &str = "from the public network, SSH gives no banner";
+pub const CHECK_PUBLIC_PORTS: &str = "from the public network, no TCP port answers but those declared";
+pub const CHECK_WRONG_KEY_HANDSHAKE: &str = "a peer with an unknown key gets no handshake";
+pub const CHECK_WRONG_KEY_SSH: &str = "a peer with an unknown key cannot reach SSH";
+
+/// The guest's second NIC: a tap that QEMU opens and the harness moves into `netns`.
+#[derive(Debug, Clone)]
+pub struct TapNic {
+    pub ifname: String,
+    pub mac: String,
+    pub netns: String,
+}
+
+impl TapNic {
+    /// QEMU arguments for the NIC, on a PCI slot clear of the automatically placed devices (the guest
+    /// names it `ens16`; the network-config matches it by MAC anyway).
+    pub fn qemu_args(&self) -> Vec<String> {
+        vec![
+            "-netdev".into(),
+            format!("tap,id=n1,ifname={},script=no,downscript=no", self.ifname),
+            "-device".into(),
+            format!("virtio-net-pci,netdev=n1,mac={},addr=0x10", self.mac),
+        ]
+    }
+
+    /// Moves the tap QEMU just created into the namespace and addresses the harness's end. Called after
+    /// every QEMU start: the tap is QEMU's and disappears when QEMU exits (at each reboot).
+    pub fn move_into_namespace(&self, qemu_running: &mut dyn FnMut() -> bool) -> Result<()> {
+        let in_root = Path::new("/sys/class/net").join(&self.ifname);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Moved the instant it appears, the device was gone from the namespace right after (QEMU was
+        // still setting it up): wait a moment, move, and check that it arrived.
+        loop {
+            if in_root.exists() {
+                std::thread::sleep(Duration::from_millis(300));
+                let moved = ip(&["link", "set", &self.ifname, "netns", &self.netns]).is_ok()
+                    && ip(&["-n", &self.netns, "link", "show", &self.ifname]).is_ok();
+                if moved {
+                    break;
+                }
+            }
+            if !qemu_running() {
+                bail!("QEMU exited before its tap device {} could be moved (see qemu.log)", self.ifname);
+            }
+            if Instant::now() > deadline {
+                bail!("could not move QEMU's tap device {} into {} within 20 s", self.ifname, self.netns);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let address = format!("{PEER_PUBLIC}/{PUBLIC_PREFIX}");
+        ip(&["-n", &self.netns, "addr", "add", &address, "dev", &self.ifname])?;
+        ip(&["-n", &self.netns, "link", "set", &self.ifname, "up"])?;
+        Ok(())
+    }
+}
+
+/// The harness's WireGuard peer and SSH client, in their own network namespace.
+pub struct TunnelPeer {
+    dir: PathBuf,
+    netns: String,
+    interface: String,
+    tap: String,
+    daemon: Option<Child>,
+    key_file: PathBuf,
+    wrong_key_file: PathBuf,
+    ssh_key: PathBuf,
+    user: String,
+    guest_interface: String,
+    guest_tunnel: IpAddr,
+    guest_port: u16,
+    /// TCP ports the profile opens to everyone on the public interface.
+    declared_open: Vec<u16>,
+    guest_key: RefCell<Option<String>>,
+    timings: RefCell<Vec<(String, f64)>>,
+}
+
+impl TunnelPeer {
+    /// Makes the keys, the namespace and the userspace WireGuard interface, and writes the harness into
+    /// the model: its WireGuard key replaces the key of the profile's first peer (whose first allowed IP
+    /// becomes the harness's tunnel address) and its SSH key joins the deploy user's keys. The expected
+    /// state is derived afterwards, so it expects the harness exactly as a declared peer.
+    pub fn create(run_dir: &Path, model: &mut Model) -> Result<TunnelPeer> {
+        let Some(wireguard) = model.wireguard.as_mut() else {
+            bail!("the scenario wants a WireGuard peer, but the profile has no `wireguard` section");
+        };
+        let Some(first) = wireguard.peers.first_mut() else {
+            bail!("the profile's `wireguard.peers` is empty: the harness takes the place of the first peer");
+        };
+        let Some(tunnel) = first.allowed_ips.first().copied() else {
+            bail!("the profile's first WireGuard peer has no allowed IP to use as the harness's address");
+        };
+        remove_stale_namespaces();
+        let pid = std::process::id();
+        let dir = run_dir.join("peer");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        let key_file = dir.join("wg.key");
+        let wrong_key_file = dir.join("wg-unknown.key");
+        for file in [&key_file, &wrong_key_file] {
+            let key = run_checked(Command::new("wg").arg("genkey"), "wg genkey (install wireguard-tools)")?;
+            write_private(file, &key.stdout)?;
+        }
+        let public_key = String::from_utf8(
+            run_with_input("wg", &["pubkey"], &std::fs::read(&key_file)?).context("wg pubkey")?.stdout,
+        )?
+        .trim()
+        .to_string();
+        let ssh_key = dir.join("id_ed25519");
+        run_checked(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "kiln-harness", "-f"])
+                .arg(&ssh_key),
+            "ssh-keygen (install openssh-client)",
+        )?;
+        let ssh_public = std::fs::read_to_string(ssh_key.with_extension("pub"))?.trim().to_string();
+
+        first.public_key = public_key;
+        let (guest_interface, guest_tunnel, guest_port) =
+            (wireguard.interface.clone(), wireguard.address.address, wireguard.listen_port);
+        if !model.user.ssh_keys.contains(&ssh_public) {
+            model.user.ssh_keys.push(ssh_public);
+        }
+        let declared_open = model
+            .firewall
+            .iter()
+            .flat_map(|f| f.allow.iter())
+            .filter(|r| r.proto == Proto::Tcp && r.from.is_none())
+            .flat_map(|r| r.ports.start..=r.ports.end)
+            .collect();
+
+        let netns = format!("{NETNS_PREFIX}{pid}");
+        let mut peer = TunnelPeer {
+            dir,
+            netns: netns.clone(),
+            interface: format!("kwg{}", pid % 10_000_000),
+            tap: format!("ktap{}", pid % 10_000_000),
+            daemon: None,
+            key_file,
+            wrong_key_file,
+            ssh_key,
+            user: model.user.name.clone(),
+            guest_interface,
+            guest_tunnel,
+            guest_port,
+            declared_open,
+            guest_key: RefCell::new(None),
+            timings: RefCell::new(Vec::new()),
+        };
+        ip(&["netns", "add", &netns])?;
+        ip(&["-n", &netns, "link", "set", "lo", "up"])?;
+        peer.start_daemon(tunnel.address)?;
+        Ok(peer)
+    }
+
+    /// wireguard-go in the namespace, in the foreground (so the harness owns the process). It refuses
+    /// to run when it believes the kernel has WireGuard; this host's kernel has no module, hence the
+    /// variable.
+    fn start_daemon(&mut self, tunnel_address: IpAddr) -> Result<()> {
+        let log = std::fs::File::create(self.dir.join("wireguard-go.log"))?;
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.netns, "wireguard-go", "-f", &self.interface])
+            .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
+            .env("LOG_LEVEL", "error")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self.daemon = Some(command.spawn().context("starting wireguard-go (install wireguard-go)")?);
+        let socket = PathBuf::from(format!("/var/run/wireguard/{}.sock", self.interface));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            if let Some(status) = self.daemon.as_mut().and_then(|d| d.try_wait().ok().flatten()) {
+                let log = std::fs::read_to_string(self.dir.join("wireguard-go.log")).unwrap_or_default();
+                bail!("wireguard-go exited ({status}): {}", log.trim());
+            }
+            if Instant::now() > deadline {
+                bail!("wireguard-go did not create {} within 10 s", socket.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wg(&["set", &self.interface, "private-key", &self.key_file.display().to_string()])?;
+        let ns = self.netns.clone();
+        ip(&["-n", &ns, "addr", "add", &format!("{tunnel_address}/32"), "dev", &self.interface])?;
+        ip(&["-n", &ns, "link", "set", &self.interface, "up"])?;
+        ip(&["-n", &ns, "route", "add", &format!("{}/32", self.guest_tunnel), "dev", &self.interface])?;
+        Ok(())
+    }
+
+    pub fn nic(&self) -> TapNic {
+        TapNic { ifname: self.tap.clone(), mac: PUBLIC_MAC.into(), netns: self.netns.clone() }
+    }
+
+    /// Timings measured so far ("WireGuard handshake (first boot)", seconds).
+    pub fn timings(&self) -> Vec<(String, f64)> {
+        self.timings.borrow().clone()
+    }
+
+    /// The guest's generated private key, read through the agent (stdout, never an argument), so that
+    /// the secret scan can look for it in every process argument and file.
+    pub fn guest_secrets(&self, agent: &mut Agent) -> Result<Vec<String>> {
+        let out = agent.exec("/bin/cat", &[&key_path(&self.guest_interface)], None, Duration::from_secs(30))?;
+        let key = out.stdout.trim();
+        Ok(if crate::model::is_wireguard_key(key) { vec![key.to_string()] } else { Vec::new() })
+    }
+
+    /// Every check through the tunnel and from the public network. `label` names the phase in timings;
+    /// `console` is read for the guest's public key until it is known; `wrong_key` adds the unknown-peer
+    /// checks.
+    pub fn checks(&self, agent: &mut Agent, console: Option<&str>, label: &str, wrong_key: bool) -> Result<Vec<Check>> {
+        let mut checks = Vec::new();
+        if self.guest_key.borrow().is_none() {
+            let key = console.and_then(|c| reported_public_key(c, &self.guest_interface));
+            checks.push(Check::new(
+                CHECK_KEY_REPORTED,
+                format!("`{PUBLIC_KEY_LINE} ({}): KEY`", self.guest_interface),
+                key.clone().unwrap_or_else(|| "no such line".into()),
+                key.is_some(),
+            ));
+            match key {
+                Some(key) => *self.guest_key.borrow_mut() = Some(key),
+                None => return Ok(checks),
+            }
+        }
+        let handshake = self.connect()?;
+        let observed = match handshake {
+            Some(seconds) => {
+                self.timings.borrow_mut().push((format!("WireGuard handshake ({label})"), seconds));
+                format!("after {seconds:.2} s")
+            }
+            None => "no handshake within 30 s".to_string(),
+        };
+        checks.push(Check::new(CHECK_HANDSHAKE, "a handshake", observed, handshake.is_some()));
+
+        let mut started = Instant::now();
+        let mut ssh = self.ssh("docker ps", 20)?;
+        let mut retried = "";
+        if !ssh_listed_containers(&ssh) && handshake.is_some() {
+            // One more try, said so in the result: a login can race sshd's start-up limits under emulation.
+            std::thread::sleep(Duration::from_secs(3));
+            started = Instant::now();
+            ssh = self.ssh("docker ps", 20)?;
+            retried = " (second attempt)";
+        }
+        let round_trip = started.elapsed().as_secs_f64();
+        let ok = ssh_listed_containers(&ssh);
+        if ok {
+            self.timings
+                .borrow_mut()
+                .push((format!("SSH round trip through WireGuard, `docker ps` ({label})"), round_trip));
+        }
+        checks.push(Check::new(
+            CHECK_SSH_TUNNEL,
+            format!("`ssh {}@{} docker ps` lists containers", self.user, self.guest_tunnel),
+            if ok {
+                format!("listed, {round_trip:.2} s{retried}")
+            } else {
+                format!("exit {:?}: {}", ssh.status.code(), String::from_utf8_lossy(&ssh.stderr).trim())
+            },
+            ok,
+        ));
+
+        let listening = listening_tcp_ports(agent)?;
+        let through_tunnel = self.answering_ports(&self.guest_tunnel.to_string(), &listening)?;
+        checks.push(Check::new(
+            CHECK_TUNNEL_PORTS,
+            format!("{SSH_PORT} only (of {} listening TCP ports)", listening.len()),
+            describe_ports(&through_tunnel),
+            through_tunnel == [SSH_PORT],
+        ));
+        let banner = self.public_banner()?;
+        checks.push(Check::new(
+            CHECK_PUBLIC_SSH,
+            "no banner",
+            if banner { "SSH banner" } else { "no banner" },
+            !banner,
+        ));
+        let public = self.answering_ports(GUEST_PUBLIC, &listening)?;
+        let mut wanted: Vec<u16> = listening.iter().copied().filter(|p| self.declared_open.contains(p)).collect();
+        wanted.sort_unstable();
+        checks.push(Check::new(
+            CHECK_PUBLIC_PORTS,
+            format!(
+                "{} (of {} listening TCP ports: {})",
+                describe_ports(&wanted),
+                listening.len(),
+                describe_ports(&listening)
+            ),
+            describe_ports(&public),
+            public == wanted,
+        ));
+        if wrong_key {
+            checks.extend(self.unknown_key_checks()?);
+        }
+        Ok(checks)
+    }
+
+    /// Re-keys the harness's interface with a key the guest does not know, with the same tunnel address
+    /// and the guest's right public key, and tries again; then restores the real key.
+    fn unknown_key_checks(&self) -> Result<Vec<Check>> {
+        self.wg(&["set", &self.interface, "private-key", &self.wrong_key_file.display().to_string()])?;
+        self.reset_guest_peer()?;
+        let ssh = self.ssh("docker ps", 12);
+        let handshake = self.latest_handshake();
+        self.wg(&["set", &self.interface, "private-key", &self.key_file.display().to_string()])?;
+        self.reset_guest_peer()?;
+        let (ssh, handshake) = (ssh?, handshake?);
+        Ok(vec![
+            Check::new(
+                CHECK_WRONG_KEY_HANDSHAKE,
+                "no handshake",
+                if handshake { "a handshake completed" } else { "no handshake in 12 s" },
+                !handshake,
+            ),
+            Check::new(
+                CHECK_WRONG_KEY_SSH,
+                "ssh fails",
+                if ssh.status.success() { "ssh logged in".to_string() } else { "ssh failed".to_string() },
+                !ssh.status.success(),
+            ),
+        ])
+    }
+
+    /// Forgets any session with the guest (it may have rebooted) and configures it afresh.
+    fn reset_guest_peer(&self) -> Result<()> {
+        let key = self.guest_key.borrow().clone().context("the guest's public key is not known yet")?;
+        let _ = self.wg(&["set", &self.interface, "peer", &key, "remove"]);
+        self.wg(&[
+            "set",
+            &self.interface,
+            "peer",
+            &key,
+            "allowed-ips",
+            &format!("{}/32", self.guest_tunnel),
+            "endpoint",
+            &format!("{GUEST_PUBLIC}:{}", self.guest_port),
+        ])?;
+        Ok(())
+    }
+
+    /// Resets the session and sends traffic into the tunnel until a handshake completes: its time, or
+    /// `None` after 30 s.
+    fn connect(&self) -> Result<Option<f64>> {
+        self.reset_guest_peer()?;
+        let started = Instant::now();
+        // A TCP connection attempt to the guest's tunnel address is what makes wireguard-go handshake.
+        let mut trigger = self
+            .in_namespace("timeout")
+            .args(["30", "bash", "-c", &format!("exec 3<>/dev/tcp/{}/{SSH_PORT}", self.guest_tunnel)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting a connection through the tunnel")?;
+        let mut result = None;
+        while started.elapsed() < Duration::from_secs(30) {
+            if self.latest_handshake()? {
+                result = Some(started.elapsed().as_secs_f64());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = trigger.kill();
+        let _ = trigger.wait();
+        Ok(result)
+    }
+
+    fn latest_handshake(&self) -> Result<bool> {
+        let out = self.wg_output(&["show", &self.interface, "latest-handshakes"])?;
+        Ok(out.lines().any(|l| l.split_whitespace().nth(1).is_some_and(|t| t != "0")))
+    }
+
+    /// The real OpenSSH client, in the namespace, as the deploy user with the harness's key.
+    fn ssh(&self, remote: &str, timeout_secs: u32) -> Result<Output> {
+        self.in_namespace("ssh")
+            .arg("-i")
+            .arg(&self.ssh_key)
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                &format!("ConnectTimeout={timeout_secs}"),
+                &format!("{}@{}", self.user, self.guest_tunnel),
+                remote,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .context("running ssh (install openssh-client)")
+    }
+
+    /// Whether sshd's banner comes back from the guest's public address within a few seconds.
+    fn public_banner(&self) -> Result<bool> {
+        let script = format!("exec 3<>/dev/tcp/{GUEST_PUBLIC}/{SSH_PORT} && head -c 4 <&3");
+        let out = self.in_namespace("timeout").args(["8", "bash", "-c", &script]).output()?;
+        Ok(out.stdout.starts_with(b"SSH-"))
+    }
+
+    /// Which of `ports` accept a TCP connection at `address` from the namespace (all tried at once; a
+    /// silent port costs its 5 s timeout).
+    fn answering_ports(&self, address: &str, ports: &[u16]) -> Result<Vec<u16>> {
+        if ports.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        let script = format!(
+            "for p in {}; do (timeout 5 bash -c \"exec 3<>/dev/tcp/{address}/$p\" 2>/dev/null && echo \"$p\") & done; wait",
+            list.join(" ")
+        );
+        let out = self.in_namespace("bash").args(["-c", &script]).output()?;
+        let mut open: Vec<u16> =
+            String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
+        open.sort_unstable();
+        Ok(open)
+    }
+
+    fn in_namespace(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.netns, program]);
+        command
+    }
+
+    fn wg(&self, args: &[&str]) -> Result<()> {
+        self.wg_output(args).map(|_| ())
+    }
+
+    fn wg_output(&self, args: &[&str]) -> Result<String> {
+        let mut command = self.in_namespace("wg");
+        command.args(args);
+        Ok(String::from_utf8_lossy(&run_checked(&mut command, "wg")?.stdout).into_owned())
+    }
+}
+
+impl Drop for TunnelPeer {
+    fn drop(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        // SIGKILL leaves wireguard-go no chance to remove its control socket.
+        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.interface));
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        let _ = std::fs::remove_file(&self.key_file);
+        let _ = std::fs::remove_file(&self.wrong_key_file);
+    }
+}
+
+/// The seed's network-config v2 for a guest with the public NIC: DHCP on the user-mode NIC as by default,
+/// a static address on the public one. Both matched by MAC (a name glob would take both NICs).
+pub fn network_config() -> String {
+    format!(
+        "version: 2\nethernets:\n  primary:\n    match:\n      macaddress: \"{PRIMARY_MAC}\"\n    dhcp4: true\n  public:\n    match:\n      macaddress: \"{PUBLIC_MAC}\"\n    addresses: [\"{GUEST_PUBLIC}/{PUBLIC_PREFIX}\"]\n"
+    )
+}
+
+/// The public key the guest printed (`kiln: wireguard public key (IFACE): KEY`), if it did.
+pub fn reported_public_key(console: &str, interface: &str) -> Option<String> {
+    let marker = format!("{PUBLIC_KEY_LINE} ({interface}): ");
+    console
+        .lines()
+        .filter_map(|l| l.split(&marker).nth(1))
+        .map(str::trim)
+        .rfind(|k| crate::model::is_wireguard_key(k))
+        .map(str::to_string)
+}
+
+fn ssh_listed_containers(out: &Output) -> bool {
+    out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("CONTAINER ID")
+}
+
+/// Every TCP port the guest listens on, whatever the address (from `ss` inside).
+fn listening_tcp_ports(agent: &mut Agent) -> Result<Vec<u16>> {
+    // With TCP and UDP both asked for, `ss` prints the Netid column that `parse_ss_line` expects.
+    let out = agent.shell("ss -H -ltnup", Duration::from_secs(30))?;
+    let mut ports: Vec<u16> =
+        out.stdout.lines().filter_map(parse_ss_line).filter(|l| l.proto == "tcp").map(|l| l.port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.is_empty() {
+        bail!("`ss` in the guest listed no listening TCP socket: {}", out.stderr);
+    }
+    Ok(ports)
+}
+
+fn describe_ports(ports: &[u16]) -> String {
+    if ports.is_empty() { "none".into() } else { ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ") }
+}
+
+/// Namespaces and wireguard-go sockets of harness runs that no longer exist (killed before they could
+/// clean up).
+fn remove_stale_namespaces() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        if let Some(pid) = name.strip_prefix(NETNS_PREFIX)
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+    let Ok(sockets) = std::fs::read_dir("/var/run/wireguard") else { return };
+    for entry in sockets.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("kwg").and_then(|n| n.strip_suffix(".sock"))
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    run_checked(Command::new("ip").args(args), "ip (install iproute2)").map(|_| ())
+}
+
+fn run_checked(command: &mut Command, what: &str) -> Result<Output> {
+    let out = command.stdin(Stdio::null()).output().with_context(|| format!("running {what}"))?;
+    if !out.status.success() {
+        bail!("{command:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(out)
+}
+
+/// Runs `program args` with `input` on stdin (keys go to `wg pubkey` this way, never as arguments).
+fn run_with_input(program: &str, args: &[&str], input: &[u8]) -> Result<Output> {
+    use std::io::Write as _;
+    let mut child =
+        Command::new(program).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().context("stdin")?.write_all(input)?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("{program} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(out)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::effects::fs::write_atomic(path, bytes, 0o600).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reported_key_is_read_from_the_console() {
+        let console = "[  198.1] cloud-init[410]: kiln: step: wireguard: bring up wg0\n[  198.5] cloud-init[410]: kiln: wireguard public key (wg0): TG+auU5uUQmkpMcrQbM5iWv2ayKYq1Y/0AnHjYggqmo=\n";
+        assert_eq!(
+            reported_public_key(console, "wg0").as_deref(),
+            Some("TG+auU5uUQmkpMcrQbM5iWv2ayKYq1Y/0AnHjYggqmo=")
+        );
+        assert_eq!(reported_public_key(console, "wg1"), None);
+        assert_eq!(reported_public_key("kiln: wireguard public key (wg0): garbage\n", "wg0"), None);
+    }
+
+    #[test]
+    fn network_config_matches_both_nics_by_mac() {
+        let nic = TapNic { ifname: "t".into(), mac: PUBLIC_MAC.into(), netns: "n".into() };
+        assert!(nic.qemu_args().join(" ").contains(&format!("mac={PUBLIC_MAC}")));
+        let text = network_config();
+        let value: serde_json::Value = serde_saphyr::from_str(&text).expect("valid YAML");
+        assert_eq!(value["ethernets"]["public"]["addresses"][0], "192.0.2.2/24");
+        assert_eq!(value["ethernets"]["primary"]["dhcp4"], true);
+    }
+}
