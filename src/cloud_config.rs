@@ -21,6 +21,8 @@ pub struct CloudConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub swap: Option<Swap>,
     pub ssh_pwauth: bool,
+    /// Host key types cloud-init generates on each new instance.
+    pub ssh_genkeytypes: Vec<String>,
     pub disable_root: bool,
     pub users: Vec<UserEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -167,6 +167,7 @@ pub fn lower_stage(model: &Model, secrets: &Secrets, stage: Stage) -> CloudConfi
             maxsize: *bytes,
         }),
         ssh_pwauth: model.ssh.password_authentication,
+        ssh_genkeytypes: ssh::HOST_KEY_TYPES.iter().map(|t| t.to_string()).collect(),
         disable_root: !model.ssh.permit_root_login,
         users: vec![users::entry(model)],
         // Also at boot: apt-configure runs once per instance and would otherwise rewrite sources.list.

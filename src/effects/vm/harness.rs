@@ -606,20 +606,32 @@ impl Phase<'_> {
         mut checks: Vec<Check>,
     ) -> Result<Vec<(String, Vec<Check>)>> {
         let probe_log = self.scenario.run_dir.join(format!("probe-{}.txt", label.replace(' ', "-")));
-        checks.extend(inside_checks(agent, self.expected, self.digests, &probe_log)?);
-        let mut secret_values = self.secret_values.to_vec();
-        if let Some(peer) = self.peer {
-            secret_values.extend(peer.guest_secrets(agent)?);
-        }
-        checks.extend(secret_scan(agent, &secret_values)?);
-        checks.push(console_check(instance));
-        let mut outside = vec![ssh_answers_inside(agent)?];
-        outside.extend(start_scaffolding(agent, self.scenario)?);
-        outside.extend(outside_checks(self.expected, self.scenario, self.forwards));
-        if let Some(peer) = self.peer {
-            outside.extend(peer.checks(agent, Some(&instance.console_text()), label, true)?);
-        }
-        Ok(vec![(format!("{label}, inside"), checks), (format!("{label}, from outside"), outside)])
+        let scaffolded = !self.scenario.listen.is_empty() || !self.scenario.containers.is_empty();
+        std::thread::scope(|scope| {
+            // With nothing to start in the guest first, the probes from outside (mostly waiting out the
+            // silence of closed ports) run while the inside checks do.
+            let early =
+                (!scaffolded).then(|| scope.spawn(|| outside_checks(self.expected, self.scenario, self.forwards)));
+            checks.extend(inside_checks(agent, self.expected, self.digests, &probe_log)?);
+            let mut secret_values = self.secret_values.to_vec();
+            if let Some(peer) = self.peer {
+                secret_values.extend(peer.guest_secrets(agent)?);
+            }
+            checks.extend(secret_scan(agent, &secret_values)?);
+            checks.push(console_check(instance));
+            let mut outside = vec![ssh_answers_inside(agent)?];
+            outside.extend(start_scaffolding(agent, self.scenario)?);
+            match early {
+                Some(probes) => {
+                    outside.extend(probes.join().map_err(|_| anyhow::anyhow!("an outside probe panicked"))?)
+                }
+                None => outside.extend(outside_checks(self.expected, self.scenario, self.forwards)),
+            }
+            if let Some(peer) = self.peer {
+                outside.extend(peer.checks(agent, Some(&instance.console_text()), label, true)?);
+            }
+            Ok(vec![(format!("{label}, inside"), checks), (format!("{label}, from outside"), outside)])
+        })
     }
 }
 
