@@ -202,3 +202,44 @@ fn seed_images_are_deterministic_and_private() {
     assert_eq!(std::fs::read(&paths[0]).unwrap(), std::fs::read(&paths[1]).unwrap());
     assert!(Path::new(&paths[0]).metadata().unwrap().len() >= 512 * 1024);
 }
+
+#[test]
+fn the_bake_stage_renders_without_secrets_and_the_boot_stage_names_the_missing_one() {
+    let app = repo_root().join("profiles/app.yaml");
+    let app = app.to_str().unwrap();
+    let bake = kiln(&["render", "--stage", "bake", app], &[]);
+    assert!(bake.status.success(), "{}", text(&bake.stderr));
+    assert!(text(&bake.stdout).contains("Stage: bake"));
+    let boot = kiln(&["render", "--stage", "boot", app], &[]);
+    assert_eq!(boot.status.code(), Some(4));
+    assert!(text(&boot.stderr).contains("CLOUDFLARED_TOKEN") && boot.stdout.is_empty());
+    let boot = kiln(&["render", "--stage", "boot", app], &secrets_env());
+    assert!(boot.status.success() && text(&boot.stdout).contains("Stage: boot"));
+}
+
+#[test]
+fn bake_refuses_a_missing_or_bogus_base_image_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = repo_root().join("profiles/app.yaml");
+    let output = dir.path().join("app.qcow2");
+    let bogus = dir.path().join("notes.txt");
+    std::fs::write(&bogus, "not a disk image\n".repeat(100)).unwrap();
+    for (base, says) in [(dir.path().join("missing.qcow2"), "not found"), (bogus, "no partition table")] {
+        let out = kiln(
+            &["bake", app.to_str().unwrap(), "--base", base.to_str().unwrap(), "-o", output.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(says), "{}", text(&out.stderr));
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(!output.exists() && left.len() == 1, "left behind: {left:?}");
+    }
+}
+
+#[test]
+fn test_refuses_the_bake_stage() {
+    let app = repo_root().join("profiles/app.yaml");
+    let out = kiln(&["test", app.to_str().unwrap(), "--image", "x.qcow2", "--stage", "bake"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("kiln bake"));
+}
