@@ -531,7 +531,9 @@ impl CloudInitOutcome {
 
 pub(crate) fn cloud_init_outcome(agent: &mut Agent) -> Result<CloudInitOutcome> {
     // 22.4 exits 0/1, ≥ 23.4 exits 0/1/2 (2 = recoverable errors): the files are read, not the code.
-    let script = r#"timeout 120 cloud-init status --wait >/dev/null 2>&1
+    // result.json is cloud-init's last write; waiting for it in bash spares a Python start (seconds,
+    // under emulation) that `cloud-init status --wait` would cost.
+    let script = r#"for _ in $(seq 600); do [ -e /run/cloud-init/result.json ] && break; sleep 0.2; done
 echo "@@kiln:result@@"; cat /run/cloud-init/result.json 2>/dev/null
 echo "@@kiln:status@@"; cat /run/cloud-init/status.json 2>/dev/null
 echo "@@kiln:units@@"
@@ -612,12 +614,14 @@ impl Phase<'_> {
             // silence of closed ports) run while the inside checks do.
             let early =
                 (!scaffolded).then(|| scope.spawn(|| outside_checks(self.expected, self.scenario, self.forwards)));
-            checks.extend(inside_checks(agent, self.expected, self.digests, &probe_log)?);
             let mut secret_values = self.secret_values.to_vec();
             if let Some(peer) = self.peer {
                 secret_values.extend(peer.guest_secrets(agent)?);
             }
-            checks.extend(secret_scan(agent, &secret_values)?);
+            // The scan (mostly reading files) runs in the guest while the probe does.
+            let scan = start_secret_scan(agent, &secret_values)?;
+            checks.extend(inside_checks(agent, self.expected, self.digests, &probe_log)?);
+            checks.extend(finish_secret_scan(agent, scan)?);
             checks.push(console_check(instance));
             let mut outside = vec![ssh_answers_inside(agent)?];
             outside.extend(start_scaffolding(agent, self.scenario)?);
@@ -646,8 +650,9 @@ impl Phase<'_> {
             }
         }
         let log = self.scenario.run_dir.join("probe-tampered.txt");
+        let scan = start_secret_scan(agent, self.secret_values)?;
         let mut after = inside_checks(agent, self.expected, self.digests, &log)?;
-        after.extend(secret_scan(agent, self.secret_values)?);
+        after.extend(finish_secret_scan(agent, scan)?);
         after.extend(outside_checks(self.expected, self.scenario, self.forwards));
         if let Some(peer) = self.peer {
             after.extend(peer.checks(agent, None, "tampered", false)?);
@@ -688,9 +693,9 @@ fn inside_checks(
 
 /// No secret value in any process argument, unit file or log, and every file holding one is 0600
 /// root. The values travel to the guest on the agent's stdin, never as an argument.
-fn secret_scan(agent: &mut Agent, secrets: &[String]) -> Result<Vec<Check>> {
+fn start_secret_scan(agent: &mut Agent, secrets: &[String]) -> Result<Option<i64>> {
     if secrets.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     let script = r#"set -u
 pats=$(cat)
@@ -700,7 +705,12 @@ echo "@@kiln:argv@@"
 for p in /proc/[0-9]*; do tr '\0' ' ' < "$p/cmdline" 2>/dev/null; echo; done | grep -cF -f <(printf '%s\n' "$pats") || true
 "#;
     let input = secrets.join("\n") + "\n";
-    let out = agent.exec("/bin/bash", &["-c", script], Some(input.as_bytes()), Duration::from_secs(180))?;
+    agent.start("/bin/bash", &["-c", script], Some(input.as_bytes())).map(Some)
+}
+
+fn finish_secret_scan(agent: &mut Agent, scan: Option<i64>) -> Result<Vec<Check>> {
+    let Some(pid) = scan else { return Ok(Vec::new()) };
+    let out = agent.finish(pid, "the secret scan", Duration::from_secs(180))?;
     let sections = observe::sections(&out.stdout);
     let files = sections.get("files").cloned().unwrap_or_default();
     let argv_hits: usize = sections.get("argv").and_then(|s| s.trim().parse().ok()).unwrap_or(0);

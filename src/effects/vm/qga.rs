@@ -112,15 +112,22 @@ impl Agent {
 
     /// Runs `program args…` in the guest with `stdin` as its input; waits at most `timeout`.
     pub fn exec(&mut self, program: &str, args: &[&str], stdin: Option<&[u8]>, timeout: Duration) -> Result<Output> {
+        let pid = self.start(program, args, stdin)?;
+        self.finish(pid, program, timeout)
+    }
+
+    /// Starts `program args…` in the guest and returns its pid without waiting, so that several guest
+    /// commands can run at once; `finish` collects the result.
+    pub fn start(&mut self, program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<i64> {
         let mut arguments = json!({"path": program, "arg": args, "capture-output": true});
         if let Some(input) = stdin {
             arguments["input-data"] = Value::String(STANDARD.encode(input));
         }
-        let pid = self
-            .call("guest-exec", arguments)?
-            .get("pid")
-            .and_then(Value::as_i64)
-            .context("guest-exec returned no pid")?;
+        self.call("guest-exec", arguments)?.get("pid").and_then(Value::as_i64).context("guest-exec returned no pid")
+    }
+
+    /// Waits at most `timeout` for a command from `start` and returns what it printed.
+    pub fn finish(&mut self, pid: i64, program: &str, timeout: Duration) -> Result<Output> {
         let deadline = Instant::now() + timeout;
         loop {
             let status = self.call("guest-exec-status", json!({"pid": pid}))?;
