@@ -14,22 +14,28 @@ const PROBE: &str = include_str!("fixtures/seed-host-probe.txt");
 /// The stand-ins recorded these digests; the run's test secrets are not kept, only their sha256.
 const FIXTURE_DIGESTS: &str = include_str!("fixtures/seed-host-digests.txt");
 
-struct ExampleFiles;
+/// A profile directory holding nothing but the deploy user's key.
+struct DeployKeyOnly(&'static [u8]);
 
-impl ProfileFiles for ExampleFiles {
+impl ProfileFiles for DeployKeyOnly {
     fn read(&self, relative: &str) -> Result<Vec<u8>, model::FileError> {
         match relative {
-            "keys/deploy.pub" => Ok(include_bytes!("../../profiles/keys/deploy.pub").to_vec()),
+            "keys/deploy.pub" => Ok(self.0.to_vec()),
             other => Err(model::FileError::Unreadable(format!("no {other}"))),
         }
     }
 }
 
-fn expected() -> ExpectedState {
-    let parsed = profile::parse(include_str!("../../profiles/app.yaml"));
-    let (model, report) = model::validate(parsed.raw.as_ref().expect("app.yaml parses"), &ExampleFiles);
+/// The validated model of a scenario profile whose only file is `keys/deploy.pub`.
+pub(super) fn validated(profile_yaml: &str, deploy_key: &'static [u8]) -> model::Model {
+    let parsed = profile::parse(profile_yaml);
+    let (model, report) = model::validate(parsed.raw.as_ref().expect("the profile parses"), &DeployKeyOnly(deploy_key));
     assert!(!report.has_errors(), "{report:?}");
-    expect(&model.expect("app.yaml validates"))
+    model.expect("the profile validates")
+}
+
+fn expected() -> ExpectedState {
+    expect(&validated(include_str!("../../profiles/app.yaml"), include_bytes!("../../profiles/keys/deploy.pub")))
 }
 
 fn digests() -> SecretDigests {

@@ -63,30 +63,17 @@ mod tests {
     use super::super::{SecretDigests, observe, verify};
     use crate::effects::vm::harness::image_listeners;
     use crate::expect::{ExpectedState, expect};
-    use crate::model::{self, ProfileFiles};
-    use crate::profile;
 
     /// `target/vm-tests/wireguard/probe-first-boot.txt` from a passing scenario run.
     const PROBE: &str = include_str!("fixtures/wireguard-probe.txt");
 
-    struct Files;
-
-    impl ProfileFiles for Files {
-        fn read(&self, relative: &str) -> Result<Vec<u8>, model::FileError> {
-            match relative {
-                "keys/deploy.pub" => Ok(include_bytes!("../../vm-tests/profiles/keys/deploy.pub").to_vec()),
-                other => Err(model::FileError::Unreadable(format!("no {other}"))),
-            }
-        }
-    }
-
     /// The expected state as the harness derived it in that run: it had put its own WireGuard key in
     /// place of the first peer's and its SSH key beside the deploy user's (both read back from the probe).
     fn expected() -> ExpectedState {
-        let parsed = profile::parse(include_str!("../../vm-tests/profiles/wireguard.yaml"));
-        let (model, report) = model::validate(parsed.raw.as_ref().expect("parses"), &Files);
-        assert!(!report.has_errors(), "{report:?}");
-        let mut model = model.expect("validates");
+        let mut model = super::super::tests::validated(
+            include_str!("../../vm-tests/profiles/wireguard.yaml"),
+            include_bytes!("../../vm-tests/profiles/keys/deploy.pub"),
+        );
         let sections = observe::sections(PROBE);
         let wireguard = model.wireguard.as_mut().expect("wireguard");
         wireguard.peers[0].public_key = sections["wg-peers"].trim().to_string();
