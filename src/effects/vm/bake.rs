@@ -49,6 +49,14 @@ impl ImageFormat {
         }
     }
 
+    /// The name qemu-img uses for the format.
+    fn qemu_name(self) -> &'static str {
+        match self {
+            ImageFormat::Vhd => "vpc",
+            other => other.name(),
+        }
+    }
+
     fn convert_args(self) -> &'static [&'static str] {
         match self {
             ImageFormat::Qcow2 => &["-O", "qcow2", "-c"],
@@ -359,7 +367,7 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
                 format: request.format,
                 sha256: sha256_file(&partial).context("hashing the converted image")?,
                 bytes: fs::metadata(&partial)?.len(),
-                virtual_size: virtual_size(&partial)?,
+                virtual_size: virtual_size(&partial, request.format)?,
             },
             accelerator: request.accel.name().to_string(),
             packages,
@@ -454,8 +462,9 @@ fn convert(overlay: &Path, to: &Path, format: ImageFormat) -> anyhow::Result<()>
     Ok(())
 }
 
-fn virtual_size(image: &Path) -> anyhow::Result<u64> {
-    let out = Command::new("qemu-img").args(["info", "--output=json"]).arg(image).output()?;
+/// Named explicitly: qemu-img's probe takes a fixed VHD (data, then a footer) for raw.
+fn virtual_size(image: &Path, format: ImageFormat) -> anyhow::Result<u64> {
+    let out = Command::new("qemu-img").args(["info", "--output=json", "-f", format.qemu_name()]).arg(image).output()?;
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).context("parsing qemu-img info")?;
     info["virtual-size"].as_u64().context("qemu-img info gives no virtual size")
 }
@@ -508,6 +517,33 @@ mod tests {
         assert_eq!(up_to_date(&image, "k1"), None, "the image changed since its manifest was written");
         fs::remove_file(manifest_path(&image)).unwrap();
         assert_eq!(up_to_date(&image, "k1"), None, "no manifest");
+    }
+
+    /// Every `--format` converts with this machine's qemu-img and reads back as that format.
+    #[test]
+    fn every_format_converts() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("disk.qcow2");
+        let created = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2"]).arg(&source).arg("64M").status();
+        assert!(created.expect("qemu-img runs (install qemu-utils)").success());
+        for format in [ImageFormat::Qcow2, ImageFormat::Raw, ImageFormat::Vhd, ImageFormat::Vmdk] {
+            let out = dir.path().join(format!("out.{}", format.name()));
+            convert(&source, &out, format).unwrap_or_else(|e| panic!("{}: {e:#}", format.name()));
+            let bytes = fs::read(&out).unwrap();
+            match format {
+                // A fixed VHD is raw data plus a 512-byte footer (which qemu-img's probe cannot see).
+                ImageFormat::Vhd => {
+                    assert_eq!(&bytes[bytes.len() - 512..][..8], b"conectix");
+                    assert_eq!(bytes.len() as u64, (64 << 20) + 512);
+                    assert_eq!(virtual_size(&out, format).unwrap(), 64 << 20);
+                }
+                _ => {
+                    let probed = image_format(&out).unwrap();
+                    assert_eq!(probed, format.name());
+                    assert_eq!(virtual_size(&out, format).unwrap(), 64 << 20, "{}", format.name());
+                }
+            }
+        }
     }
 
     #[test]
