@@ -306,9 +306,20 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
     let mut instance = Instance::start(&config)?;
     let mut shown = 0;
     let mut watch = |console: &str| {
-        if request.verbose && console.len() > shown {
-            eprint!("{}", console[shown..].lines().map(|l| format!("  console| {l}\n")).collect::<String>());
-            shown = console.len();
+        if !request.verbose {
+            return;
+        }
+        // Whole lines only, and never from inside a character: the console is read while QEMU writes it,
+        // so an earlier read may have ended in the middle of one.
+        while shown < console.len() && !console.is_char_boundary(shown) {
+            shown += 1;
+        }
+        let new = console.get(shown..).unwrap_or_default();
+        if let Some(end) = new.rfind('\n') {
+            for line in new[..end].lines() {
+                eprintln!("  console| {line}");
+            }
+            shown += end + 1;
         }
     };
     match wait_for_cloud_init_watching(&mut instance, 0, request.timeout, &mut watch) {
