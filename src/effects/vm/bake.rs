@@ -17,8 +17,8 @@ use anyhow::{Context, anyhow};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::harness::{GuestHung, cloud_init_outcome, wait_for_cloud_init_watching};
-use super::qemu::{Accel, Instance, QemuConfig, die_with_parent, image_format};
+use super::harness::{boot_to_cloud_init, cloud_init_outcome};
+use super::qemu::{Accel, QemuConfig, die_with_parent, image_format};
 use crate::effects::fs::write_atomic;
 use crate::effects::interrupt;
 use crate::lower::Stage;
@@ -303,7 +303,6 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
 
     progress.say(&format!("booting the build VM ({}) and provisioning (bake stage)", request.accel.name()));
     let provision_started = Instant::now();
-    let mut instance = Instance::start(&config)?;
     let mut shown = 0;
     let mut watch = |console: &str| {
         if !request.verbose {
@@ -322,17 +321,11 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
             shown += end + 1;
         }
     };
-    match wait_for_cloud_init_watching(&mut instance, 0, request.timeout, &mut watch) {
-        Err(e) if e.downcast_ref::<GuestHung>().is_some() => {
-            progress.say("the build VM hung in early boot (emulated timers stalled); booting it again once");
-            instance.kill();
-            instance = Instance::start(&config)?;
-            wait_for_cloud_init_watching(&mut instance, 0, request.timeout, &mut watch)?;
-        }
-        other => {
-            other?;
-        }
+    let booted = boot_to_cloud_init(&config, request.timeout, &mut watch)?;
+    if booted.retried.is_some() {
+        progress.say("the build VM hung in early boot (emulated timers stalled) and was booted again once");
     }
+    let mut instance = booted.instance;
     let mut agent = instance.agent(Duration::from_secs(120))?;
     let outcome = cloud_init_outcome(&mut agent)?;
     if !outcome.errors.is_empty() || !outcome.complete {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::bake::{self, BakeError, BakeRequest, ImageFormat, manifest_path};
-use super::harness::{Scenario, cloud_init_outcome, wait_for_cloud_init};
-use super::qemu::{Accel, Instance, QemuConfig};
+use super::harness::{Scenario, boot_to_cloud_init, cloud_init_outcome};
+use super::qemu::{Accel, QemuConfig};
 use super::qga::Agent;
 use crate::model::Model;
 use crate::verify::Check;
@@ -197,8 +197,7 @@ fn scan_file(path: &Path, secrets: &[String]) -> Result<usize> {
 /// Boots a second instance of the golden image with the same boot-stage seed and returns its identity.
 pub fn second_instance(config: &QemuConfig, timeout: Duration) -> Result<(Identity, Vec<String>, f64)> {
     let started = Instant::now();
-    let mut instance = Instance::start(config)?;
-    wait_for_cloud_init(&mut instance, 0, timeout)?;
+    let instance = boot_to_cloud_init(config, timeout, &mut |_| {})?.instance;
     let mut agent = instance.agent(Duration::from_secs(120))?;
     let outcome = cloud_init_outcome(&mut agent)?;
     let identity = identity(&mut agent)?;

@@ -256,7 +256,12 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
         public_nic: peer.as_ref().map(TunnelPeer::nic),
     };
     progress.say(&format!("starting QEMU ({})", accel.name()));
-    let mut instance = Instance::start(&config)?;
+    let booted = boot_to_cloud_init(&config, scenario.boot_timeout, &mut |_| {})?;
+    let (mut instance, first) = (booted.instance, booted.finished);
+    if let Some(hang) = booted.retried {
+        progress.say("the guest hung (emulated timers stalled); it was retried once on a fresh overlay");
+        verdict.notes.push(format!("first boot retried: {hang}"));
+    }
     let digests = SecretDigests {
         cloudflared_token: secrets.cloudflared_token.as_ref().map(|s| sha256_hex(s.expose())),
         tailscale_auth_key: secrets.tailscale_auth_key.as_ref().map(|s| sha256_hex(s.expose())),
@@ -274,18 +279,7 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
             .map(|s| s.expose().to_string())
             .collect();
 
-    let mut boot_started = instance.started;
-    let first = match wait_for_cloud_init(&mut instance, 0, scenario.boot_timeout) {
-        Err(e) if e.downcast_ref::<GuestHung>().is_some() => {
-            progress.say("the guest hung (emulated timers stalled); retrying once on a fresh overlay");
-            verdict.notes.push(format!("first boot retried: {e}"));
-            instance.kill();
-            instance = Instance::start(&config)?;
-            boot_started = instance.started;
-            wait_for_cloud_init(&mut instance, 0, scenario.boot_timeout)?
-        }
-        other => other?,
-    };
+    let boot_started = instance.started;
     verdict.timings.push(("QEMU start to cloud-init finished".into(), boot_started.elapsed().as_secs_f64()));
     progress.say(&format!("cloud-init finished ({first})"));
     if let Some(key) =
@@ -436,6 +430,35 @@ pub struct GuestHung {
 }
 
 const HANG_SILENCE: Duration = Duration::from_secs(90);
+
+/// A guest booted on a fresh overlay up to the end of cloud-init.
+pub(crate) struct Booted {
+    pub instance: Instance,
+    /// cloud-init's "finished" console line.
+    pub finished: String,
+    /// Why the first attempt was abandoned, when the guest hung and was booted again.
+    pub retried: Option<String>,
+}
+
+/// Starts QEMU and waits for cloud-init to finish; a guest that hangs in early boot (`GuestHung`) is
+/// started once more on a fresh overlay. `watch` sees the console as it grows.
+pub(crate) fn boot_to_cloud_init(
+    config: &QemuConfig,
+    timeout: Duration,
+    watch: &mut dyn FnMut(&str),
+) -> Result<Booted> {
+    let mut instance = Instance::start(config)?;
+    match wait_for_cloud_init_watching(&mut instance, 0, timeout, &mut *watch) {
+        Ok(finished) => Ok(Booted { instance, finished, retried: None }),
+        Err(e) if e.downcast_ref::<GuestHung>().is_some() => {
+            instance.kill();
+            let mut instance = Instance::start(config)?;
+            let finished = wait_for_cloud_init_watching(&mut instance, 0, timeout, watch)?;
+            Ok(Booted { instance, finished, retried: Some(e.to_string()) })
+        }
+        Err(e) => Err(e),
+    }
+}
 
 pub(crate) fn wait_for_cloud_init(instance: &mut Instance, already: usize, timeout: Duration) -> Result<String> {
     wait_for_cloud_init_watching(instance, already, timeout, |_| {})
