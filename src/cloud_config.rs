@@ -51,6 +51,9 @@ pub struct UserEntry {
     pub lock_passwd: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sudo: Option<String>,
+    /// Omitted when empty (a deploy user who logs in through Tailscale SSH only): both cloud-init
+    /// schemas require at least one item.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ssh_authorized_keys: Vec<String>,
 }
 

@@ -52,6 +52,9 @@ pub struct Diagnostic {
     pub help: Option<String>,
     /// The source text under the span may be a secret: never echo it.
     pub sensitive: bool,
+    /// A 1-based line and column inside the text of the value at `path` (a file body, a template):
+    /// the source map turns it into a position in the profile.
+    pub within: Option<(usize, usize)>,
 }
 
 impl Diagnostic {
@@ -72,6 +75,7 @@ impl Diagnostic {
             span: None,
             help: None,
             sensitive: false,
+            within: None,
         }
     }
 
@@ -87,6 +91,16 @@ impl Diagnostic {
 
     pub fn sensitive(mut self) -> Self {
         self.sensitive = true;
+        self
+    }
+
+    /// Points at line and column of the value's own text. A text read from `source_file` (not the
+    /// profile) is named in the message instead, `(at FILE:LINE:COL)`.
+    pub fn within(mut self, line: usize, column: usize, source_file: Option<&str>) -> Self {
+        match source_file {
+            Some(file) => self.message = format!("{} (at {file}:{line}:{column})", self.message),
+            None => self.within = Some((line, column)),
+        }
         self
     }
 }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::consumers::ufw;
 use crate::lower;
 use crate::model::{AllowRule, Model, Policy, Proto, render_port_range};
 
@@ -139,11 +140,11 @@ pub fn expect(model: &Model) -> ExpectedState {
         packages.push("sudo".into());
     }
     if let Some(docker) = &model.docker {
-        let names: &[&str] = match docker.source {
-            crate::model::DockerSource::Distro => &["docker.io", "containerd"],
-            crate::model::DockerSource::DockerCe => &["docker-ce", "docker-ce-cli", "containerd.io"],
-        };
-        packages.extend(names.iter().map(|s| s.to_string()));
+        packages.extend(lower::docker::packages(docker.source).iter().map(|s| s.to_string()));
+        // docker.io depends on Debian's containerd, which the host must then have too.
+        if docker.source == crate::model::DockerSource::Distro {
+            packages.push("containerd".into());
+        }
         units.push(unit("docker.service"));
         units.push(unit("containerd.service"));
         // containerd's CRI stream server listens on loopback, on a port it picks at each start.
@@ -270,11 +271,10 @@ fn yes_no(b: bool) -> &'static str {
 fn ufw_rules(allow: &[AllowRule], interfaces: &[String]) -> Vec<UfwRule> {
     let mut rules = Vec::new();
     for rule in allow {
-        let families: Vec<bool> = match rule.from.as_deref().map(|f| f.split('/').next().unwrap_or(f).parse::<IpAddr>())
-        {
-            Some(Ok(IpAddr::V4(_))) => vec![false],
-            Some(Ok(IpAddr::V6(_))) => vec![true],
-            _ => vec![false, true],
+        let families: Vec<bool> = match rule.from.map(|f| f.address) {
+            Some(IpAddr::V4(_)) => vec![false],
+            Some(IpAddr::V6(_)) => vec![true],
+            None => vec![false, true],
         };
         for ipv6 in families {
             let anywhere = if ipv6 { "::/0" } else { "0.0.0.0/0" };
@@ -283,7 +283,7 @@ fn ufw_rules(allow: &[AllowRule], interfaces: &[String]) -> Vec<UfwRule> {
                 action: "allow".into(),
                 proto: rule.proto.name().into(),
                 port: render_port_range(&rule.ports),
-                from: rule.from.clone().map(|f| normalize_network(&f)).unwrap_or_else(|| anywhere.into()),
+                from: rule.from.as_ref().map_or_else(|| anywhere.into(), ufw::source_text),
                 interface: None,
                 comment: rule.comment.clone(),
             });
@@ -304,15 +304,6 @@ fn ufw_rules(allow: &[AllowRule], interfaces: &[String]) -> Vec<UfwRule> {
     }
     rules.sort();
     rules
-}
-
-/// UFW stores a single host as the bare address and a network as written.
-fn normalize_network(from: &str) -> String {
-    match from.split_once('/') {
-        Some((addr, "32")) if addr.parse::<std::net::Ipv4Addr>().is_ok() => addr.to_string(),
-        Some((addr, "128")) if addr.parse::<std::net::Ipv6Addr>().is_ok() => addr.to_string(),
-        _ => from.to_string(),
-    }
 }
 
 /// What a client on the public network must see: SSH closed unless a rule opens it to everyone, each
@@ -346,7 +337,7 @@ fn outside_probes(model: &Model) -> Vec<OutsideProbe> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::PortRange;
+    use crate::model::{Cidr, PortRange};
 
     #[test]
     fn ufw_rules_cover_both_families_unless_the_source_picks_one() {
@@ -360,13 +351,13 @@ mod tests {
             AllowRule {
                 ports: PortRange { start: 22, end: 22 },
                 proto: Proto::Tcp,
-                from: Some("10.0.0.0/8".into()),
+                from: Cidr::parse("10.0.0.0/8"),
                 comment: None,
             },
             AllowRule {
                 ports: PortRange { start: 80, end: 81 },
                 proto: Proto::Tcp,
-                from: Some("192.0.2.7/32".into()),
+                from: Cidr::parse("192.0.2.7/32"),
                 comment: None,
             },
         ];

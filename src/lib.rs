@@ -13,12 +13,14 @@
 pub mod catalog;
 pub mod cli;
 pub mod cloud_config;
+pub mod consumers;
 pub mod diag;
 pub mod effects;
 pub mod expect;
 pub mod lower;
 pub mod model;
 pub mod profile;
+pub mod secret_scan;
 pub mod secrets;
 pub mod seed;
 pub mod target;

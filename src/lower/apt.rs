@@ -12,6 +12,13 @@ pub const NO_LANGUAGES_PATH: &str = "/etc/apt/apt.conf.d/90kiln-no-languages";
 pub const NO_RECOMMENDS_PATH: &str = "/etc/apt/apt.conf.d/90kiln-first-boot-no-recommends";
 
 pub(super) fn lower(model: &Model, parts: &mut Parts) {
+    // The repositories kiln configures, and the keys apt trusts: a profile file there would add or
+    // change a package source outside `apt`, unchecked.
+    for tree in ["/etc/apt/sources.list.d/", "/etc/apt/keyrings/", "/etc/apt/trusted.gpg.d/"] {
+        parts.claim_prefix(tree);
+    }
+    parts.claim("/etc/apt/sources.list");
+    parts.claim("/etc/apt/trusted.gpg");
     parts.bake_file(WriteFile::new(
         NO_LANGUAGES_PATH,
         0o644,

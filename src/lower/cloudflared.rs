@@ -51,6 +51,8 @@ struct OriginRequest<'a> {
 
 pub(super) fn lower(cloudflared: &Cloudflared, token: &Secret, parts: &mut Parts) {
     parts.package("cloudflared");
+    parts.claim_prefix("/etc/cloudflared/");
+    parts.claim_unit("cloudflared.service");
     let mut token_file = WriteFile::new(token_path(), 0o600, format!("{}\n", token.expose()));
     token_file.owner = "root:root".into();
     parts.boot_file(token_file);

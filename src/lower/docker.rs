@@ -29,14 +29,30 @@ struct LogOpts<'a> {
     max_file: String,
 }
 
-pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
-    match docker.source {
-        DockerSource::Distro => parts.package("docker.io"),
-        DockerSource::DockerCe => {
-            for package in ["docker-ce", "docker-ce-cli", "containerd.io"] {
-                parts.package(package);
-            }
+/// The packages each source installs.
+pub fn packages(source: DockerSource) -> &'static [&'static str] {
+    match source {
+        DockerSource::Distro => &["docker.io"],
+        DockerSource::DockerCe => &["docker-ce", "docker-ce-cli", "containerd.io"],
+    }
+}
+
+/// Packages that cannot be installed beside a source's: Docker's install guide for Debian
+/// ("Uninstall old versions": docker.io, docker-doc, docker-compose, podman-docker, containerd, runc
+/// conflict with Docker CE), and the other way round Docker's own packages, which Debian's archive
+/// does not have.
+pub fn conflicting_packages(source: DockerSource) -> &'static [&'static str] {
+    match source {
+        DockerSource::Distro => {
+            &["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
         }
+        DockerSource::DockerCe => &["docker.io", "docker-doc", "docker-compose", "podman-docker", "containerd", "runc"],
+    }
+}
+
+pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
+    for package in packages(docker.source) {
+        parts.package(package);
     }
     let daemon = DaemonJson {
         ip: docker.default_bind.to_string(),
@@ -45,6 +61,11 @@ pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
     };
     let json = serde_json::to_string_pretty(&daemon).expect("daemon.json serializes") + "\n";
     parts.bake_file(WriteFile::new(DAEMON_JSON, 0o644, json));
+    // A unit drop-in or /etc/default/docker could add `-H tcp://0.0.0.0:2375` or `--iptables=false`.
+    parts.claim("/etc/default/docker");
+    for unit in ["docker.service", "docker.socket", "containerd.service"] {
+        parts.claim_unit(unit);
+    }
     if docker.block_from_outside && model.firewall.is_some() {
         parts.bake_file(WriteFile::new(DOCKER_USER_RULES, 0o644, docker_user_rules(docker, model)));
     }

@@ -11,8 +11,9 @@
 
 mod apt;
 mod cloudflared;
-mod docker;
+pub mod docker;
 mod firewall;
+mod host;
 mod script;
 mod ssh;
 mod tailscale;
@@ -71,15 +72,58 @@ enum When {
     Boot,
 }
 
+/// A path kiln writes or manages, and the profile section that decides its content: a profile file
+/// there would be written twice, or change what that section declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// An exact path, or a prefix when `prefix` is set (a directory ends with `/`).
+    pub path: String,
+    pub prefix: bool,
+    /// Who decides it: a profile section (`` `docker` ``) or kiln itself.
+    pub by: &'static str,
+}
+
+impl Claim {
+    pub fn covers(&self, path: &str) -> bool {
+        if self.prefix { path.starts_with(&self.path) } else { path == self.path }
+    }
+}
+
 /// What the components contribute, in the order they are collected. Packages are always baked.
 #[derive(Default)]
 struct Parts {
     files: Vec<(When, WriteFile)>,
     packages: Vec<String>,
     steps: Vec<(When, Step)>,
+    claims: Vec<Claim>,
+    /// The section being lowered: what it writes is claimed in its name.
+    component: &'static str,
 }
 
 impl Parts {
+    fn claim(&mut self, path: &str) {
+        self.claims.push(Claim { path: path.to_string(), prefix: false, by: self.component });
+    }
+
+    /// Claims every path starting with `prefix` (a directory when it ends with `/`).
+    fn claim_prefix(&mut self, prefix: &str) {
+        self.claims.push(Claim { path: prefix.to_string(), prefix: true, by: self.component });
+    }
+
+    /// Claims a systemd unit: its unit file wherever systemd looks, and its drop-in directories, which
+    /// could change how the unit runs.
+    fn claim_unit(&mut self, unit: &str) {
+        for dir in ["/etc/systemd/system/", "/lib/systemd/system/", "/usr/lib/systemd/system/"] {
+            self.claim(&format!("{dir}{unit}"));
+            self.claim_prefix(&format!("{dir}{unit}.d/"));
+            // A template instance (`wg-quick@wg0.service`) is also changed by the template's drop-ins.
+            if let Some((template, rest)) = unit.split_once('@') {
+                let suffix = rest.rsplit_once('.').map_or("", |(_, s)| s);
+                self.claim_prefix(&format!("{dir}{template}@.{suffix}.d/"));
+            }
+        }
+    }
+
     fn package(&mut self, name: &str) {
         if !self.packages.iter().any(|p| p == name) {
             self.packages.push(name.to_string());
@@ -87,10 +131,12 @@ impl Parts {
     }
 
     fn bake_file(&mut self, file: WriteFile) {
+        self.claim(&file.path);
         self.files.push((When::Bake, file));
     }
 
     fn boot_file(&mut self, file: WriteFile) {
+        self.claim(&file.path);
         self.files.push((When::Boot, file));
     }
 
@@ -111,32 +157,14 @@ pub fn lower(model: &Model, secrets: &Secrets) -> CloudConfig {
 /// Builds the cloud-config for one stage. Pure and deterministic: same model, secrets and stage, same
 /// value. The bake stage reads no secret, so it renders the same with or without them.
 pub fn lower_stage(model: &Model, secrets: &Secrets, stage: Stage) -> CloudConfig {
-    let mut parts = Parts::default();
-    apt::lower(model, &mut parts);
-    users::lower(model, &mut parts);
-    if let Some(docker) = &model.docker {
-        docker::lower(docker, model, &mut parts);
-    }
-    if let (Some(cloudflared), Some(token)) = (&model.cloudflared, &secrets.cloudflared_token) {
-        cloudflared::lower(cloudflared, token, &mut parts);
-    }
-    if let (Some(tailscale), Some(key)) = (&model.tailscale, &secrets.tailscale_auth_key) {
-        tailscale::lower(tailscale, key, &mut parts);
-    }
-    if let Some(wireguard) = &model.wireguard {
-        wireguard::lower(wireguard, secrets.wireguard_private_key.as_ref(), model, &mut parts);
-    }
-    ssh::lower(model, &mut parts);
-    if let Some(firewall) = &model.firewall {
-        firewall::lower(firewall, model, &mut parts);
-    }
+    let mut parts = components(model, secrets);
     for file in &model.files {
         let mut entry = WriteFile::new(&file.path, file.mode, file.content.clone());
         entry.owner = format!("{}:{}", file.owner, file.group);
         // Files owned by someone other than root need that user to exist first.
         entry.defer = file.owner != "root" || file.group != "root";
         // Profile files never see secrets (templates get host, user and vars), so they can be baked.
-        parts.bake_file(entry);
+        parts.files.push((When::Bake, entry));
     }
     for package in &model.packages {
         parts.package(package);
@@ -180,6 +208,51 @@ pub fn lower_stage(model: &Model, secrets: &Secrets, stage: Stage) -> CloudConfi
         packages: if baking_or_full { parts.packages } else { Vec::new() },
         runcmd: vec![vec![provision_path(stage)]],
     }
+}
+
+/// Lowers every section but the profile's own `files`.
+fn components(model: &Model, secrets: &Secrets) -> Parts {
+    let mut parts = Parts { component: "kiln", ..Parts::default() };
+    // kiln's own trees, and cloud-init's: a profile file there changes how the user-data is applied.
+    for tree in ["/etc/kiln/", "/usr/local/lib/kiln/", "/etc/cloud/", "/var/lib/cloud/"] {
+        parts.claim_prefix(tree);
+    }
+    parts.component = "`apt`";
+    apt::lower(model, &mut parts);
+    parts.component = "`host`";
+    host::lower(model, &mut parts);
+    parts.component = "`user`";
+    users::lower(model, &mut parts);
+    if let Some(docker) = &model.docker {
+        parts.component = "`docker`";
+        docker::lower(docker, model, &mut parts);
+    }
+    if let (Some(cloudflared), Some(token)) = (&model.cloudflared, &secrets.cloudflared_token) {
+        parts.component = "`cloudflared`";
+        cloudflared::lower(cloudflared, token, &mut parts);
+    }
+    if let (Some(tailscale), Some(key)) = (&model.tailscale, &secrets.tailscale_auth_key) {
+        parts.component = "`tailscale`";
+        tailscale::lower(tailscale, key, &mut parts);
+    }
+    if let Some(wireguard) = &model.wireguard {
+        parts.component = "`wireguard`";
+        wireguard::lower(wireguard, secrets.wireguard_private_key.as_ref(), model, &mut parts);
+    }
+    parts.component = "`ssh`";
+    ssh::lower(model, &mut parts);
+    if let Some(firewall) = &model.firewall {
+        parts.component = "`firewall`";
+        firewall::lower(firewall, model, &mut parts);
+    }
+    parts
+}
+
+/// Every path kiln writes or manages for this model, and the section that decides it (placeholder
+/// secrets suffice: what is claimed never depends on a secret's value).
+pub fn claims(model: &Model) -> Vec<Claim> {
+    let placeholders = crate::secrets::resolve(model, None).unwrap_or_default();
+    components(model, &placeholders).claims
 }
 
 /// Header lines for the user-data: provenance, the stage, and a warning when it carries secrets.

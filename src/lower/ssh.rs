@@ -22,6 +22,12 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
         root = if model.ssh.permit_root_login { "prohibit-password" } else { "no" },
     );
     parts.bake_file(WriteFile::new(SSHD_DROP_IN, 0o644, body));
+    // cloud-init edits sshd_config for `ssh_pwauth` and generates the host keys; other drop-ins are
+    // judged by what they set (`consumers::sshd::overrides`).
+    parts.claim("/etc/ssh/sshd_config");
+    parts.claim_prefix("/etc/ssh/ssh_host_");
+    parts.claim_unit("ssh.service");
+    parts.claim_unit("ssh.socket");
     parts
         .bake_step(Step::new("ssh: apply hardening", vec![cmd(&["sshd", "-t"]), cmd(&["systemctl", "reload", "ssh"])]));
 }

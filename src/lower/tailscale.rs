@@ -34,6 +34,10 @@ pub fn up_command(tailscale: &Tailscale) -> Vec<String> {
 
 pub(super) fn lower(tailscale: &Tailscale, key: &Secret, parts: &mut Parts) {
     parts.package("tailscale");
+    // tailscaled's state (the node key) and its flags (`PORT=`, which the firewall rule assumes).
+    parts.claim_prefix("/var/lib/tailscale/");
+    parts.claim("/etc/default/tailscaled");
+    parts.claim_unit("tailscaled.service");
     parts.boot_file(WriteFile::new(auth_key_path(), 0o600, format!("{}\n", key.expose())));
     parts.boot_step(Step::new(
         "tailscale: join the tailnet",

@@ -15,6 +15,14 @@ pub(super) fn entry(model: &Model) -> UserEntry {
 }
 
 pub(super) fn lower(model: &Model, parts: &mut Parts) {
+    // What cloud-init's users module writes for the `user` section (and `ssh.permit_root_login`:
+    // with root logins off it writes root's authorized_keys with a refusal).
+    for path in ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers"] {
+        parts.claim(path);
+    }
+    parts.claim_prefix("/etc/sudoers.d/");
+    parts.claim_prefix(&format!("/home/{}/.ssh/", model.user.name));
+    parts.claim_prefix("/root/.ssh/");
     if model.user.sudo {
         // cloud-init writes the sudoers rule; the sudo package must be there to honour it.
         parts.package("sudo");

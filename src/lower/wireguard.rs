@@ -98,6 +98,8 @@ fn config(wireguard: &Wireguard, model: &Model) -> String {
 pub(super) fn lower(wireguard: &Wireguard, key: Option<&Secret>, model: &Model, parts: &mut Parts) {
     let interface = &wireguard.interface;
     parts.package("wireguard-tools");
+    parts.claim_prefix("/etc/wireguard/");
+    parts.claim_unit(&unit(interface));
     // Baked: the package, the key helper and the firewall rules. Per instance: the key (a secret, or
     // generated on the instance: a key in an image would be shared by every host booted from it), the
     // configuration (the tunnel address is the host's own) and bringing the interface up.

@@ -8,20 +8,10 @@ use serde::Serialize;
 
 use super::{Apt, FileError, Host, ProfileFiles, Repository, RepositoryKey, User, error};
 use crate::catalog::Code;
+use crate::consumers::{debian, openpgp, sshd};
 use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::{self, RawProfile};
-
-/// Paths kiln writes itself; a profile file there would fight with it.
-pub const RESERVED_PREFIXES: &[&str] =
-    &["/etc/kiln/", "/usr/local/lib/kiln/", "/etc/apt/keyrings/", "/etc/apt/sources.list.d/"];
-pub const RESERVED_FILES: &[&str] = &[
-    "/etc/docker/daemon.json",
-    "/etc/cloudflared/config.yml",
-    "/etc/cloudflared/token",
-    "/etc/systemd/system/cloudflared.service",
-    "/etc/ssh/sshd_config.d/10-kiln.conf",
-    "/etc/apt/sources.list",
-];
+use crate::secret_scan;
 
 const DOCKER_KEY: &[u8] = include_bytes!("../../assets/keys/docker.asc");
 const TAILSCALE_KEY: &[u8] = include_bytes!("../../assets/keys/tailscale.asc");
@@ -31,6 +21,8 @@ pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg
 /// A file the host must have, with its body already rendered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManagedFile {
+    /// Its index in the profile's `files`, for diagnostics.
+    pub origin: usize,
     pub path: String,
     pub content: String,
     pub mode: u32,
@@ -137,7 +129,7 @@ struct TemplateUser<'a> {
 }
 
 /// What file templates see: `host`, `user` and `vars`. Secrets are deliberately absent.
-pub fn template_context(host: &Host, user: &User, vars: &BTreeMap<String, String>) -> minijinja::Value {
+pub fn template_context(host: &Host, user: &User, vars: &BTreeMap<String, v1::VarValue>) -> minijinja::Value {
     minijinja::context! {
         host => minijinja::Value::from_serialize(TemplateHost { hostname: &host.hostname, timezone: &host.timezone, locale: &host.locale }),
         user => minijinja::Value::from_serialize(TemplateUser { name: &user.name }),
@@ -148,6 +140,8 @@ pub fn template_context(host: &Host, user: &User, vars: &BTreeMap<String, String
 pub(super) fn files(
     raw: &[v1::File],
     context: &minijinja::Value,
+    deploy_user: &str,
+    packages: &[String],
     files: &dyn ProfileFiles,
     report: &mut Report,
 ) -> Vec<ManagedFile> {
@@ -157,105 +151,209 @@ pub(super) fn files(
     let mut out: Vec<ManagedFile> = Vec::new();
     for (i, file) in raw.iter().enumerate() {
         let path = format!("$.files[{i}]");
-        if let Err(why) = check_target_path(&file.path) {
-            error(report, Code::BadValue, format!("{path}.path"), why);
-        } else if out.iter().any(|f| f.path == file.path) {
-            error(report, Code::ContradictoryRule, format!("{path}.path"), format!("`{}` is written twice", file.path));
+        match check_target_path(&file.path) {
+            Err(why) => error(report, Code::BadValue, format!("{path}.path"), why),
+            Ok(Some(warning)) => report.push(Diagnostic::warning(Code::BadValue, format!("{path}.path"), warning)),
+            Ok(None) => {}
         }
-        let mode = parse_mode(&file.mode);
-        match mode {
-            None => error(
+        if let Some(first) = raw[..i].iter().position(|f| f.path == file.path) {
+            error(
                 report,
-                Code::BadValue,
-                format!("{path}.mode"),
-                format!("`{}` is not an octal mode like \"0644\"", file.mode),
-            ),
-            Some(m) if m & 0o002 != 0 => {
-                report.push(Diagnostic::warning(Code::BadValue, format!("{path}.mode"), "this file is world-writable"))
-            }
-            _ => {}
+                Code::ContradictoryRule,
+                format!("{path}.path"),
+                format!("`{}` is already written by files[{first}]", file.path),
+            );
         }
-        let owner = file.owner.split_once(':').filter(|(u, g)| valid_owner_part(u) && valid_owner_part(g));
-        if owner.is_none() {
-            error(report, Code::BadValue, format!("{path}.owner"), format!("`{}` is not `user:group`", file.owner));
-        }
+        let mode = check_mode(file, &path, report);
+        let owner = check_owner(&file.owner, deploy_user, packages, &format!("{path}.owner"), report);
         let body = match (&file.content, &file.source) {
-            (Some(content), None) => Some((content.clone(), format!("{path}.content"))),
+            (Some(content), None) => Some((content.clone(), format!("{path}.content"), None)),
             (None, Some(source)) => read_profile_file(source, &format!("{path}.source"), files, report)
-                .map(|t| (t, format!("{path}.source"))),
+                .map(|t| (t, format!("{path}.source"), Some(source.as_str()))),
             _ => {
                 error(report, Code::ContradictoryRule, &path, "give exactly one of `content` and `source`");
                 None
             }
         };
-        let Some((body, body_path)) = body else { continue };
-        if let Some(kind) = secret_in_file(&body, file.source.is_some()) {
-            report.push(
-                Diagnostic::error(
-                    Code::SecretInImage,
-                    &body_path,
-                    format!("this file holds what looks like a {kind}: profile files are baked into golden images and sent in user-data"),
-                )
-                .with_help("keep secrets out of `files`: reference them (`{env: NAME}` or `{file: PATH}`) where the profile takes secrets"),
-            );
-            continue;
-        }
+        let Some((body, body_path, source)) = body else { continue };
         let content = if file.template {
             match env.render_str(&body, context) {
                 Ok(rendered) => rendered,
                 Err(e) => {
-                    let line = e.line().map(|l| format!(" (template line {l})")).unwrap_or_default();
-                    error(
-                        report,
-                        Code::Template,
-                        body_path,
-                        format!("the template does not render{line}: {}", e.detail().unwrap_or(&e.kind().to_string())),
-                    );
+                    report.push(template_error(&e, &body, &body_path, source));
                     continue;
                 }
             }
         } else {
             body
         };
+        // What is scanned is what would be written: a key that arrives through a template variable
+        // or sits inside JSON is found too.
+        if let Some(found) = secret_scan::find(&content) {
+            report.push(
+                Diagnostic::error(
+                    Code::SecretInImage,
+                    &body_path,
+                    format!("this file would hold a {}: profile files are baked into golden images and sent in user-data", found.kind),
+                )
+                .within(found.line, found.column, source)
+                .with_help("keep secrets out of `files`: reference them (`{env: NAME}` or `{file: PATH}`) where the profile takes secrets"),
+            );
+            continue;
+        }
+        if file.path.starts_with(SSHD_DROP_IN_DIR) {
+            for o in sshd::overrides(&content) {
+                report.push(
+                    Diagnostic::error(
+                        Code::ContradictoryRule,
+                        &body_path,
+                        format!(
+                            "this sshd drop-in sets `{}`, which the profile's sections decide: {}",
+                            o.keyword, o.why
+                        ),
+                    )
+                    .within(o.line, o.column, source)
+                    .with_help("leave that setting to the profile (`ssh`, `user`, `firewall`, `wireguard`)"),
+                );
+            }
+        }
         if let (Some(mode), Some((user, group))) = (mode, owner) {
-            out.push(ManagedFile {
-                path: file.path.clone(),
-                content,
-                mode,
-                owner: user.to_string(),
-                group: group.to_string(),
-            });
+            out.push(ManagedFile { origin: i, path: file.path.clone(), content, mode, owner: user, group });
         }
     }
     out
 }
 
-/// A secret in a file body. Inline bodies are already scanned for tokens with the rest of the profile
-/// (`literal-secret`), so only private keys are looked for there; files read from disk get both scans.
-fn secret_in_file(body: &str, from_disk: bool) -> Option<&'static str> {
-    let private_key = body.lines().any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with("PRIVATE KEY-----"));
-    if private_key {
-        return Some("private key");
+/// Where sshd reads drop-ins from (Debian's sshd_config includes `sshd_config.d/*.conf` first).
+const SSHD_DROP_IN_DIR: &str = "/etc/ssh/sshd_config.d/";
+
+/// A template that does not render, pointed at the template's own line and column, naming the
+/// expression minijinja could not evaluate (an undefined variable, say).
+fn template_error(e: &minijinja::Error, body: &str, body_path: &str, source: Option<&str>) -> Diagnostic {
+    let (line, column, expression) = match e.range() {
+        Some(range) if range.start <= body.len() && range.end <= body.len() => {
+            let before = &body[..range.start];
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            (line, column, Some(body[range].trim()))
+        }
+        _ => (e.line().unwrap_or(1), 1, None),
+    };
+    let what = match (e.kind(), expression) {
+        (minijinja::ErrorKind::UndefinedError, Some(expr)) => format!("`{expr}` is undefined"),
+        (_, Some(expr)) => {
+            format!("`{expr}`: {}", e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string()))
+        }
+        (_, None) => e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string()),
+    };
+    let mut diagnostic = Diagnostic::error(Code::Template, body_path, format!("the template does not render: {what}"))
+        .within(line, column, source);
+    if e.kind() == minijinja::ErrorKind::UndefinedError {
+        diagnostic = diagnostic
+            .with_help("templates see `host.hostname`, `host.timezone`, `host.locale`, `user.name` and `vars.NAME`");
     }
-    if from_disk { crate::profile::literal_secrets::looks_like_secret(body) } else { None }
+    diagnostic
 }
 
-fn check_target_path(path: &str) -> Result<(), String> {
+/// Setuid and setgid bits need the profile to say so (`allow_setuid: true`); a world-writable file is
+/// a warning.
+fn check_mode(file: &v1::File, path: &str, report: &mut Report) -> Option<u32> {
+    let at = format!("{path}.mode");
+    let Some(mode) = parse_mode(&file.mode) else {
+        error(report, Code::BadValue, at, format!("`{}` is not an octal mode like \"0644\"", file.mode));
+        return None;
+    };
+    let privileged = mode & 0o6000 != 0;
+    if privileged && !file.allow_setuid {
+        report.push(
+            Diagnostic::error(
+                Code::BadValue,
+                &at,
+                format!("`{}` sets the setuid or setgid bit: the file would run with its owner's rights", file.mode),
+            )
+            .with_help("say `allow_setuid: true` if that is meant"),
+        );
+    } else if !privileged && file.allow_setuid {
+        report.push(Diagnostic::warning(
+            Code::ContradictoryRule,
+            format!("{path}.allow_setuid"),
+            "`allow_setuid` is set but the mode has no setuid or setgid bit",
+        ));
+    }
+    if mode & 0o002 != 0 {
+        report.push(Diagnostic::warning(Code::BadValue, at, "this file is world-writable"));
+    }
+    Some(mode)
+}
+
+/// `user:group` must name accounts that exist when cloud-init writes the file (its deferred
+/// write_files run after packages are installed): root, the deploy user and its group, the release's
+/// accounts, or, with packages kiln does not know, a warning.
+fn check_owner(
+    text: &str,
+    deploy_user: &str,
+    packages: &[String],
+    at: &str,
+    report: &mut Report,
+) -> Option<(String, String)> {
+    let Some((user, group)) = text
+        .split_once(':')
+        .filter(|(u, g)| super::user::check_user_name(u).is_ok() && super::user::check_user_name(g).is_ok())
+    else {
+        error(report, Code::BadValue, at, format!("`{text}` is not `user:group`"));
+        return None;
+    };
+    let missing: Vec<String> =
+        [(user, debian::user_exists(user), "user"), (group, debian::group_exists(group), "group")]
+            .into_iter()
+            .filter(|(name, exists, _)| !exists && *name != deploy_user)
+            .map(|(name, _, kind)| format!("{kind} `{name}`"))
+            .collect();
+    if !missing.is_empty() {
+        let what = missing.join(" and ");
+        if packages.is_empty() {
+            report.push(
+                Diagnostic::error(
+                    Code::BadValue,
+                    at,
+                    format!("nothing creates the {what}: not Debian 12's base system, not the deploy user, no listed package"),
+                )
+                .with_help(format!("use `root:root`, or the deploy user `{deploy_user}:{deploy_user}`")),
+            );
+            return None;
+        }
+        report.push(Diagnostic::warning(
+            Code::BadValue,
+            at,
+            format!(
+                "the {what} must come from one of `packages`: otherwise cloud-init cannot give this file its owner"
+            ),
+        ));
+    }
+    Some((user.to_string(), group.to_string()))
+}
+
+/// Kernel file systems: a write there is a kernel setting or a device, not a file.
+const KERNEL_TREES: &[&str] = &["/proc/", "/sys/", "/dev/"];
+/// Emptied at every boot (/run is a tmpfs; Debian's tmpfiles.d cleans /tmp).
+const VOLATILE_TREES: &[&str] = &["/run/", "/tmp/", "/var/run/"];
+
+/// An absolute path to a file outside the kernel's trees; `Ok(Some(warning))` for one that does not
+/// survive a reboot. Paths that kiln itself writes or owns are refused later, against what the
+/// lowering claims (`lower::claims`).
+fn check_target_path(path: &str) -> Result<Option<String>, String> {
     if !path.starts_with('/') || path.ends_with('/') || path.contains("//") || path.chars().any(|c| c.is_control()) {
         return Err(format!("`{path}` is not an absolute file path"));
     }
     if path.split('/').any(|p| p == ".." || p == ".") {
         return Err(format!("`{path}` contains `.` or `..`"));
     }
-    if RESERVED_FILES.contains(&path) || RESERVED_PREFIXES.iter().any(|p| path.starts_with(p)) {
-        return Err(format!("kiln writes `{path}` itself; configure it through the profile instead"));
+    if let Some(tree) = KERNEL_TREES.iter().find(|t| path.starts_with(**t)) {
+        return Err(format!("`{path}` is in {tree}, a kernel file system: use a sysctl.d or udev file instead"));
     }
-    Ok(())
-}
-
-fn valid_owner_part(name: &str) -> bool {
-    super::user::check_user_name(name).is_ok()
-        || matches!(name, "root" | "www-data" | "docker" | "daemon" | "nogroup" | "adm" | "sudo")
+    Ok(VOLATILE_TREES.iter().find(|t| path.starts_with(**t)).map(|tree| {
+        format!("`{path}` is in {tree}, which is emptied at every boot: the file will be gone after a reboot")
+    }))
 }
 
 /// `"0644"`, `"644"`, `"1777"` → bits.
@@ -285,10 +383,23 @@ pub(super) fn apt(raw: &RawProfile, files: &dyn ProfileFiles, report: &mut Repor
     let mut repository = |name: &'static str, default: Repository, source: &Option<v1::AptSource>| -> Repository {
         let Some(source) = source else { return default };
         let path = format!("$.apt.{name}");
+        let authority = source.url.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or(rest));
         if !(source.url.starts_with("http://") || source.url.starts_with("https://"))
             || source.url.chars().any(|c| c.is_whitespace() || c.is_control())
         {
-            error(report, Code::BadValue, format!("{path}.url"), format!("`{}` is not an http(s) URL", source.url));
+            error(report, Code::BadValue, format!("{path}.url"), "this is not an http(s) URL");
+        } else if authority.is_some_and(|a| a.contains('@')) {
+            // The sources file is 0644 and goes into golden images; apt reads credentials from
+            // auth.conf (apt_auth.conf(5)), which kiln does not write.
+            report.push(
+                Diagnostic::error(
+                    Code::LiteralSecret,
+                    format!("{path}.url"),
+                    "credentials in a repository URL would be written into a world-readable sources file",
+                )
+                .with_help("serve the mirror without credentials in the URL (apt reads them from /etc/apt/auth.conf.d, see apt_auth.conf(5))")
+                .sensitive(),
+            );
         }
         let words_ok = |words: &[String]| {
             words.iter().all(|w| !w.is_empty() && !w.chars().any(|c| c.is_whitespace() || c.is_control()))
@@ -314,13 +425,35 @@ pub(super) fn apt(raw: &RawProfile, files: &dyn ProfileFiles, report: &mut Repor
         }
         let key = match &source.key {
             None => default.key,
-            Some(file) => match read_profile_bytes(&file.file, &format!("{path}.key.file"), files, report) {
-                Some(bytes) => {
-                    let armored = bytes.starts_with(b"-----BEGIN PGP PUBLIC KEY BLOCK-----");
-                    RepositoryKey::Embedded { bytes, armored }
+            Some(file) => {
+                let at = format!("{path}.key.file");
+                match read_profile_bytes(&file.file, &at, files, report).map(|b| (openpgp::classify(&b), b)) {
+                    Some((Ok(openpgp::KeyFile::Public { armored }), bytes)) => {
+                        RepositoryKey::Embedded { bytes, armored }
+                    }
+                    Some((Ok(openpgp::KeyFile::Private), _)) => {
+                        report.push(
+                            Diagnostic::error(
+                                Code::SecretInImage,
+                                at,
+                                format!("`{}` holds a private OpenPGP key: apt needs the public key, and this file is written world-readable", file.file),
+                            )
+                            .with_help("export the public key (`gpg --export --armor KEYID`)"),
+                        );
+                        default.key
+                    }
+                    Some((Err(why), _)) => {
+                        error(
+                            report,
+                            Code::BadValue,
+                            at,
+                            format!("`{}` is not an OpenPGP public key apt can use: {why}", file.file),
+                        );
+                        default.key
+                    }
+                    None => default.key,
                 }
-                None => default.key,
-            },
+            }
         };
         Repository { name, url: source.url.clone(), suites, components, key }
     };
@@ -390,8 +523,9 @@ mod tests {
 
     #[test]
     fn target_paths() {
-        assert!(check_target_path("/etc/app/config.yml").is_ok());
-        for bad in ["etc/x", "/etc/../x", "/etc/x/", "/etc/kiln/x", "/etc/docker/daemon.json"] {
+        assert_eq!(check_target_path("/etc/app/config.yml"), Ok(None));
+        assert!(check_target_path("/run/app/x").unwrap().is_some());
+        for bad in ["etc/x", "/etc/../x", "/etc/x/", "/proc/sys/net/ipv4/ip_forward", "/sys/x", "/dev/sda"] {
             assert!(check_target_path(bad).is_err(), "{bad}");
         }
     }

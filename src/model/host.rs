@@ -2,23 +2,10 @@
 
 use super::{Host, error};
 use crate::catalog::Code;
-use crate::diag::Report;
+use crate::consumers::debian;
+use crate::diag::{Diagnostic, Report};
+use crate::profile::shape::did_you_mean;
 use crate::profile::v1;
-
-/// Top-level areas of IANA zone names; a zone outside them is almost certainly a typo.
-const TZ_AREAS: &[&str] = &[
-    "Africa",
-    "America",
-    "Antarctica",
-    "Arctic",
-    "Asia",
-    "Atlantic",
-    "Australia",
-    "Europe",
-    "Indian",
-    "Pacific",
-    "Etc",
-];
 
 pub(super) fn validate(raw: &v1::Host, report: &mut Report) -> Option<Host> {
     let before = report.count(crate::diag::Severity::Error);
@@ -30,21 +17,27 @@ pub(super) fn validate(raw: &v1::Host, report: &mut Report) -> Option<Host> {
             format!("`{}` is not a valid host name: {why}", raw.hostname),
         );
     }
-    if !valid_timezone(&raw.timezone) {
-        error(
-            report,
+    if !debian::timezones().contains(raw.timezone.as_str()) {
+        let mut diagnostic = Diagnostic::error(
             Code::BadValue,
             "$.host.timezone",
-            format!("`{}` is not an IANA time zone name like `Etc/UTC` or `Europe/Berlin`", raw.timezone),
+            format!("`{}` is not a time zone in Debian 12's tzdata", raw.timezone),
         );
+        if let Some(near) = did_you_mean(&raw.timezone, debian::timezones().iter().copied()) {
+            diagnostic = diagnostic.with_help(format!("did you mean `{near}`?"));
+        }
+        report.push(diagnostic);
     }
-    if !valid_locale(&raw.locale) {
-        error(
-            report,
+    if !debian::is_builtin_locale(&raw.locale) && debian::locale_charset(&raw.locale).is_none() {
+        let mut diagnostic = Diagnostic::error(
             Code::BadValue,
             "$.host.locale",
-            format!("`{}` is not a locale like `C.UTF-8` or `en_US.UTF-8`", raw.locale),
+            format!("`{}` is not a locale Debian 12 can generate (its /usr/share/i18n/SUPPORTED)", raw.locale),
         );
+        if let Some(near) = did_you_mean(&raw.locale, debian::locale_names()) {
+            diagnostic = diagnostic.with_help(format!("did you mean `{near}`?"));
+        }
+        report.push(diagnostic);
     }
     let swap = raw.swap.as_ref().and_then(|text| match parse_size(text) {
         Some(bytes) if bytes >= 16 * 1024 * 1024 => Some((bytes, text.clone())),
@@ -85,34 +78,12 @@ pub fn check_hostname(name: &str) -> Result<(), &'static str> {
     if name.rsplit('.').next().is_some_and(|last| last.bytes().all(|b| b.is_ascii_digit())) {
         return Err("the last part may not be all digits");
     }
+    // RFC 6761 reserves `localhost` and everything under it for the loopback interface.
+    let lower = name.to_ascii_lowercase();
+    if lower == "localhost" || lower.ends_with(".localhost") || lower == "localhost.localdomain" {
+        return Err("`localhost` names the loopback interface, not a host (RFC 6761)");
+    }
     Ok(())
-}
-
-fn valid_timezone(tz: &str) -> bool {
-    if tz == "UTC" {
-        return true;
-    }
-    let mut parts = tz.split('/');
-    let area_ok = parts.next().is_some_and(|area| TZ_AREAS.contains(&area));
-    let rest: Vec<&str> = parts.collect();
-    area_ok
-        && !rest.is_empty()
-        && rest
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'+')))
-}
-
-fn valid_locale(locale: &str) -> bool {
-    if matches!(locale, "C" | "POSIX" | "C.UTF-8" | "C.utf8") {
-        return true;
-    }
-    let (base, codeset) = locale.split_once('.').unwrap_or((locale, ""));
-    let (language, territory) = base.split_once('_').unwrap_or((base, ""));
-    let language_ok = (2..=3).contains(&language.len()) && language.bytes().all(|b| b.is_ascii_lowercase());
-    let territory_ok =
-        territory.is_empty() || (territory.len() == 2 && territory.bytes().all(|b| b.is_ascii_uppercase()));
-    let codeset_ok = codeset.is_empty() || matches!(codeset, "UTF-8" | "utf8" | "ISO-8859-1" | "ISO-8859-15");
-    language_ok && territory_ok && codeset_ok
 }
 
 /// `512M`, `2G`, `1024K` or plain bytes → bytes. Binary units, as `fallocate` and cloud-init use.
@@ -143,18 +114,22 @@ mod tests {
         for good in ["app-1", "a", "web.example.com", "1app"] {
             assert!(check_hostname(good).is_ok(), "{good}");
         }
-        for bad in ["", "-app", "app-", "app_1", "a..b", "app.123", &"a".repeat(64), "ap p", "app;reboot"] {
+        for bad in [
+            "",
+            "-app",
+            "app-",
+            "app_1",
+            "a..b",
+            "app.123",
+            &"a".repeat(64),
+            "ap p",
+            "app;reboot",
+            "localhost",
+            "LocalHost",
+            "a.localhost",
+        ] {
             assert!(check_hostname(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn time_zones_and_locales() {
-        assert!(valid_timezone("Europe/Berlin") && valid_timezone("America/Argentina/Buenos_Aires"));
-        assert!(valid_timezone("UTC") && valid_timezone("Etc/GMT+5"));
-        assert!(!valid_timezone("Mars/Olympus") && !valid_timezone("Europe/") && !valid_timezone("3"));
-        assert!(valid_locale("en_US.UTF-8") && valid_locale("C.UTF-8") && valid_locale("de_DE"));
-        assert!(!valid_locale("english") && !valid_locale("en_US.UTF-8; rm"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use crate::catalog::Code;
 use crate::diag::{Diagnostic, Report};
 
 const SSH_PORT: u16 = 22;
+const TAILSCALE_INTERFACE: &str = "tailscale0";
 
 pub(super) fn check(model: &Model, one_off_key: bool, report: &mut Report) {
     lockout(model, report);
@@ -61,12 +62,20 @@ fn lockout(model: &Model, report: &mut Report) {
     if firewall.incoming == Policy::Allow || tailscale_ssh {
         return;
     }
-    let public_ssh = firewall.allow.iter().any(|r| r.proto == Proto::Tcp && r.ports.contains(SSH_PORT));
-    let tailnet_ssh = model.tailscale.is_some() && firewall.allow_in_on.iter().any(|i| i == "tailscale0");
+    let rule_ssh = firewall.allow.iter().any(|r| r.proto == Proto::Tcp && r.ports.contains(SSH_PORT));
+    let tailnet_ssh = model.tailscale.is_some() && firewall.allow_in_on.iter().any(|i| i == TAILSCALE_INTERFACE);
     let tunnel_ssh = model.wireguard.as_ref().is_some_and(|w| {
         !w.peers.is_empty() && (w.ssh_only_through_tunnel || firewall.allow_in_on.contains(&w.interface))
     });
-    if public_ssh || tailnet_ssh || tunnel_ssh {
+    // Everything is allowed in on a trusted interface (a provider's private network, say), SSH too.
+    // Loopback is no way in, and neither is Tailscale's interface without Tailscale, or WireGuard's
+    // (counted above, with its peers).
+    let trusted_interface_ssh = firewall.allow_in_on.iter().any(|i| {
+        i != "lo"
+            && i != TAILSCALE_INTERFACE
+            && model.wireguard.as_ref().is_none_or(|w| !crate::consumers::ufw::interface_matches(i, &w.interface))
+    });
+    if rule_ssh || tailnet_ssh || tunnel_ssh || trusted_interface_ssh {
         return;
     }
     if let Some(wireguard) = &model.wireguard {
@@ -108,7 +117,7 @@ fn lockout(model: &Model, report: &mut Report) {
             "$.firewall.incoming",
             "after the firewall comes up nothing reaches SSH: port 22 is closed and there is no VPN",
         )
-        .with_help("enable `tailscale` (with `ssh: true` or `firewall.allow_in_on: [tailscale0]`) or allow 22/tcp from a trusted network"),
+        .with_help("enable `tailscale` (with `ssh: true` or `firewall.allow_in_on: [tailscale0]`), allow 22/tcp from a trusted network, or list a private interface in `allow_in_on`"),
     );
 }
 

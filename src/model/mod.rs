@@ -4,6 +4,8 @@
 //! `SourceMap` turns paths into file:line:col). Local files the profile names are read through the
 //! `ProfileFiles` trait, so this module stays pure and is tested with in-memory files.
 
+mod cidr;
+mod conflicts;
 mod files;
 mod host;
 mod lints;
@@ -12,13 +14,16 @@ mod services;
 mod user;
 mod wireguard;
 
+use crate::catalog::Code;
 use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::RawProfile;
 
 pub use crate::profile::v1::{DockerSource, Policy, Proto, SecretRef};
+pub use cidr::Cidr;
 pub use files::{ManagedFile, template_context};
+pub use host::check_hostname;
 pub use network::{PortRange, render_port_range};
-pub use wireguard::{Cidr, Wireguard, WireguardPeer, is_key as is_wireguard_key};
+pub use wireguard::{Wireguard, WireguardPeer, is_key as is_wireguard_key};
 
 /// Reads files named by the profile, relative to its directory. Implementations must refuse paths that
 /// leave that directory (the effects layer resolves symlinks too).
@@ -124,7 +129,9 @@ pub struct Firewall {
 pub struct AllowRule {
     pub ports: PortRange,
     pub proto: Proto,
-    pub from: Option<String>,
+    /// The source network, host bits clear; `None` for anywhere.
+    pub from: Option<Cidr>,
+    /// The comment as ufw is given it (see `consumers::ufw::comment`).
     pub comment: Option<String>,
 }
 
@@ -160,7 +167,7 @@ pub enum RepositoryKey {
 pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, Report) {
     let mut report = Report::default();
     let host = host::validate(&raw.host, &mut report);
-    let user = user::validate(&raw.user, files, &mut report);
+    let user = user::validate(&raw.user, &raw.packages, files, &mut report);
     let ssh =
         Ssh { password_authentication: raw.ssh.password_authentication, permit_root_login: raw.ssh.permit_root_login };
     let docker = raw.docker.as_ref().map(|d| network::docker(d, &mut report));
@@ -177,15 +184,43 @@ pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, R
         return (None, report);
     };
     let context = template_context(&host, &user, &raw.vars);
-    let managed = files::files(&raw.files, &context, files, &mut report);
+    let managed = files::files(&raw.files, &context, &user.name, &raw.packages, files, &mut report);
     if report.has_errors() {
         return (None, report);
     }
     let model =
         Model { host, user, ssh, docker, cloudflared, tailscale, wireguard, firewall, packages, files: managed, apt };
     lints::check(&model, raw.tailscale.as_ref().is_some_and(|t| t.one_off_key), &mut report);
+    conflicts::check(&model, &mut report);
+    claimed_paths(&model, &mut report);
     let model = (!report.has_errors()).then_some(model);
     (model, report)
+}
+
+/// The profile's `files` may not write where kiln writes or what a section decides: the lowering says
+/// which paths those are (`lower::claims`), so a new component cannot forget to protect its files.
+fn claimed_paths(model: &Model, report: &mut Report) {
+    let claims = crate::lower::claims(model);
+    for file in &model.files {
+        let Some(claim) = claims.iter().find(|c| c.covers(&file.path)) else { continue };
+        let (message, help) = match claim.by {
+            "kiln" => (
+                format!("`{}` is where kiln and cloud-init keep their own files", file.path),
+                "put the file somewhere else".to_string(),
+            ),
+            section => (
+                format!(
+                    "kiln writes or manages `{}` for the profile's {section} section: this file would be written twice or change what that section declares",
+                    file.path
+                ),
+                format!("configure it through {section}"),
+            ),
+        };
+        report.push(
+            Diagnostic::error(Code::ContradictoryRule, format!("$.files[{}].path", file.origin), message)
+                .with_help(help),
+        );
+    }
 }
 
 /// Pushes an error at `path`.

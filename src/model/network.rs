@@ -2,8 +2,9 @@
 
 use std::net::IpAddr;
 
-use super::{AllowRule, Docker, Firewall, Proto, error};
+use super::{AllowRule, Cidr, Docker, Firewall, Proto, error};
 use crate::catalog::Code;
+use crate::consumers::ufw;
 use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::{self, PortSpec};
 
@@ -68,22 +69,54 @@ pub(super) fn firewall(raw: &v1::Firewall, report: &mut Report) -> Firewall {
     for (i, rule) in raw.allow.iter().enumerate() {
         let path = format!("$.firewall.allow[{i}]");
         let Some(ports) = port_range(&rule.port, &format!("{path}.port"), report) else { continue };
-        if let Some(from) = &rule.from
-            && !valid_source(from)
-        {
-            error(
-                report,
-                Code::BadValue,
-                format!("{path}.from"),
-                format!("`{from}` is not an IP address or CIDR network"),
-            );
-        }
-        if let Some(comment) = &rule.comment
-            && (comment.chars().any(char::is_control) || comment.chars().count() > 200)
-        {
-            error(report, Code::BadValue, format!("{path}.comment"), "comments are one line of at most 200 characters");
-        }
-        let candidate = AllowRule { ports, proto: rule.proto, from: rule.from.clone(), comment: rule.comment.clone() };
+        let from = match rule.from.as_deref().map(|text| (text, Cidr::parse_address_or_network(text))) {
+            None => None,
+            Some((text, None)) => {
+                error(
+                    report,
+                    Code::BadValue,
+                    format!("{path}.from"),
+                    format!("`{text}` is not an IP address or CIDR network"),
+                );
+                continue;
+            }
+            // ufw would silently widen `203.0.113.7/24` to the whole network (util.py
+            // `normalize_address`): say so rather than open more than the profile seems to.
+            Some((text, Some(cidr))) if cidr.has_host_bits() => {
+                report.push(
+                    Diagnostic::error(
+                        Code::BadValue,
+                        format!("{path}.from"),
+                        format!("`{text}` has host bits set: ufw would open the whole network `{}`", cidr.network()),
+                    )
+                    .with_help(format!(
+                        "write `{}`, or the single address `{}`",
+                        cidr.network(),
+                        cidr.address
+                    )),
+                );
+                continue;
+            }
+            Some((_, Some(cidr))) => Some(cidr),
+        };
+        let comment = match rule.comment.as_deref().map(ufw::comment) {
+            None => None,
+            Some(Ok(text)) if text.chars().any(char::is_control) || text.chars().count() > 200 => {
+                error(
+                    report,
+                    Code::BadValue,
+                    format!("{path}.comment"),
+                    "comments are one line of at most 200 characters",
+                );
+                None
+            }
+            Some(Ok(text)) => Some(text),
+            Some(Err(why)) => {
+                error(report, Code::BadValue, format!("{path}.comment"), why);
+                None
+            }
+        };
+        let candidate = AllowRule { ports, proto: rule.proto, from, comment };
         let earlier = allow
             .iter()
             .position(|r| r.proto == candidate.proto && r.from == candidate.from && r.ports.overlaps(&ports));
@@ -119,8 +152,8 @@ pub(super) fn firewall(raw: &v1::Firewall, report: &mut Report) -> Firewall {
     let mut interfaces: Vec<String> = Vec::new();
     for (i, name) in raw.allow_in_on.iter().enumerate() {
         let path = format!("$.firewall.allow_in_on[{i}]");
-        if !valid_interface(name) {
-            error(report, Code::BadValue, &path, format!("`{name}` is not a network interface name"));
+        if let Err(why) = ufw::interface(name) {
+            error(report, Code::BadValue, &path, format!("`{name}` is not an interface name ufw takes: {why}"));
         } else if interfaces.contains(name) {
             report.push(Diagnostic::warning(Code::DuplicateRule, path, format!("`{name}` is listed twice")));
         } else {
@@ -185,23 +218,6 @@ pub(super) fn docker(raw: &v1::Docker, report: &mut Report) -> Docker {
     }
 }
 
-fn valid_source(text: &str) -> bool {
-    match text.split_once('/') {
-        None => text.parse::<IpAddr>().is_ok(),
-        Some((addr, prefix)) => match (addr.parse::<IpAddr>(), prefix.parse::<u8>()) {
-            (Ok(IpAddr::V4(_)), Ok(p)) => p <= 32,
-            (Ok(IpAddr::V6(_)), Ok(p)) => p <= 128,
-            _ => false,
-        },
-    }
-}
-
-/// Linux interface names: 1-15 characters, no `/`, no white space (ufw adds `+` wildcards too).
-fn valid_interface(name: &str) -> bool {
-    (1..=15).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,12 +237,5 @@ mod tests {
         assert_eq!(port_range(&PortSpec::Range("http".into()), "$", &mut report), None);
         let codes: Vec<&str> = report.diagnostics.iter().map(|d| d.code.name()).collect();
         assert_eq!(codes, ["port-out-of-range", "port-out-of-range", "port-out-of-range", "invalid-value"]);
-    }
-
-    #[test]
-    fn sources_and_interfaces() {
-        assert!(valid_source("10.0.0.0/8") && valid_source("2001:db8::/32") && valid_source("203.0.113.7"));
-        assert!(!valid_source("10.0.0.0/33") && !valid_source("example.com") && !valid_source("1.2.3.4; reboot"));
-        assert!(valid_interface("tailscale0") && !valid_interface("a b") && !valid_interface("averyveryverylongname"));
     }
 }

@@ -5,12 +5,12 @@ use super::files::check_relative_path;
 use super::host::check_hostname;
 use super::{Cloudflared, IngressRule, SecretRef, Tailscale, error};
 use crate::catalog::Code;
-use crate::diag::{Diagnostic, Report};
+use crate::diag::Report;
 use crate::profile::v1::{self, RawProfile};
 
 pub(super) fn cloudflared(raw: &v1::Cloudflared, report: &mut Report) -> Cloudflared {
     let ingress = raw.ingress.as_ref().map(|rules| {
-        check_ingress(rules, report);
+        crate::consumers::cloudflared::check_ingress(rules, report);
         rules
             .iter()
             .map(|r| IngressRule {
@@ -22,107 +22,6 @@ pub(super) fn cloudflared(raw: &v1::Cloudflared, report: &mut Report) -> Cloudfl
             .collect()
     });
     Cloudflared { token: raw.token.clone(), ingress }
-}
-
-fn check_ingress(rules: &[v1::IngressRule], report: &mut Report) {
-    if rules.is_empty() {
-        error(
-            report,
-            Code::IngressOrder,
-            "$.cloudflared.ingress",
-            "ingress needs at least a catch-all rule such as `service: http_status:404`",
-        );
-        return;
-    }
-    let last = rules.len() - 1;
-    for (i, rule) in rules.iter().enumerate() {
-        let path = format!("$.cloudflared.ingress[{i}]");
-        let catch_all = rule.hostname.is_none() && rule.path.is_none();
-        if catch_all && i < last {
-            error(
-                report,
-                Code::IngressOrder,
-                &path,
-                format!("this rule matches every request, so the {} rule(s) after it are never used", last - i),
-            );
-        }
-        if i == last && !catch_all {
-            report.push(
-                Diagnostic::error(
-                    Code::IngressOrder,
-                    &path,
-                    "the last ingress rule must be a catch-all (no hostname, no path)",
-                )
-                .with_help("add `- service: http_status:404` at the end"),
-            );
-        }
-        if let Some(host) = &rule.hostname {
-            let bare = host.strip_prefix("*.").unwrap_or(host);
-            if check_hostname(bare).is_err() || !bare.contains('.') {
-                error(
-                    report,
-                    Code::InvalidHostname,
-                    format!("{path}.hostname"),
-                    format!("`{host}` is not a public host name"),
-                );
-            }
-        }
-        if let Some(regex) = &rule.path
-            && (regex.is_empty() || regex.chars().any(char::is_whitespace))
-        {
-            error(report, Code::BadValue, format!("{path}.path"), "a path rule is a regular expression without spaces");
-        }
-        check_service(&rule.service, &format!("{path}.service"), report);
-        if rule.origin_server_name.is_some() && !rule.service.starts_with("https://") {
-            report.push(Diagnostic::warning(
-                Code::ContradictoryRule,
-                format!("{path}.origin_server_name"),
-                "origin_server_name only matters for an `https://` service",
-            ));
-        }
-        if rule.service.starts_with("https://") && rule.origin_server_name.is_none() {
-            report.push(
-                Diagnostic::warning(
-                    Code::BadValue,
-                    format!("{path}.service"),
-                    "an https origin without `origin_server_name` will fail certificate checks",
-                )
-                .with_help("set `origin_server_name` to the name on the origin's certificate (the app's host name)"),
-            );
-        }
-        // A path-less rule for a host name hides later rules for the same host name.
-        if let (Some(host), Some(_)) = (&rule.hostname, &rule.path)
-            && let Some(j) = rules[..i].iter().position(|r| r.hostname.as_ref() == Some(host) && r.path.is_none())
-        {
-            error(
-                report,
-                Code::IngressOrder,
-                &path,
-                format!(
-                    "ingress[{j}] already matches every path of `{host}`, so this rule is never used; move it above"
-                ),
-            );
-        }
-    }
-}
-
-fn check_service(service: &str, path: &str, report: &mut Report) {
-    let valid = if let Some(code) = service.strip_prefix("http_status:") {
-        code.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c))
-    } else if let Some((scheme, rest)) = service.split_once("://") {
-        matches!(scheme, "http" | "https" | "tcp" | "ssh" | "rdp" | "smb")
-            && !rest.is_empty()
-            && !rest.trim_end_matches('/').contains('/')
-            && !rest.chars().any(char::is_whitespace)
-    } else {
-        matches!(service, "hello_world" | "bastion") || service.starts_with("unix:") || service.starts_with("unix+tls:")
-    };
-    if !valid {
-        report.push(
-            Diagnostic::error(Code::BadValue, path, format!("`{service}` is not a cloudflared service"))
-                .with_help("use `http://localhost:80`, `https://localhost:443`, `http_status:404`, `unix:/path`, …"),
-        );
-    }
 }
 
 pub(super) fn tailscale(raw: &v1::Tailscale, host_name: &str, docker: bool, report: &mut Report) -> Tailscale {
@@ -232,24 +131,5 @@ mod tests {
         assert_eq!(parse_duration("2m"), Some(120));
         assert_eq!(parse_duration("45"), Some(45));
         assert_eq!(parse_duration("soon"), None);
-    }
-
-    #[test]
-    fn services() {
-        let mut report = Report::default();
-        for good in [
-            "http://localhost:80",
-            "https://localhost:443",
-            "http_status:404",
-            "unix:/run/app.sock",
-            "tcp://127.0.0.1:5432",
-        ] {
-            check_service(good, "$", &mut report);
-        }
-        assert!(report.diagnostics.is_empty(), "{report:?}");
-        for bad in ["localhost:80", "http_status:999", "ftp://x", "http://localhost/path", "http://"] {
-            check_service(bad, "$", &mut report);
-        }
-        assert_eq!(report.diagnostics.len(), 5);
     }
 }

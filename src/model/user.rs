@@ -5,47 +5,37 @@ use ssh_key::public::KeyData;
 use super::files::read_profile_file;
 use super::{ProfileFiles, User, error};
 use crate::catalog::Code;
+use crate::consumers::debian;
+use crate::consumers::sshd::{check_key_options, split_key_options};
 use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::{self, SshKeySource};
 
-/// Names that belong to the system or to packages kiln installs; reusing them breaks the host.
-const RESERVED: &[&str] = &[
-    "root",
-    "daemon",
-    "bin",
-    "sys",
-    "sync",
-    "games",
-    "man",
-    "lp",
-    "mail",
-    "news",
-    "uucp",
-    "proxy",
-    "www-data",
-    "backup",
-    "list",
-    "irc",
-    "nobody",
-    "systemd-network",
-    "systemd-resolve",
-    "messagebus",
-    "sshd",
-    "docker",
-    "_apt",
-    "tss",
-];
-
 const MIN_RSA_BITS: usize = 2048;
 
-pub(super) fn validate(raw: &v1::User, files: &dyn ProfileFiles, report: &mut Report) -> Option<User> {
+/// `packages` is the profile's extra package list: a shell may come from one of them.
+pub(super) fn validate(
+    raw: &v1::User,
+    packages: &[String],
+    files: &dyn ProfileFiles,
+    report: &mut Report,
+) -> Option<User> {
     let before = report.count(crate::diag::Severity::Error);
     if let Err(why) = check_user_name(&raw.name) {
         error(report, Code::InvalidUserName, "$.user.name", format!("`{}` is not a usable user name: {why}", raw.name));
+    } else if debian::account_exists(&raw.name) {
+        report.push(
+            Diagnostic::error(
+                Code::InvalidUserName,
+                "$.user.name",
+                format!(
+                    "Debian 12 already has a user or group `{}`: useradd refuses to create it (cloud-init then creates no deploy user)",
+                    raw.name
+                ),
+            )
+            .with_help("pick a name of your own, e.g. `deploy`"),
+        );
     }
-    if !raw.shell.starts_with('/') || raw.shell.contains(char::is_whitespace) {
-        error(report, Code::BadValue, "$.user.shell", format!("`{}` is not an absolute path to a shell", raw.shell));
-    }
+    check_shell(&raw.shell, packages, report);
     let mut keys: Vec<String> = Vec::new();
     for (i, source) in raw.ssh_keys.iter().enumerate() {
         let path = format!("$.user.ssh_keys[{i}]");
@@ -91,6 +81,59 @@ pub(super) fn validate(raw: &v1::User, files: &dyn ProfileFiles, report: &mut Re
     })
 }
 
+/// The login shell must be installed when the deploy user logs in: the base system's, or one that a
+/// listed package installs. kiln cannot know every package's files: with packages it does not know,
+/// an unknown shell is a warning.
+fn check_shell(shell: &str, packages: &[String], report: &mut Report) {
+    const AT: &str = "$.user.shell";
+    if debian::NO_LOGIN_SHELLS.contains(&shell) {
+        report.push(
+            Diagnostic::error(
+                Code::Lockout,
+                AT,
+                format!("`{shell}` refuses logins: Kamal could not run anything as this user"),
+            )
+            .with_help("use `/bin/bash`"),
+        );
+        return;
+    }
+    if !shell.starts_with('/') || shell.contains(char::is_whitespace) || shell.contains(':') {
+        error(report, Code::BadValue, AT, format!("`{shell}` is not an absolute path to a shell"));
+        return;
+    }
+    let names: Vec<&str> = packages.iter().map(|p| p.split('=').next().unwrap_or(p)).collect();
+    let packaged =
+        debian::PACKAGED_SHELLS.iter().any(|(package, shells)| names.contains(package) && shells.contains(&shell));
+    if debian::shells().contains(shell) || packaged {
+        return;
+    }
+    let unknown: Vec<&str> =
+        names.iter().copied().filter(|n| !debian::PACKAGED_SHELLS.iter().any(|(p, _)| p == n)).collect();
+    let known: Vec<String> = debian::shells().iter().map(|s| format!("`{s}`")).collect();
+    if unknown.is_empty() {
+        report.push(
+            Diagnostic::error(
+                Code::BadValue,
+                AT,
+                format!(
+                    "`{shell}` is not installed: Debian 12's base system has {}, and no listed package brings it",
+                    known.join(", ")
+                ),
+            )
+            .with_help("add the package that installs it to `packages` (e.g. `zsh`), or use `/bin/bash`"),
+        );
+    } else {
+        report.push(Diagnostic::warning(
+            Code::BadValue,
+            AT,
+            format!(
+                "`{shell}` is not in Debian 12's base system; kiln cannot tell whether {} installs it (the deploy user cannot log in without it)",
+                unknown.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+}
+
 /// POSIX portable user name, as `useradd` on Debian accepts without `--badname`.
 pub fn check_user_name(name: &str) -> Result<(), &'static str> {
     let mut chars = name.chars();
@@ -104,17 +147,26 @@ pub fn check_user_name(name: &str) -> Result<(), &'static str> {
     if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
         return Err("only lowercase letters, digits, `_` and `-` are allowed");
     }
-    if RESERVED.contains(&name) {
-        return Err("it is reserved for the system");
-    }
     Ok(())
 }
 
-/// Parses one OpenSSH public key line; refuses DSA and short RSA keys.
+/// Parses one authorized_keys line as sshd does (`auth_check_authkey_line`): a key, or options and a
+/// key. Refuses DSA and short RSA keys, and options sshd would not take.
 fn parse_key(line: &str) -> Result<String, (Code, String)> {
-    let key = ssh_key::PublicKey::from_openssh(line).map_err(|e| {
+    let not_a_key = |e: ssh_key::Error| {
         (Code::InvalidSshKey, format!("not an OpenSSH public key ({e}); expected `ssh-ed25519 AAAA… comment`"))
-    })?;
+    };
+    let (options, key) = match ssh_key::PublicKey::from_openssh(line) {
+        Ok(key) => (None, key),
+        Err(e) => {
+            let Some((options, rest)) = split_key_options(line) else { return Err(not_a_key(e)) };
+            // Only a line whose second part is a key has options in front: otherwise report the key.
+            let key = ssh_key::PublicKey::from_openssh(rest).map_err(|_| not_a_key(e))?;
+            check_key_options(options)
+                .map_err(|why| (Code::InvalidSshKey, format!("authorized_keys options: {why}")))?;
+            (Some(options), key)
+        }
+    };
     match key.key_data() {
         KeyData::Dsa(_) => return Err((Code::WeakSshKey, "DSA keys are refused by OpenSSH 9 and by kiln".into())),
         KeyData::Rsa(rsa) => {
@@ -129,7 +181,11 @@ fn parse_key(line: &str) -> Result<String, (Code, String)> {
         KeyData::Other(_) => return Err((Code::InvalidSshKey, format!("unsupported key type `{}`", key.algorithm()))),
         _ => {}
     }
-    key.to_openssh().map_err(|e| (Code::InvalidSshKey, format!("the key does not re-encode: {e}")))
+    let normalized = key.to_openssh().map_err(|e| (Code::InvalidSshKey, format!("the key does not re-encode: {e}")))?;
+    Ok(match options {
+        Some(options) => format!("{options} {normalized}"),
+        None => normalized,
+    })
 }
 
 fn rsa_bits(modulus: &[u8]) -> usize {
@@ -150,7 +206,7 @@ mod tests {
     #[test]
     fn user_names() {
         assert!(check_user_name("deploy").is_ok() && check_user_name("_ci-bot2").is_ok());
-        for bad in ["", "Deploy", "1deploy", "de ploy", "root", "docker", "a;b", &"a".repeat(33)] {
+        for bad in ["", "Deploy", "1deploy", "de ploy", "a;b", &"a".repeat(33)] {
             assert!(check_user_name(bad).is_err(), "{bad}");
         }
     }
@@ -160,6 +216,10 @@ mod tests {
         assert_eq!(parse_key(ED25519).unwrap(), ED25519);
         assert_eq!(parse_key("ssh-ed25519 AAAAnotbase64").unwrap_err().0, Code::InvalidSshKey);
         assert_eq!(parse_key("hello").unwrap_err().0, Code::InvalidSshKey);
+        let with_options = format!("from=\"10.0.0.0/8\",no-pty {ED25519}");
+        assert_eq!(parse_key(&with_options).unwrap(), with_options);
+        let bad_option = format!("no-such-option {ED25519}");
+        assert!(parse_key(&bad_option).unwrap_err().1.contains("does not know the key option"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 
-use super::{SecretRef, error};
+use super::{Cidr, SecretRef, error};
 use crate::catalog::Code;
 use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::{self, Proto, RawProfile};
@@ -31,61 +31,6 @@ pub struct WireguardPeer {
     pub allowed_ips: Vec<Cidr>,
     pub endpoint: Option<String>,
     pub persistent_keepalive: Option<u16>,
-}
-
-/// An address with a prefix length. For allowed IPs the host bits are zero (checked).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub address: IpAddr,
-    pub prefix: u8,
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.address, self.prefix)
-    }
-}
-
-impl Cidr {
-    pub fn parse(text: &str) -> Option<Cidr> {
-        let (address, prefix) = text.split_once('/')?;
-        let address: IpAddr = address.parse().ok()?;
-        // Digits only: `u8::from_str` would also take `+24`.
-        if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let prefix: u8 = prefix.parse().ok()?;
-        (prefix <= max_prefix(address)).then_some(Cidr { address, prefix })
-    }
-
-    /// The address with the host bits cleared.
-    pub fn network(&self) -> Cidr {
-        let address = match self.address {
-            IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                IpAddr::from((u32::from(a) & mask).to_be_bytes())
-            }
-            IpAddr::V6(a) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                IpAddr::from((u128::from(a) & mask).to_be_bytes())
-            }
-        };
-        Cidr { address, prefix: self.prefix }
-    }
-
-    pub fn contains(&self, address: IpAddr) -> bool {
-        address.is_ipv4() == self.address.is_ipv4() && Cidr { address, prefix: self.prefix }.network() == self.network()
-    }
-
-    pub fn overlaps(&self, other: &Cidr) -> bool {
-        let shorter = if self.prefix <= other.prefix { self } else { other };
-        let longer = if self.prefix <= other.prefix { other } else { self };
-        shorter.contains(longer.address)
-    }
-}
-
-fn max_prefix(address: IpAddr) -> u8 {
-    if address.is_ipv4() { 32 } else { 128 }
 }
 
 /// A WireGuard key as `wg genkey` / `wg pubkey` print it: standard base64 of exactly 32 bytes.
@@ -340,21 +285,6 @@ mod tests {
         assert!(!is_key("YBMXxrW4nXpy6jzZkJQ9yrGvMLyOlnEU+b3P1QihXWgA"));
         assert!(!is_key("not a key"));
         assert!(!is_key("YBMXxrW4nXpy6jzZkJQ9yrGvMLyOlnEU-b3P1QihXWg="));
-    }
-
-    #[test]
-    fn networks() {
-        let net = Cidr::parse("10.77.0.0/24").unwrap();
-        assert!(net.contains("10.77.0.9".parse().unwrap()) && !net.contains("10.78.0.9".parse().unwrap()));
-        assert_eq!(Cidr::parse("10.77.0.1/24").unwrap().network(), net);
-        assert!(net.overlaps(&Cidr::parse("10.77.0.2/32").unwrap()));
-        assert!(!net.overlaps(&Cidr::parse("10.77.1.0/24").unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().overlaps(&net));
-        assert!(!net.overlaps(&Cidr::parse("fd00::/8").unwrap()));
-        assert_eq!(Cidr::parse("fd00::1/64").unwrap().network().to_string(), "fd00::/64");
-        for bad in ["10.77.0.1", "10.77.0.1/33", "10.77.0.1/+4", "10.77.0.1/", "host/24", "fd00::/129"] {
-            assert!(Cidr::parse(bad).is_none(), "{bad}");
-        }
     }
 
     #[test]

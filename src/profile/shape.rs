@@ -28,6 +28,9 @@ impl<'a> Checker<'a> {
     /// Checks `node` against `schema`; returns the typed value when the node fits.
     pub fn check(&mut self, node: &Node, schema: &'a Value, path: &str) -> Option<Value> {
         self.sources.record_value(path, node.span);
+        if let Some(start) = node.text_start {
+            self.sources.record_text(path, start);
+        }
         let schema = self.resolve(schema);
         if let Some(branches) = schema.get("anyOf").or_else(|| schema.get("oneOf")).and_then(Value::as_array) {
             return self.check_alternatives(node, schema, branches, path);

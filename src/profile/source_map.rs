@@ -5,17 +5,24 @@
 
 use std::collections::HashMap;
 
+use super::yaml::TextStart;
 use crate::diag::{Diagnostic, Span};
 
 #[derive(Debug, Default, Clone)]
 pub struct SourceMap {
     values: HashMap<String, Span>,
     keys: HashMap<String, Span>,
+    texts: HashMap<String, TextStart>,
 }
 
 impl SourceMap {
     pub fn record_value(&mut self, path: &str, span: Span) {
         self.values.entry(path.to_string()).or_insert(span);
+    }
+
+    /// Where the text of the scalar at `path` begins (for diagnostics inside file bodies).
+    pub fn record_text(&mut self, path: &str, start: TextStart) {
+        self.texts.entry(path.to_string()).or_insert(start);
     }
 
     pub fn record_key(&mut self, path: &str, span: Span) {
@@ -28,6 +35,9 @@ impl SourceMap {
         }
         for (k, v) in other.keys {
             self.keys.entry(k).or_insert(v);
+        }
+        for (k, v) in other.texts {
+            self.texts.entry(k).or_insert(v);
         }
     }
 
@@ -48,12 +58,16 @@ impl SourceMap {
         self.keys.get(path).copied().or_else(|| self.value(path))
     }
 
-    /// Attaches the span for the diagnostic's path, unless it already has one.
+    /// Attaches the span for the diagnostic's path, unless it already has one: the position inside
+    /// the value's text when the diagnostic names one and the text maps line for line, else the value.
     pub fn locate(&self, diagnostic: Diagnostic) -> Diagnostic {
         if diagnostic.span.is_some() {
             return diagnostic;
         }
-        let span = self.value(&diagnostic.path);
+        let inside = diagnostic
+            .within
+            .and_then(|(line, column)| self.texts.get(&diagnostic.path).map(|start| start.locate(line, column)));
+        let span = inside.or_else(|| self.value(&diagnostic.path));
         diagnostic.with_span(span)
     }
 }

@@ -42,12 +42,24 @@ pub struct RawProfile {
     /// Extra files to write. Bodies may be minijinja templates.
     #[serde(default)]
     pub files: Vec<File>,
-    /// Variables available to file templates as `vars.NAME`.
+    /// Variables available to file templates as `vars.NAME`: text, a number, or `true`/`false` (which
+    /// templates test as booleans).
     #[serde(default)]
-    pub vars: BTreeMap<String, String>,
+    pub vars: BTreeMap<String, VarValue>,
     /// Package mirror overrides (a private mirror, or a test harness's local one).
     #[serde(default)]
     pub apt: Apt,
+}
+
+/// A template variable's value. Booleans and integers keep their type, so `{% if vars.debug %}` is false
+/// for `debug: false` (a string "false" would be true).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[schemars(title = "text, a number, or true/false")]
+pub enum VarValue {
+    Bool(bool),
+    Integer(i64),
+    Text(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -80,8 +92,8 @@ fn default_locale() -> String {
 pub struct User {
     /// User name (POSIX portable: lowercase letter or `_` first, then `a-z0-9_-`, at most 32).
     pub name: String,
-    /// SSH public keys: inline (`ssh-ed25519 AAAA… comment`) or `{file: keys/ci.pub}` under the profile's
-    /// directory.
+    /// SSH public keys: inline (`ssh-ed25519 AAAA… comment`, optionally after authorized_keys options such
+    /// as `from="10.0.0.0/8",no-pty`) or `{file: keys/ci.pub}` under the profile's directory.
     pub ssh_keys: Vec<SshKeySource>,
     /// Passwordless sudo for this user.
     #[serde(default = "yes")]
@@ -430,8 +442,12 @@ pub struct File {
     pub template: bool,
     /// Octal permission bits, quoted: `"0644"`.
     pub mode: String,
-    /// `user:group`, e.g. `root:root`.
+    /// `user:group`, e.g. `root:root`: root, the deploy user, an account of the base system, or one a
+    /// package in `packages` creates.
     pub owner: String,
+    /// Say that a setuid or setgid `mode` is meant (a program that runs with its owner's rights).
+    #[serde(default)]
+    pub allow_setuid: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]

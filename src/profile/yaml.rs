@@ -19,6 +19,47 @@ pub const MAX_DEPTH: usize = 64;
 pub struct Node {
     pub kind: NodeKind,
     pub span: Span,
+    /// For scalars: where their text begins, so a position inside the text maps back to the source.
+    pub text_start: Option<TextStart>,
+}
+
+/// Where a scalar's text begins in the source: a literal block's (`|`) first content line and the
+/// column of its indentation, or a one-line scalar's first character. Other forms (folded, multi-line
+/// quoted) do not map line for line and have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextStart {
+    Block { line: usize, column: usize },
+    Inline { line: usize, column: usize },
+}
+
+impl TextStart {
+    /// The source position of 1-based `line` and `column` of the scalar's text.
+    pub fn locate(self, line: usize, column: usize) -> Span {
+        match self {
+            TextStart::Block { line: first, column: indent } => Span::point(first + line - 1, indent + column - 1),
+            TextStart::Inline { line: at, column: start } if line == 1 => Span::point(at, start + column - 1),
+            TextStart::Inline { line: at, column: start } => Span::point(at, start),
+        }
+    }
+}
+
+/// Finds where a scalar's text begins (see `TextStart`) from its style and span.
+fn text_start(style: ScalarStyle, span: Span, text: &str) -> Option<TextStart> {
+    match style {
+        // The parser's span of a literal block starts at its first non-blank content line, after the
+        // indentation; leading blank lines of the text come before it.
+        ScalarStyle::Literal => {
+            let blank_lines = text.len() - text.trim_start_matches('\n').len();
+            Some(TextStart::Block { line: span.line.checked_sub(blank_lines)?, column: span.column })
+        }
+        ScalarStyle::Plain if span.end_line == span.line => {
+            Some(TextStart::Inline { line: span.line, column: span.column })
+        }
+        ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted if span.end_line == span.line => {
+            Some(TextStart::Inline { line: span.line, column: span.column + 1 })
+        }
+        _ => None,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,9 +172,11 @@ impl Builder {
                             "YAML tags (`!tag`, `!!str`) are not used in profiles",
                         ));
                     }
+                    let text_start = text_start(style, span, &text);
                     let node = Node {
                         kind: NodeKind::Scalar { text: text.into_owned(), plain: style == ScalarStyle::Plain },
                         span,
+                        text_start,
                     };
                     self.count(1, span)?;
                     self.remember(anchor, &node);
@@ -144,6 +187,7 @@ impl Builder {
                         fatal(Code::YamlSyntax, span, "alias to an anchor that is not defined before it")
                     })?;
                     self.count(node.size(), span)?;
+                    // Positions inside an alias's text are those of the anchored original.
                     Node { span, ..node }
                 }
                 Event::SequenceStart(_, anchor, tag) | Event::MappingStart(_, anchor, tag) if tag.is_some() => {
@@ -167,10 +211,10 @@ impl Builder {
                 Event::SequenceEnd | Event::MappingEnd => {
                     let (node, anchor) = match stack.pop() {
                         Some(Frame::Seq { items, span: start, anchor }) => {
-                            (Node { kind: NodeKind::Seq(items), span: start }, anchor)
+                            (Node { kind: NodeKind::Seq(items), span: start, text_start: None }, anchor)
                         }
                         Some(Frame::Map { entries, span: start, anchor, .. }) => {
-                            (Node { kind: NodeKind::Map(entries), span: start }, anchor)
+                            (Node { kind: NodeKind::Map(entries), span: start, text_start: None }, anchor)
                         }
                         None => return Err(fatal(Code::Internal, span, "unbalanced YAML events")),
                     };
@@ -181,8 +225,11 @@ impl Builder {
             };
             self.attach(&mut stack, &mut root, node)?;
         }
-        Ok(root
-            .unwrap_or(Node { kind: NodeKind::Scalar { text: String::new(), plain: true }, span: Span::point(1, 1) }))
+        Ok(root.unwrap_or(Node {
+            kind: NodeKind::Scalar { text: String::new(), plain: true },
+            span: Span::point(1, 1),
+            text_start: None,
+        }))
     }
 
     fn open(&mut self, stack: &mut Vec<Frame>, frame: Frame, span: Span) -> Result<(), Fatal> {
@@ -269,6 +316,21 @@ mod tests {
         assert_eq!(scalar(&entries[0].1), "0644");
         assert_eq!(entries[1].1.span.line, 2);
         assert_eq!(entries[1].1.span.column, 4);
+    }
+
+    #[test]
+    fn positions_inside_scalar_text_map_back_to_the_source() {
+        let source = "a: |\n  first\n    {{ x }}\nb: 'quoted'\nc: plain\n";
+        let (node, _) = parse(source);
+        let NodeKind::Map(entries) = node.unwrap().kind else { panic!() };
+        let at = |i: usize, line, column| {
+            let span = entries[i].1.text_start.unwrap().locate(line, column);
+            (span.line, span.column)
+        };
+        assert_eq!(at(0, 1, 1), (2, 3), "first content line, after the indentation");
+        assert_eq!(at(0, 2, 3), (3, 5));
+        assert_eq!(at(1, 1, 1), (4, 5), "inside the quotes");
+        assert_eq!(at(2, 1, 3), (5, 6));
     }
 
     #[test]

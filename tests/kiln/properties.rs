@@ -120,7 +120,7 @@ fn render(case: &Case) -> Option<(String, RawProfile)> {
         from: None,
         comment: Some(case.comment.clone()),
     });
-    raw.vars.insert("v".into(), case.var.clone());
+    raw.vars.insert("v".into(), VarValue::Text(case.var.clone()));
     raw.files.push(File {
         path: "/etc/prop/plain".into(),
         content: Some(case.content.clone()),
@@ -128,6 +128,7 @@ fn render(case: &Case) -> Option<(String, RawProfile)> {
         template: false,
         mode: "0644".into(),
         owner: "root:root".into(),
+        allow_setuid: false,
     });
     raw.files.push(File {
         path: "/etc/prop/templated".into(),
@@ -136,6 +137,7 @@ fn render(case: &Case) -> Option<(String, RawProfile)> {
         template: true,
         mode: "0600".into(),
         owner: "root:root".into(),
+        allow_setuid: false,
     });
     let (model, report) = model::validate(&raw, &NoFiles);
     let model = model.filter(|_| !report.has_errors())?;

@@ -1,0 +1,202 @@
+//! OpenSSH 9.2 (Debian 12's sshd): how it reads configuration drop-ins (`servconf.c`) and the options
+//! of an authorized_keys line (`auth-options.c`, `sshauthopt_parse`).
+//!
+//! sshd keeps the first value it reads for a keyword, reads `/etc/ssh/sshd_config.d/*.conf` in name
+//! order from the top of Debian's sshd_config, and lets a satisfied `Match` block override global
+//! values for that connection. So a file the profile ships into sshd_config.d can undo kiln's
+//! hardening by sorting first, or from a `Match` block wherever it sorts.
+
+/// Keywords whose value kiln declares, and why: a profile file setting one (globally or in a `Match`
+/// block) would silently change what the profile's `ssh` and `user` sections, kiln's firewall rules
+/// and `kiln test`'s expected state say. Lowercase, as sshd compares them (`strcasecmp`).
+pub const KILN_KEYWORDS: &[(&str, &str)] = &[
+    ("passwordauthentication", "`ssh.password_authentication` decides it"),
+    ("kbdinteractiveauthentication", "kiln turns keyboard-interactive (password) logins off"),
+    ("challengeresponseauthentication", "the old name of KbdInteractiveAuthentication"),
+    ("permitrootlogin", "`ssh.permit_root_login` decides it"),
+    ("permitemptypasswords", "kiln turns it off"),
+    ("hostkey", "kiln names the host keys cloud-init generates"),
+    ("port", "the firewall, the VPN rules and the checks are for port 22"),
+    ("listenaddress", "the firewall decides where SSH is reachable, not sshd"),
+    ("addressfamily", "the firewall rules cover both address families"),
+    ("pubkeyauthentication", "the deploy user logs in with the profile's keys"),
+    ("authorizedkeysfile", "cloud-init writes the profile's keys to ~/.ssh/authorized_keys"),
+    ("authorizedkeyscommand", "it would add keys the profile does not list"),
+    ("authorizedkeyscommanduser", "it belongs to AuthorizedKeysCommand"),
+    ("authenticationmethods", "the deploy user logs in with a key alone"),
+    ("allowusers", "it decides whether the deploy user may log in"),
+    ("denyusers", "it decides whether the deploy user may log in"),
+    ("allowgroups", "it decides whether the deploy user may log in"),
+    ("denygroups", "it decides whether the deploy user may log in"),
+    ("usepam", "without PAM, sshd refuses the deploy user, whose password is locked"),
+    ("forcecommand", "Kamal runs its own commands over SSH"),
+    ("chrootdirectory", "Kamal needs the deploy user's whole system (docker)"),
+];
+
+/// A line of a drop-in that kiln refuses, with the 1-based line and column of its keyword.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub line: usize,
+    pub column: usize,
+    pub keyword: String,
+    pub why: String,
+}
+
+/// The keyword of a configuration line as sshd splits it (`strdelim`: white space or one `=`), with its
+/// 1-based column; `None` for blank lines and comments.
+fn keyword(line: &str) -> Option<(&str, usize)> {
+    let start = line.len() - line.trim_start().len();
+    let rest = &line[start..];
+    if rest.is_empty() || rest.starts_with('#') {
+        return None;
+    }
+    let end = rest.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(rest.len());
+    Some((&rest[..end], line[..start].chars().count() + 1))
+}
+
+/// Every line of a drop-in that sets a keyword kiln declares (in a `Match` block too) or includes
+/// other files (which could set anything).
+pub fn overrides(text: &str) -> Vec<Override> {
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some((word, column)) = keyword(line) else { continue };
+        let lower = word.to_ascii_lowercase();
+        let why = if lower == "include" {
+            Some("an included file could set anything; ship its lines in this file instead".to_string())
+        } else {
+            KILN_KEYWORDS.iter().find(|(k, _)| *k == lower).map(|(_, why)| format!("kiln sets it: {why}"))
+        };
+        if let Some(why) = why {
+            found.push(Override { line: i + 1, column, keyword: word.to_string(), why });
+        }
+    }
+    found
+}
+
+/// Splits `options key…` where sshd does (`sshkey_advance_past_options`): at the first white space
+/// outside double quotes. `None` when there is no such space.
+pub fn split_key_options(line: &str) -> Option<(&str, &str)> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => return Some((&line[..i], line[i..].trim_start())),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Options sshd takes as a bare flag; those marked `true` also as `no-OPTION` (`opt_flag`).
+const FLAG_OPTIONS: &[(&str, bool)] = &[
+    ("restrict", false),
+    ("cert-authority", false),
+    ("port-forwarding", true),
+    ("agent-forwarding", true),
+    ("x11-forwarding", true),
+    ("touch-required", true),
+    ("verify-required", true),
+    ("pty", true),
+    ("user-rc", true),
+];
+
+/// Options sshd takes with a double-quoted value (`opt_match` + `opt_dequote`).
+const VALUE_OPTIONS: &[&str] =
+    &["command", "principals", "from", "expiry-time", "environment", "permitopen", "permitlisten", "tunnel"];
+
+/// Checks the options in front of an authorized_keys key the way `sshauthopt_parse` reads them:
+/// comma-separated, names case-insensitive, values in double quotes with `\"` escapes.
+pub fn check_key_options(options: &str) -> Result<(), String> {
+    let mut rest = options;
+    while !rest.is_empty() {
+        let name_end = rest.find([',', '=']).unwrap_or(rest.len());
+        let name = rest[..name_end].to_ascii_lowercase();
+        rest = &rest[name_end..];
+        if let Some(value) = rest.strip_prefix('=') {
+            if !VALUE_OPTIONS.contains(&name.as_str()) {
+                return Err(format!("sshd does not take a value for the option `{name}`"));
+            }
+            let Some(quoted) = value.strip_prefix('"') else {
+                return Err(format!("the value of `{name}` must be in double quotes"));
+            };
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in quoted.char_indices() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let Some(end) = end else { return Err(format!("the value of `{name}` has no closing quote")) };
+            rest = &quoted[end + 1..];
+        } else {
+            let negated = name.strip_prefix("no-");
+            let known =
+                FLAG_OPTIONS.iter().any(|(flag, negatable)| *flag == name || (*negatable && negated == Some(flag)));
+            if !known {
+                return Err(format!("sshd does not know the key option `{name}`"));
+            }
+            if name == "cert-authority" {
+                return Err("`cert-authority` makes the key a certificate authority, not a login key".into());
+            }
+        }
+        match rest.strip_prefix(',') {
+            Some(next) if !next.is_empty() => rest = next,
+            Some(_) => return Err("the options end with a comma".into()),
+            None if rest.is_empty() => {}
+            None => return Err("options are separated by commas, without spaces".into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drop_ins_that_undo_kiln() {
+        let text = "# comment\nClientAliveInterval 60\n\nMatch User deploy\n  PasswordAuthentication yes\nPort=2222\ninclude /tmp/x\n";
+        let found = overrides(text);
+        let lines: Vec<(usize, usize, &str)> = found.iter().map(|o| (o.line, o.column, o.keyword.as_str())).collect();
+        assert_eq!(lines, [(5, 3, "PasswordAuthentication"), (6, 1, "Port"), (7, 1, "include")]);
+        assert!(overrides("X11Forwarding no\nMatch Address 10.0.0.0/8\n  AllowTcpForwarding yes\n").is_empty());
+    }
+
+    #[test]
+    fn key_options_as_sshd_reads_them() {
+        for good in [
+            "no-agent-forwarding",
+            r#"from="10.0.0.0/8,192.0.2.7",no-pty"#,
+            "restrict,pty",
+            r#"command="echo \"hi\"""#,
+            "NO-X11-FORWARDING",
+        ] {
+            assert!(check_key_options(good).is_ok(), "{good}");
+        }
+        assert_eq!(
+            split_key_options(r#"command="a b",no-pty ssh-ed25519 AAAA c"#),
+            Some((r#"command="a b",no-pty"#, "ssh-ed25519 AAAA c"))
+        );
+        for bad in [
+            "bogus",
+            "from=10.0.0.0/8",
+            r#"from="10.0.0.0/8"#,
+            "no-restrict",
+            "restrict,",
+            "restrict, pty",
+            "cert-authority",
+            "pty=\"x\"",
+        ] {
+            assert!(check_key_options(bad).is_err(), "{bad}");
+        }
+    }
+}
