@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::catalog::Code;
 use crate::diag::{self, Diagnostic, Report};
-use crate::effects::fs::{read_limited, write_atomic};
+use crate::effects::fs::{read_limited, refuse_input_as_output, write_atomic};
 use crate::effects::profile_dir::{ProfileDir, describe_io};
 use crate::effects::secret_source::EnvAndFiles;
 use crate::effects::vm::bake::ImageFormat;
@@ -261,6 +261,23 @@ pub struct Loaded {
     pub report: Report,
 }
 
+impl Loaded {
+    /// The profile and every file it had read (keys, file bodies, secrets): what no output may be.
+    pub fn inputs(&self, profile: &Path) -> Vec<PathBuf> {
+        let mut inputs = vec![profile.to_path_buf()];
+        inputs.extend(self.dir.iter().flat_map(ProfileDir::files_read));
+        inputs
+    }
+}
+
+/// Refuses an output path that is one of the command's inputs (exit 2: the command line is wrong).
+fn output_is_not_an_input(output: &Path, inputs: &[PathBuf]) -> Result<(), u8> {
+    refuse_input_as_output(output, inputs).map_err(|why| {
+        eprintln!("error: {why}; nothing was written");
+        exit::USAGE
+    })
+}
+
 /// Reads and validates one profile. `Err` only for I/O failures on the profile itself.
 pub fn load(path: &Path) -> Result<Loaded> {
     let display_path = path.display().to_string();
@@ -316,12 +333,10 @@ fn check(args: &CheckArgs) -> Result<u8> {
                 continue;
             }
         };
-        if let Some(model) = &loaded.model {
-            // Size is checked on the redacted rendering: real tokens differ in length by a few bytes.
-            let secrets = secrets::resolve(model, None).unwrap_or_default();
-            if let Some(d) = target_problem(model, &secrets, &args.output) {
-                loaded.report.push(d);
-            }
+        if let (Some(model), Some(dir)) = (&loaded.model, &loaded.dir)
+            && let Some(d) = target_problem(model, dir, &args.output)
+        {
+            loaded.report.push(d);
         }
         let fails = loaded.report.fails(args.strict);
         match args.format {
@@ -358,14 +373,37 @@ pub fn stage_user_data(model: &Model, secrets: &Secrets, stage: Stage) -> Result
     cloud_config::emit(&config, &lower::header(model, secrets, stage)).context("serializing the cloud-config")
 }
 
-fn target_problem(model: &Model, secrets: &Secrets, output: &OutputArgs) -> Option<Diagnostic> {
-    let text = user_data(model, secrets).ok()?;
-    let error = crate::target::check(output.target, output.encoding, text.as_bytes()).err()?;
-    let code = match error {
-        crate::target::TargetError::EncodingUnsupported { .. } => Code::EncodingUnsupported,
-        _ => Code::UserDataTooLarge,
+/// Does the user-data fit the target? Measured with the real secrets when they can be read (exactly
+/// what `render` would write; their values are only measured), otherwise with placeholders as long as
+/// each secret can be: over the limit then is a warning naming the margin, since real secrets may be
+/// shorter; over it even with the shortest placeholders is an error.
+fn target_problem(model: &Model, dir: &ProfileDir, output: &OutputArgs) -> Option<Diagnostic> {
+    let measure = |secrets: &Secrets| {
+        let text = user_data(model, secrets).ok()?;
+        crate::target::check(output.target, output.encoding, text.as_bytes()).err()
     };
-    Some(Diagnostic::error(code, "$", error.to_string()))
+    let as_diagnostic = |error: crate::target::TargetError| {
+        let code = match error {
+            crate::target::TargetError::EncodingUnsupported { .. } => Code::EncodingUnsupported,
+            _ => Code::UserDataTooLarge,
+        };
+        Diagnostic::error(code, "$", error.to_string())
+    };
+    if let Ok(real) = secrets::resolve(model, Some(&EnvAndFiles { dir })) {
+        return measure(&real).map(as_diagnostic);
+    }
+    if let Some(error) = measure(&secrets::resolve(model, None).unwrap_or_default()) {
+        return Some(as_diagnostic(error));
+    }
+    let longest = secrets::longest(model);
+    measure(&longest).map(|error| {
+        Diagnostic::warning(
+            Code::UserDataTooLarge,
+            "$",
+            format!("with its secrets at their longest ({}), {error}", secrets::longest_description(model)),
+        )
+        .with_help("set the secrets (as `kiln render` reads them) so `check` measures exactly")
+    })
 }
 
 /// Loads a profile for producing output: any error stops here with the profile's exit code.
@@ -403,10 +441,15 @@ fn load_for_output(path: &Path, strict: bool, redact: bool) -> Result<Result<(Lo
 fn render(args: &RenderArgs) -> Result<u8> {
     // The bake stage carries no secret, so it needs none: CI can render it without credentials.
     let redact = args.redact || args.stage == Stage::Bake;
-    let (_, model, secrets) = match load_for_output(&args.profile, args.strict, redact)? {
+    let (loaded, model, secrets) = match load_for_output(&args.profile, args.strict, redact)? {
         Ok(parts) => parts,
         Err(code) => return Ok(code),
     };
+    if let Some(path) = &args.output
+        && let Err(code) = output_is_not_an_input(path, &loaded.inputs(&args.profile))
+    {
+        return Ok(code);
+    }
     let text = stage_user_data(&model, &secrets, args.stage)?;
     let encoded = match crate::target::check(args.target.target, args.target.encoding, text.as_bytes()) {
         Ok(encoded) => encoded,
@@ -427,14 +470,29 @@ fn render(args: &RenderArgs) -> Result<u8> {
 
 fn seed_command(args: &SeedArgs) -> Result<u8> {
     let redact = args.redact || args.stage == Stage::Bake;
-    let (_, model, secrets) = match load_for_output(&args.profile, false, redact)? {
+    let (loaded, model, secrets) = match load_for_output(&args.profile, false, redact)? {
         Ok(parts) => parts,
         Err(code) => return Ok(code),
     };
+    let mut inputs = loaded.inputs(&args.profile);
+    inputs.extend(args.network_config.clone());
+    if let Err(code) = output_is_not_an_input(&args.output, &inputs) {
+        return Ok(code);
+    }
     let user_data = stage_user_data(&model, &secrets, args.stage)?;
     let network_config = match &args.network_config {
         Some(path) => {
-            std::fs::read_to_string(path).with_context(|| format!("reading network config {}", path.display()))?
+            let read = read_limited(path, MAX_PROFILE_BYTES).map_err(|e| describe_io(&e)).and_then(|bytes| {
+                let bytes = bytes.ok_or_else(|| format!("it is larger than {MAX_PROFILE_BYTES} bytes"))?;
+                String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())
+            });
+            match read {
+                Ok(text) => text,
+                Err(why) => {
+                    eprintln!("error: reading network config {}: {why}", path.display());
+                    return Ok(exit::IO);
+                }
+            }
         }
         None => seed::default_network_config().to_string(),
     };
@@ -456,10 +514,15 @@ fn bake_command(args: &BakeArgs) -> Result<u8> {
     use crate::effects::vm::qemu;
     // Before any thread exists: Ctrl-C and `kill` then remove the partial output and the work directory.
     interrupt::install();
-    let (_, model, _) = match load_for_output(&args.profile, false, true)? {
+    let (loaded, model, _) = match load_for_output(&args.profile, false, true)? {
         Ok(parts) => parts,
         Err(code) => return Ok(code),
     };
+    let mut inputs = loaded.inputs(&args.profile);
+    inputs.push(args.base.clone());
+    if let Err(code) = output_is_not_an_input(&args.output, &inputs) {
+        return Ok(code);
+    }
     let out_dir = match args.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -518,6 +581,11 @@ fn test_command(args: &TestArgs) -> Result<u8> {
     if args.stage == Stage::Bake {
         eprintln!("error: `kiln test --stage bake` is not a thing: bake with `kiln bake`, then test with --stage boot");
         return Ok(exit::USAGE);
+    }
+    if let Some(junit) = &args.junit
+        && let Err(code) = output_is_not_an_input(junit, &[args.profile.clone(), args.image.clone()])
+    {
+        return Ok(code);
     }
     let name = args.profile.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "profile".into());
     let run_dir = args.run_dir.clone().unwrap_or_else(|| PathBuf::from("target/vm-tests").join(&name));

@@ -95,6 +95,32 @@ pub fn placeholder(reference: &SecretRef) -> String {
     }
 }
 
+/// The longest each secret kind is, for measuring user-data before the secrets are known: a tunnel
+/// token is base64 of `{"a":<32 hex>,"t":<36-character UUID>,"s":<44 base64>}` (180 characters; 256
+/// leaves room for longer account tags), a Tailscale auth key `tskey-auth-<id>-<secret>` (about 60;
+/// 100 leaves room), a WireGuard key exactly 44.
+const LONGEST: [(&str, usize); 3] =
+    [("cloudflared tunnel token", 256), ("Tailscale auth key", 100), (WIREGUARD_KEY, 44)];
+
+fn longest_of(what: &str) -> usize {
+    LONGEST.iter().find(|(name, _)| *name == what).map_or(256, |(_, n)| *n)
+}
+
+/// Placeholders as long as each secret the model references can be.
+pub fn longest(model: &Model) -> Secrets {
+    let filler = |what: &str| Secret { value: "X".repeat(longest_of(what)), redacted: true };
+    Secrets {
+        cloudflared_token: model.cloudflared.as_ref().map(|_| filler("cloudflared tunnel token")),
+        tailscale_auth_key: model.tailscale.as_ref().map(|_| filler("Tailscale auth key")),
+        wireguard_private_key: model.wireguard.as_ref().and_then(|w| w.private_key.as_ref()).map(|_| filler(WIREGUARD_KEY)),
+    }
+}
+
+/// "a cloudflared tunnel token of 256 characters, …" for the secrets `longest` fills in.
+pub fn longest_description(model: &Model) -> String {
+    longest(model).names().iter().map(|name| format!("a {name} of {} characters", longest_of(name))).collect::<Vec<_>>().join(", ")
+}
+
 /// Resolves every secret the model references; with `source: None` renders placeholders instead.
 /// Reports every missing secret at once.
 pub fn resolve(model: &Model, source: Option<&dyn SecretSource>) -> Result<Secrets, Vec<SecretError>> {

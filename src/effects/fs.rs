@@ -34,12 +34,51 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     Ok(())
 }
 
-/// Reads at most `limit` bytes; `Ok(None)` when the file is larger (the caller reports it).
+/// Reads at most `limit` bytes of a regular file; `Ok(None)` when the file is larger (the caller
+/// reports it). Anything else is refused before it is opened: opening a FIFO blocks until a writer
+/// comes, and a device can be endless.
 pub fn read_limited(path: &Path, limit: usize) -> std::io::Result<Option<Vec<u8>>> {
+    let kind = std::fs::metadata(path)?.file_type();
+    if !kind.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, not_regular(kind)));
+    }
     let file = File::open(path)?;
     let mut bytes = Vec::new();
     file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
     Ok((bytes.len() <= limit).then_some(bytes))
+}
+
+fn not_regular(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "it is a directory"
+    } else if kind.is_fifo() {
+        "it is a FIFO, not a regular file"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "it is a device, not a regular file"
+    } else {
+        "it is not a regular file"
+    }
+}
+
+/// Refuses to write `output` when it is one of `inputs` (the same file, through any name: a symlink
+/// or hard link too), so no command overwrites the profile or a file it reads.
+pub fn refuse_input_as_output(output: &Path, inputs: &[std::path::PathBuf]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(out) = std::fs::metadata(output) else { return Ok(()) };
+    for input in inputs {
+        if let Ok(meta) = std::fs::metadata(input)
+            && meta.dev() == out.dev()
+            && meta.ino() == out.ino()
+        {
+            return Err(format!(
+                "{} is the same file as {}, which this command reads: it would be overwritten",
+                output.display(),
+                input.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -64,5 +103,30 @@ mod tests {
         fs::write(&path, vec![b'a'; 11]).unwrap();
         assert!(read_limited(&path, 10).unwrap().is_none());
         assert_eq!(read_limited(&path, 11).unwrap().unwrap().len(), 11);
+    }
+
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        // Would block forever if it were opened.
+        assert!(read_limited(&fifo, 10).unwrap_err().to_string().contains("FIFO"));
+        assert!(read_limited(dir.path(), 10).unwrap_err().to_string().contains("directory"));
+        assert!(read_limited(Path::new("/dev/zero"), 10).unwrap_err().to_string().contains("device"));
+    }
+
+    #[test]
+    fn an_input_is_never_an_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("p.yaml");
+        fs::write(&profile, "x").unwrap();
+        let link = dir.path().join("link.yaml");
+        std::os::unix::fs::symlink(&profile, &link).unwrap();
+        let inputs = vec![profile.clone()];
+        assert!(refuse_input_as_output(&profile, &inputs).is_err());
+        assert!(refuse_input_as_output(&link, &inputs).is_err());
+        assert!(refuse_input_as_output(&dir.path().join("new"), &inputs).is_ok());
     }
 }

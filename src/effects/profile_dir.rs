@@ -9,6 +9,8 @@ use crate::profile::MAX_PROFILE_BYTES;
 
 pub struct ProfileDir {
     root: PathBuf,
+    /// Every file read through this directory, so commands can refuse to write over one.
+    read: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 impl ProfileDir {
@@ -18,7 +20,12 @@ impl ProfileDir {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        Ok(ProfileDir { root: parent.canonicalize()? })
+        Ok(ProfileDir { root: parent.canonicalize()?, read: std::cell::RefCell::new(Vec::new()) })
+    }
+
+    /// The files read so far (resolved paths).
+    pub fn files_read(&self) -> Vec<PathBuf> {
+        self.read.borrow().clone()
     }
 
     /// Resolves a relative path and checks that it stays inside the directory.
@@ -35,6 +42,7 @@ impl ProfileDir {
 impl ProfileFiles for ProfileDir {
     fn read(&self, relative: &str) -> Result<Vec<u8>, FileError> {
         let path = self.resolve(relative)?;
+        self.read.borrow_mut().push(path.clone());
         match read_limited(&path, MAX_PROFILE_BYTES) {
             Ok(Some(bytes)) => Ok(bytes),
             Ok(None) => Err(FileError::Unreadable(format!("it is larger than {MAX_PROFILE_BYTES} bytes"))),
@@ -49,6 +57,8 @@ pub fn describe_io(e: &std::io::Error) -> String {
         std::io::ErrorKind::NotFound => "no such file".into(),
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         std::io::ErrorKind::IsADirectory => "it is a directory".into(),
+        // read_limited's refusals of what is not a regular file say why in their own words.
+        std::io::ErrorKind::InvalidInput => e.to_string(),
         _ => e.to_string(),
     }
 }
