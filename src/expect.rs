@@ -31,6 +31,23 @@ pub struct ExpectedState {
     pub outside: Vec<OutsideProbe>,
     /// The WireGuard interface as `ip` and `wg` must show it.
     pub wireguard: Option<ExpectedWireguard>,
+    /// The time zone, as cloud-init writes it to /etc/timezone.
+    pub timezone: String,
+    /// The locale, as /etc/default/locale sets `LANG` (and it must be usable).
+    pub locale: String,
+    /// The profile's own files, exactly as rendered.
+    pub files: Vec<ExpectedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedFile {
+    pub path: String,
+    /// Octal permission bits as `stat -c %a` prints them (`644`, `4755`).
+    pub mode: String,
+    pub owner: String,
+    pub group: String,
+    /// sha256 of the rendered body.
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -221,6 +238,19 @@ pub fn expect(model: &Model) -> ExpectedState {
         tailscale_up_args,
         outside: outside_probes(model),
         wireguard,
+        timezone: model.host.timezone.clone(),
+        locale: model.host.locale.clone(),
+        files: model
+            .files
+            .iter()
+            .map(|f| ExpectedFile {
+                path: f.path.clone(),
+                mode: format!("{:o}", f.mode),
+                owner: f.owner.clone(),
+                group: f.group.clone(),
+                sha256: sha256_hex(f.content.as_bytes()),
+            })
+            .collect(),
     }
 }
 
@@ -252,6 +282,11 @@ fn wireguard_rules(wireguard: &crate::model::Wireguard) -> Vec<UfwRule> {
         }
     }
     rules
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unit(name: &str) -> ExpectedUnit {

@@ -112,13 +112,22 @@ pub fn longest(model: &Model) -> Secrets {
     Secrets {
         cloudflared_token: model.cloudflared.as_ref().map(|_| filler("cloudflared tunnel token")),
         tailscale_auth_key: model.tailscale.as_ref().map(|_| filler("Tailscale auth key")),
-        wireguard_private_key: model.wireguard.as_ref().and_then(|w| w.private_key.as_ref()).map(|_| filler(WIREGUARD_KEY)),
+        wireguard_private_key: model
+            .wireguard
+            .as_ref()
+            .and_then(|w| w.private_key.as_ref())
+            .map(|_| filler(WIREGUARD_KEY)),
     }
 }
 
 /// "a cloudflared tunnel token of 256 characters, …" for the secrets `longest` fills in.
 pub fn longest_description(model: &Model) -> String {
-    longest(model).names().iter().map(|name| format!("a {name} of {} characters", longest_of(name))).collect::<Vec<_>>().join(", ")
+    longest(model)
+        .names()
+        .iter()
+        .map(|name| format!("a {name} of {} characters", longest_of(name)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Resolves every secret the model references; with `source: None` renders placeholders instead.

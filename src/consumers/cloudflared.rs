@@ -72,9 +72,10 @@ pub fn check_ingress(rules: &[v1::IngressRule], report: &mut Report) {
                 .with_help("add `- service: http_status:404` at the end"),
             );
         }
-        if let Some(host) = rule.hostname.as_deref().filter(|h| *h != "*") {
-            check_rule_host(host, &format!("{path}.hostname"), report);
-        }
+        let host_ok = match rule.hostname.as_deref().filter(|h| *h != "*") {
+            Some(host) => check_rule_host(host, &format!("{path}.hostname"), report),
+            None => true,
+        };
         if let Some(regex) = &rule.path
             && let Err(why) = check_path_regex(regex)
         {
@@ -104,7 +105,7 @@ pub fn check_ingress(rules: &[v1::IngressRule], report: &mut Report) {
         }
         // First match wins: an earlier rule without a path whose host pattern matches this rule's
         // host takes every request this rule could get.
-        if let Some(host) = rule.hostname.as_deref().filter(|_| i < last)
+        if let Some(host) = rule.hostname.as_deref().filter(|_| i < last && host_ok)
             && let Some(j) = rules[..i].iter().position(|r| {
                 r.path.is_none() && r.hostname.as_deref().is_some_and(|pattern| host_matches(pattern, host))
             })
@@ -121,7 +122,8 @@ pub fn check_ingress(rules: &[v1::IngressRule], report: &mut Report) {
     }
 }
 
-fn check_rule_host(host: &str, path: &str, report: &mut Report) {
+/// Reports a hostname cloudflared refuses; true when it is usable.
+fn check_rule_host(host: &str, path: &str, report: &mut Report) -> bool {
     let why = if host.rfind('*').is_some_and(|i| i > 0) || host.starts_with('*') && !host.starts_with("*.") {
         Some("a hostname may have one `*`, only as `*.` at its start (`*.example.com`)".to_string())
     } else if host.contains(':') {
@@ -134,12 +136,16 @@ fn check_rule_host(host: &str, path: &str, report: &mut Report) {
             Ok(()) => None,
         }
     };
-    if let Some(why) = why {
-        report.push(Diagnostic::error(
-            Code::InvalidHostname,
-            path,
-            format!("`{host}` is not an ingress hostname: {why}"),
-        ));
+    match why {
+        Some(why) => {
+            report.push(Diagnostic::error(
+                Code::InvalidHostname,
+                path,
+                format!("`{host}` is not an ingress hostname: {why}"),
+            ));
+            false
+        }
+        None => true,
     }
 }
 

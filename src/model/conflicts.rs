@@ -157,6 +157,7 @@ fn wireguard_networks(model: &Model, report: &mut Report) {
                     )
                     .with_help("list the peer's own tunnel address, e.g. `10.77.0.2/32`"),
                 );
+                continue;
             }
             networks.push((format!("wireguard.peers[{i}].allowed_ips[{k}]"), *allowed));
         }

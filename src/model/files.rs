@@ -190,13 +190,22 @@ pub(super) fn files(
         // What is scanned is what would be written: a key that arrives through a template variable
         // or sits inside JSON is found too.
         if let Some(found) = secret_scan::find(&content) {
-            report.push(
+            let message = format!(
+                "this file would hold a {}: profile files are baked into golden images and sent in user-data",
+                found.kind
+            );
+            // A rendered template's lines are not the profile's: name the line of the result.
+            let diagnostic = if file.template {
                 Diagnostic::error(
                     Code::SecretInImage,
                     &body_path,
-                    format!("this file would hold a {}: profile files are baked into golden images and sent in user-data", found.kind),
+                    format!("{message} (line {} once rendered)", found.line),
                 )
-                .within(found.line, found.column, source)
+            } else {
+                Diagnostic::error(Code::SecretInImage, &body_path, message).within(found.line, found.column, source)
+            };
+            report.push(
+                diagnostic
                 .with_help("keep secrets out of `files`: reference them (`{env: NAME}` or `{file: PATH}`) where the profile takes secrets"),
             );
             continue;

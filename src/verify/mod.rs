@@ -116,6 +116,7 @@ pub fn verify(
         let expected_text = if file.present { "mode 600 owner root" } else { "absent" };
         checks.push(Check::equal(format!("secret file {}", file.path), expected_text, observed));
     }
+    checks.extend(system_checks(expected, &get));
     checks.extend(standin_checks(expected, &get, digests));
     checks.extend(wireguard::checks(expected, &get));
     let failed = get("failed-units");
@@ -167,7 +168,12 @@ fn user_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) -> V
 /// Short, comparable key names for messages: the last 12 characters of the base64 body.
 fn fingerprints(keys: &BTreeSet<&str>) -> String {
     keys.iter()
-        .map(|k| k.split_whitespace().nth(1).map(|b| &b[b.len().saturating_sub(12)..]).unwrap_or("?"))
+        .map(|k| {
+            k.split_whitespace()
+                .find(|t| t.starts_with("AAAA"))
+                .map(|b| &b[b.len().saturating_sub(12)..])
+                .unwrap_or("?")
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -261,6 +267,32 @@ fn listener_check(expected: &ExpectedState, image: &[Listener], ss: &str) -> Che
         set.iter().map(|l| format!("{}/{} {} ({})", l.port, l.proto, l.scope, l.process)).collect::<Vec<_>>().join(", ")
     };
     Check::new("listening sockets (exact)", show(&wanted), show(&observed), wanted == observed)
+}
+
+/// Time zone, locale and the profile's own files.
+fn system_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) -> Vec<Check> {
+    let lang = get("locale").lines().find_map(|l| l.strip_prefix("LANG=")).unwrap_or("(no LANG)").trim_matches('"');
+    let charmap = get("locale-charmap").trim();
+    let mut checks = vec![
+        Check::equal("timezone", &expected.timezone, get("timezone").trim()),
+        Check::equal("locale LANG", &expected.locale, lang),
+        Check::new(
+            format!("locale {} usable", expected.locale),
+            "a charset (locale charmap)",
+            charmap,
+            !charmap.is_empty() && !charmap.contains("Cannot"),
+        ),
+    ];
+    for file in &expected.files {
+        let line = get("files").lines().find(|l| l.starts_with(&format!("{}\t", file.path))).unwrap_or("");
+        let observed = match line.split('\t').collect::<Vec<_>>().as_slice() {
+            [_, mode, owner, group, sha256] => format!("mode {mode} owner {owner}:{group} sha256 {sha256}"),
+            _ => "missing".to_string(),
+        };
+        let wanted = format!("mode {} owner {}:{} sha256 {}", file.mode, file.owner, file.group, file.sha256);
+        checks.push(Check::equal(format!("file {}", file.path), wanted, observed));
+    }
+    checks
 }
 
 fn standin_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str, digests: &SecretDigests) -> Vec<Check> {

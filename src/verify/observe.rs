@@ -15,6 +15,7 @@ pub fn probe_script(expected: &ExpectedState) -> String {
     let user = shell_quote(&expected.user.name);
     let units: Vec<String> = expected.units.iter().map(|u| shell_quote(&u.name)).collect();
     let files: Vec<String> = expected.secret_files.iter().map(|f| shell_quote(&f.path)).collect();
+    let profile_files: Vec<String> = expected.files.iter().map(|f| shell_quote(&f.path)).collect();
     let mut s = String::from("set -u\nexport LC_ALL=C\nsection() { echo; echo \"@@kiln:$1@@\"; }\n");
     let mut add = |name: &str, body: &str| {
         s.push_str(&format!("section {name}\n{body}\n"));
@@ -54,6 +55,17 @@ pub fn probe_script(expected: &ExpectedState) -> String {
         &format!(
             "for f in {}; do stat --printf '%n\\t%a\\t%U\\n' \"$f\" 2>/dev/null || printf '%s\\tmissing\\t-\\n' \"$f\"; done",
             files.join(" ")
+        ),
+    );
+    add("timezone", "cat /etc/timezone");
+    add("locale", "cat /etc/default/locale");
+    // `locale charmap` names the charset, or says "Cannot set LC_CTYPE" for a locale not generated.
+    add("locale-charmap", &format!("env -i LANG={} locale charmap 2>&1", shell_quote(&expected.locale)));
+    add(
+        "files",
+        &format!(
+            "for f in {}; do if [ -f \"$f\" ]; then printf '%s\\t%s\\n' \"$(stat -c '%n\t%a\t%U\t%G' \"$f\")\" \"$(sha256sum < \"$f\" | cut -d' ' -f1)\"; else printf '%s\\tmissing\\n' \"$f\"; fi; done",
+            profile_files.join(" ")
         ),
     );
     add("standin-cloudflared", "cat /var/lib/kiln-standin/cloudflared.json 2>/dev/null || true");

@@ -82,6 +82,20 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
             ],
             ..scenario("wireguard", root.join("vm-tests/profiles/wireguard.yaml"))
         },
+        // Awkward but valid values must arrive exactly as written; no reboot (what survives one is
+        // proven by `ports` and `wireguard`), the tamperings show the new checks failing.
+        Scenario {
+            reboot: false,
+            listen: vec![8000],
+            tamper: vec![
+                tamper("printf 'x' >> /etc/awkward/motd.txt", "file /etc/awkward/motd.txt"),
+                tamper("echo Etc/UTC > /etc/timezone", "timezone"),
+                tamper("sed -i 's/^LANG=.*/LANG=C.UTF-8/' /etc/default/locale", "locale LANG"),
+                tamper("rm /usr/lib/locale/locale-archive", "locale de_DE.UTF-8 usable"),
+                tamper("ufw delete allow proto udp from 2001:db8::/32 to any port 9000", "ufw rule set (exact)"),
+            ],
+            ..scenario("awkward", root.join("vm-tests/profiles/awkward.yaml"))
+        },
         Scenario {
             reboot: false,
             expect_provisioning_failure: Some("tailscale: join the tailnet".into()),
