@@ -243,3 +243,107 @@ fn test_refuses_the_bake_stage() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("kiln bake"));
 }
+
+/// Runs kiln and fails the test instead of hanging when it does not finish in time.
+fn kiln_within(args: &[&str], seconds: u64) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kiln runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().expect("kill");
+            panic!("kiln {args:?} did not finish within {seconds} s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// A copy of profiles/app.yaml and its key in a fresh directory.
+fn app_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    std::fs::copy(repo_root().join("profiles/keys/deploy.pub"), dir.path().join("keys/deploy.pub")).unwrap();
+    let profile = dir.path().join("app.yaml");
+    std::fs::copy(repo_root().join("profiles/app.yaml"), &profile).unwrap();
+    (dir, profile)
+}
+
+#[test]
+fn no_command_writes_over_its_own_inputs() {
+    let (dir, profile) = app_copy();
+    let original = std::fs::read(&profile).unwrap();
+    let key = dir.path().join("keys/deploy.pub");
+    let key_bytes = std::fs::read(&key).unwrap();
+    let link = dir.path().join("link.yaml");
+    std::os::unix::fs::symlink(&profile, &link).unwrap();
+    let p = profile.to_str().unwrap();
+    for (args, what) in [
+        (vec!["render", "--redact", p, "-o", p], "the profile"),
+        (vec!["render", "--redact", p, "-o", link.to_str().unwrap()], "a symlink to the profile"),
+        (vec!["render", "--redact", p, "-o", key.to_str().unwrap()], "a key file the profile reads"),
+        (vec!["seed", "--redact", p, "-o", p], "the profile (seed)"),
+    ] {
+        let out = kiln(&args, &[]);
+        assert_eq!(out.status.code(), Some(2), "{what}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("which this command reads"), "{what}: {}", text(&out.stderr));
+    }
+    assert_eq!(std::fs::read(&profile).unwrap(), original, "the profile is untouched");
+    assert_eq!(std::fs::read(&key).unwrap(), key_bytes, "the key is untouched");
+    // The control: a new output path is written.
+    let fresh = dir.path().join("user-data");
+    assert!(kiln(&["render", "--redact", p, "-o", fresh.to_str().unwrap()], &[]).status.success());
+}
+
+#[test]
+fn a_fifo_is_refused_never_waited_on() {
+    let (dir, profile) = app_copy();
+    let fifo = dir.path().join("body.fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut text_of = std::fs::read_to_string(&profile).unwrap();
+    text_of.push_str("files:\n  - {path: /etc/x, mode: \"0644\", owner: \"root:root\", source: body.fifo}\n");
+    std::fs::write(&profile, text_of).unwrap();
+    let out = kiln_within(&["check", profile.to_str().unwrap()], 10);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("it is a FIFO"), "{}", text(&out.stderr));
+    // The profile itself a FIFO: refused before it is opened (exit 3, a file that cannot be read).
+    let out = kiln_within(&["check", fifo.to_str().unwrap()], 10);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("FIFO"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn check_target_measures_real_secrets_or_warns_with_the_margin() {
+    // A body sized so the seed host fits AWS's 16,384 bytes with short secrets but not with the
+    // longest ones kiln assumes when it cannot read them.
+    let (dir, profile) = app_copy();
+    let base = kiln(&["render", "--redact", profile.to_str().unwrap()], &[]).stdout.len();
+    let filler = 16_384 - base - 280;
+    let mut text_of = std::fs::read_to_string(&profile).unwrap();
+    text_of.push_str(&format!(
+        "files:\n  - path: /etc/filler\n    mode: \"0644\"\n    owner: root:root\n    content: \"{}\"\n",
+        "x".repeat(filler)
+    ));
+    std::fs::write(&profile, text_of).unwrap();
+    let p = profile.to_str().unwrap();
+    let unknown = kiln(&["check", "--target", "aws", p], &[]);
+    assert!(unknown.status.success(), "a warning only: {}", text(&unknown.stderr));
+    assert!(text(&unknown.stderr).contains("at their longest"), "{}", text(&unknown.stderr));
+    assert_eq!(kiln(&["check", "--strict", "--target", "aws", p], &[]).status.code(), Some(1));
+    // With the real (short) secrets set, check measures exactly and agrees with render.
+    let known = kiln(&["check", "--strict", "--target", "aws", p], &secrets_env());
+    assert!(known.status.success(), "{}", text(&known.stderr));
+    assert!(kiln(&["render", "--target", "aws", p], &secrets_env()).status.success());
+    // Long real secrets: check fails exactly where render does.
+    let long_token = format!("eyJhIjoi{}", "A".repeat(400));
+    let long = [("CLOUDFLARED_TOKEN", long_token.as_str()), ("TAILSCALE_AUTH_KEY", TEST_TAILSCALE_KEY)];
+    let check = kiln(&["check", "--target", "aws", p], &long);
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check.stderr));
+    assert!(!text(&check.stderr).contains(&long_token), "the secret is never printed");
+    assert_eq!(kiln(&["render", "--target", "aws", p], &long).status.code(), Some(5));
+    drop(dir);
+}

@@ -1,0 +1,97 @@
+//! docker-user: kiln's DOCKER-USER rules load with UFW. The provisioning script's `append_once` lines
+//! run (with kiln's definition) in a throwaway root, then `/lib/ufw/ufw-init start` (what ufw.service
+//! runs at every boot) loads before.rules, user.rules and the extended after.rules with the release's
+//! iptables-restore, in a network namespace of its own; `iptables-restore --test` judges after.rules
+//! alone. The chain the kernel then holds must drop new connections and let through exactly the
+//! published ports the profile declares open.
+
+use std::collections::BTreeSet;
+
+use super::sandbox::{self, Mode};
+use super::userdata::File;
+use super::{Prepared, Verdicts, distinct};
+
+/// kiln's own files (the rules appended), never its secrets.
+const KILN_FILES: &str = "/etc/kiln/";
+const KILN_SECRETS: &str = "/etc/kiln/secrets/";
+const UFW_FILES: &str = "/etc/ufw/";
+const DROP_NEW: &str = "-A DOCKER-USER -m conntrack --ctstate NEW -j DROP";
+
+pub fn check(cases: &[Prepared]) -> Verdicts {
+    let inputs = cases
+        .iter()
+        .map(|c| {
+            let lines = c.data.script_lines("append_once");
+            let files: Vec<File> = c
+                .data
+                .files_under(&[KILN_FILES, UFW_FILES])
+                .filter(|f| !f.defer && !f.path.starts_with(KILN_SECRETS))
+                .cloned()
+                .collect();
+            (!lines.is_empty()).then_some((lines, files))
+        })
+        .collect();
+    let (keys, of_case) = distinct(inputs);
+    let outputs = sandbox::run("docker-user.sh", Mode::Each, &keys, |input, (lines, files)| {
+        input.lines("append", lines);
+        input.files(files);
+    });
+    let loaded: Vec<Result<Vec<String>, Vec<String>>> = outputs
+        .iter()
+        .map(|out| {
+            let mut failures = Vec::new();
+            let test = out.record("test");
+            if !test.clean() {
+                failures.push(format!("iptables-restore --test /etc/ufw/after.rules: {}", test.said()));
+            }
+            let start = out.record("start");
+            if start.rc != 0 || !start.out.trim().is_empty() || !start.err.trim().is_empty() {
+                failures.push(format!("/lib/ufw/ufw-init start: exit {}: {}{}", start.rc, start.out, start.err));
+            }
+            let chain = out.record("chain");
+            if chain.rc != 0 {
+                failures.push(format!("after UFW started, iptables -S DOCKER-USER: {}", chain.said()));
+            }
+            if failures.is_empty() { Ok(chain.out.lines().map(str::to_string).collect()) } else { Err(failures) }
+        })
+        .collect();
+    cases
+        .iter()
+        .zip(of_case)
+        .map(|(case, k)| {
+            let open = case.expected.firewall.as_ref().and_then(|f| f.docker_user.as_ref());
+            match (k, open) {
+                (None, None) => Vec::new(),
+                (None, Some(_)) => vec!["DOCKER-USER rules are expected, but the script appends none to UFW".into()],
+                (Some(_), None) => vec!["the script appends rules to UFW that no DOCKER-USER expectation asks for".into()],
+                (Some(k), Some(open)) => match &loaded[k] {
+                    Err(failures) => failures.clone(),
+                    Ok(chain) => judge_chain(chain, open),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The chain as `iptables -S` prints it: new connections dropped, the declared ports (`8080/tcp`,
+/// `8000:8010/udp`) returned to Docker's own chains before that, and no other port.
+fn judge_chain(chain: &[String], open: &[String]) -> Vec<String> {
+    let mut failures = Vec::new();
+    let Some(drop_at) = chain.iter().position(|l| l == DROP_NEW) else {
+        return vec![format!("the loaded DOCKER-USER chain does not drop new connections:\n{}", chain.join("\n"))];
+    };
+    let opened: BTreeSet<String> = chain[..drop_at]
+        .iter()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("-A DOCKER-USER -p ")?;
+            let (proto, rest) = rest.split_once(" -m conntrack --ctorigdstport ")?;
+            let port = rest.strip_suffix(" -j RETURN")?;
+            Some(format!("{port}/{proto}"))
+        })
+        .collect();
+    let expected: BTreeSet<String> = open.iter().cloned().collect();
+    if opened != expected {
+        failures.push(format!("the loaded DOCKER-USER chain opens {opened:?}, expected {expected:?}"));
+    }
+    failures
+}

@@ -1,0 +1,153 @@
+//! Real-program oracles (issue 9): the programs that consume what kiln writes, from the release itself,
+//! judge every rendered user-data in a throwaway Debian 12 root (`scripts/oracle-root`).
+//!
+//! Each oracle reads what it needs from the user-data alone (write_files, the provisioning script,
+//! `users`, `timezone`, `locale`), runs the real program in a fresh overlay of the root (batched: one
+//! process per oracle and chunk, each distinct input once), and compares what the program did with
+//! what `kiln::expect` says the host must show. `judge` returns only the cases that fail, each failure
+//! as `oracle: what it said`.
+//!
+//! | oracle | program (Debian 12) | proves |
+//! |---|---|---|
+//! | `cloud-init` | cloud-init 22.4.2's schema validator | the user-data is valid cloud-config |
+//! | `ufw` | ufw 0.36.2, every command for real | each command succeeds silently, stores exactly the expected rules and policies |
+//! | `docker-user` | ufw-init, iptables-restore | kiln's DOCKER-USER rules load with UFW at boot |
+//! | `sshd` | OpenSSH 9.2's `sshd -t`, `sshd -T -C` | the configuration loads; effective values are the expected ones for the deploy user and root, from any address |
+//! | `accounts` | useradd, passwd, visudo, usermod, sudo | the user is created as cloud-init creates it, the sudo rule parses, every owner exists when written |
+//! | `timezone` | tzdata | the zone is a TZif file cloud-init accepts |
+//! | `locale` | locale-gen, update-locale | cloud-init's locale commands succeed |
+//! | `apt` | apt, gpg | every source parses, every key file is a public OpenPGP key apt can read |
+//! | `wireguard` | wg-quick, wg, wireguard-go, ip | each interface comes up with the expected peers, port and address |
+//! | `shell` | bash -n | every script kiln ships parses |
+
+mod accounts;
+mod apt;
+mod cloud_init;
+mod docker_user;
+mod locale;
+mod sandbox;
+mod shell;
+mod sshd;
+mod tests;
+mod timezone;
+mod ufw;
+mod userdata;
+mod wireguard;
+
+use std::collections::BTreeMap;
+
+use kiln::expect::ExpectedState;
+
+pub use userdata::UserData;
+
+/// One rendered user-data and the state its host must show.
+pub struct Case {
+    pub name: String,
+    /// Full-stage `#cloud-config` text, as `kiln render` writes it.
+    pub user_data: String,
+    pub expected: ExpectedState,
+}
+
+/// A case whose user-data parsed, as the oracles see it.
+pub(crate) struct Prepared<'a> {
+    pub data: UserData,
+    pub expected: &'a ExpectedState,
+}
+
+/// What one oracle says about each case it was given (same order): failure messages, empty if it passed.
+type Verdicts = Vec<Vec<String>>;
+
+type Oracle = fn(&[Prepared]) -> Verdicts;
+
+const ORACLES: &[(&str, Oracle)] = &[
+    ("cloud-init", cloud_init::check),
+    ("ufw", ufw::check),
+    ("docker-user", docker_user::check),
+    ("sshd", sshd::check),
+    ("accounts", accounts::check),
+    ("timezone", timezone::check),
+    ("locale", locale::check),
+    ("apt", apt::check),
+    ("wireguard", wireguard::check),
+    ("shell", shell::check),
+];
+
+/// Runs every oracle over every case; returns the failing cases only, with each failure as
+/// `oracle: what it said`. Panics when the oracles cannot run at all (no oracle root, a host tool
+/// missing, a driver that broke): that is not a verdict on the cases.
+pub fn judge(cases: &[Case]) -> Vec<(String, Vec<String>)> {
+    let mut failures: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let mut prepared = Vec::new();
+    let mut index = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        match userdata::parse(&case.user_data) {
+            Ok(data) => {
+                prepared.push(Prepared { data, expected: &case.expected });
+                index.push(i);
+            }
+            Err(e) => failures.entry(i).or_default().push(format!("user-data: {e}")),
+        }
+    }
+    if !prepared.is_empty() {
+        sandbox::preflight();
+        let verdicts: Vec<(&str, Verdicts)> = std::thread::scope(|scope| {
+            let running: Vec<_> = ORACLES
+                .iter()
+                .map(|(name, oracle)| (*name, scope.spawn(|| oracle(&prepared))))
+                .collect();
+            running.into_iter().map(|(name, handle)| (name, handle.join().expect("oracle thread"))).collect()
+        });
+        for (name, per_case) in verdicts {
+            assert_eq!(per_case.len(), prepared.len(), "the {name} oracle judged every case");
+            for (i, messages) in per_case.into_iter().enumerate() {
+                let entry = failures.entry(index[i]).or_default();
+                entry.extend(messages.into_iter().map(|m| format!("{name}: {m}")));
+            }
+        }
+    }
+    failures
+        .into_iter()
+        .filter(|(_, messages)| !messages.is_empty())
+        .map(|(i, messages)| (cases[i].name.clone(), messages))
+        .collect()
+}
+
+/// A readable report of `judge`'s result: each failing case, then its failures indented.
+pub fn report(failures: &[(String, Vec<String>)]) -> String {
+    let mut out = String::new();
+    for (name, messages) in failures {
+        out.push_str(&format!("{name}:\n"));
+        for message in messages {
+            for (i, line) in message.lines().enumerate() {
+                out.push_str(if i == 0 { "  - " } else { "    " });
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Each distinct input once: `inputs[i]` is case i's input (or none: the oracle has nothing to
+/// judge there); returns the distinct inputs and, per case, the index of its input among them.
+pub(crate) fn distinct<K: Ord + Clone>(inputs: Vec<Option<K>>) -> (Vec<K>, Vec<Option<usize>>) {
+    let mut seen: BTreeMap<K, usize> = BTreeMap::new();
+    let mut keys = Vec::new();
+    let of_case = inputs
+        .into_iter()
+        .map(|input| {
+            input.map(|k| {
+                *seen.entry(k.clone()).or_insert_with(|| {
+                    keys.push(k);
+                    keys.len() - 1
+                })
+            })
+        })
+        .collect();
+    (keys, of_case)
+}
+
+/// Spreads the verdicts on distinct inputs back over the cases.
+pub(crate) fn per_case(of_case: &[Option<usize>], verdicts: &[Vec<String>]) -> Verdicts {
+    of_case.iter().map(|k| k.map(|k| verdicts[k].clone()).unwrap_or_default()).collect()
+}

@@ -1,0 +1,259 @@
+//! Where the oracles run: the throwaway Debian 12 root `scripts/oracle-root` builds, entered through
+//! `tests/oracles/job` in fresh mount, network, PID, UTS and IPC namespaces, each input on its own
+//! overlay of the root (which itself never changes). A job is one driver over many inputs: the test
+//! writes them to `io/in/<k>/`, the driver records what each program did in `io/out/<k>/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::userdata::File;
+use crate::support::repo_root;
+
+/// A job over hundreds of inputs takes well under a minute; this is a hang.
+const JOB_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a timed-out job gets between SIGTERM and SIGKILL.
+const KILL_AFTER: Duration = Duration::from_secs(10);
+/// A batch is split into parallel jobs only when each gets at least this many inputs.
+const MIN_CHUNK: usize = 40;
+/// Where `scripts/oracle-root` builds the root, under the repository.
+const ROOT: &str = "target/oracle-root/debian-12";
+/// The file `scripts/oracle-root` writes last: a root without it is incomplete.
+const ROOT_STAMP: &str = ".kiln-oracle-root";
+/// Programs the jobs run outside the root (to enter it), with the Debian packages that hold them.
+const HOST_TOOLS: &[(&str, &str)] = &[
+    ("bash", "bash"),
+    ("unshare", "util-linux"),
+    ("mount", "mount"),
+    ("umount", "mount"),
+    ("chroot", "coreutils"),
+    ("timeout", "coreutils"),
+    ("hostname", "hostname"),
+];
+
+/// The oracle root (`KILN_ORACLE_ROOT` overrides the default place).
+pub fn root() -> PathBuf {
+    std::env::var_os("KILN_ORACLE_ROOT").map(PathBuf::from).unwrap_or_else(|| repo_root().join(ROOT))
+}
+
+/// Checks once that the oracles can run here; panics with what to do when they cannot.
+pub fn preflight() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let root = root();
+        assert!(
+            root.join(ROOT_STAMP).is_file(),
+            "the oracle root {} is missing or incomplete: build it with `scripts/oracle-root` (as root; \
+             needs mmdebstrap; `scripts/test-all` runs it before the tests)",
+            root.display()
+        );
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(euid, 0, "the oracles enter namespaces and mount overlays: run the tests as root");
+        for (tool, package) in HOST_TOOLS {
+            assert!(
+                find_in_path(tool).is_some(),
+                "missing host tool `{tool}` for the oracles: install the Debian package {package}"
+            );
+        }
+        assert!(
+            Path::new("/dev/net/tun").exists(),
+            "/dev/net/tun is missing: the WireGuard oracle's wireguard-go needs the kernel's TUN device"
+        );
+    });
+}
+
+fn find_in_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(tool)).find(|p| p.is_file())
+}
+
+/// How the driver sees its inputs: one fresh root per input, or all inputs in one root.
+#[derive(Clone, Copy)]
+pub enum Mode {
+    Each,
+    Once,
+}
+
+impl Mode {
+    fn arg(self) -> &'static str {
+        match self {
+            Mode::Each => "each",
+            Mode::Once => "once",
+        }
+    }
+}
+
+/// One input's directory, as the test fills it.
+pub struct Input {
+    dir: PathBuf,
+}
+
+impl Input {
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) {
+        std::fs::write(self.dir.join(name), bytes).expect("input file written");
+    }
+
+    /// One item a line.
+    pub fn lines<S: AsRef<str>>(&self, name: &str, lines: impl IntoIterator<Item = S>) {
+        let text: String = lines.into_iter().map(|l| format!("{}\n", l.as_ref())).collect();
+        self.write(name, text);
+    }
+
+    /// Write files for the driver's `put_files` (tests/oracles/lib.sh): `files.list`, NUL-separated
+    /// records (path, octal mode, owner, defer, append, body file), and the bodies.
+    pub fn files<'a>(&self, files: impl IntoIterator<Item = &'a File>) {
+        let mut list = Vec::new();
+        for (j, file) in files.into_iter().enumerate() {
+            let body = format!("body-{j}");
+            self.write(&body, &file.content);
+            let fields = [
+                file.path.clone(),
+                format!("{:04o}", file.mode & 0o7777),
+                file.owner.clone(),
+                u8::from(file.defer).to_string(),
+                u8::from(file.append).to_string(),
+                body,
+            ];
+            for field in fields {
+                list.extend_from_slice(field.as_bytes());
+                list.push(0);
+            }
+        }
+        self.write("files.list", list);
+    }
+}
+
+/// What a program did, as the driver's `record` kept it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub rc: i32,
+    pub out: String,
+    pub err: String,
+}
+
+impl Record {
+    /// Succeeded without a word on stderr.
+    pub fn clean(&self) -> bool {
+        self.rc == 0 && self.err.trim().is_empty()
+    }
+
+    /// `exit N: stderr` (or stdout when stderr is empty), for failure messages.
+    pub fn said(&self) -> String {
+        let text = if self.err.trim().is_empty() { &self.out } else { &self.err };
+        format!("exit {}: {}", self.rc, text.trim())
+    }
+}
+
+/// One input's records.
+pub struct Outputs {
+    _job: Arc<tempfile::TempDir>,
+    dir: PathBuf,
+}
+
+impl Outputs {
+    /// A record the driver must have written (its absence is a broken driver, not a verdict).
+    pub fn record(&self, name: &str) -> Record {
+        self.maybe_record(name)
+            .unwrap_or_else(|| panic!("the oracle driver recorded no {name} in {}", self.dir.display()))
+    }
+
+    pub fn maybe_record(&self, name: &str) -> Option<Record> {
+        let rc = self.text(&format!("{name}.rc"))?;
+        Some(Record {
+            rc: rc.trim().parse().unwrap_or_else(|_| panic!("{name}.rc holds {rc:?}")),
+            out: self.text(&format!("{name}.out")).unwrap_or_default(),
+            err: self.text(&format!("{name}.err")).unwrap_or_default(),
+        })
+    }
+
+    pub fn text(&self, name: &str) -> Option<String> {
+        let bytes = std::fs::read(self.dir.join(name)).ok()?;
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    pub fn json(&self, name: &str) -> Value {
+        let text = self.text(name).unwrap_or_else(|| panic!("the oracle driver wrote no {name}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON ({e}): {text}"))
+    }
+}
+
+/// Runs `script` (a driver in tests/oracles/) over `keys`, `fill` writing each key's input; large
+/// batches are split into parallel jobs. Returns each key's records, in order.
+pub fn run<K: Sync>(script: &str, mode: Mode, keys: &[K], fill: impl Fn(&Input, &K) + Sync) -> Vec<Outputs> {
+    if keys.is_empty() {
+        return Vec::new();
+    }
+    let chunks = (keys.len() / MIN_CHUNK).clamp(1, parallel_jobs());
+    let size = keys.len().div_ceil(chunks);
+    std::thread::scope(|scope| {
+        let jobs: Vec<_> =
+            keys.chunks(size).map(|chunk| scope.spawn(|| run_job(script, mode, chunk, &fill))).collect();
+        jobs.into_iter().flat_map(|job| job.join().expect("oracle job thread")).collect()
+    })
+}
+
+fn run_job<K>(script: &str, mode: Mode, keys: &[K], fill: &(impl Fn(&Input, &K) + Sync)) -> Vec<Outputs> {
+    let work = Arc::new(tempfile::tempdir().expect("temporary directory"));
+    for dir in ["io/in", "io/out", "mnt"] {
+        std::fs::create_dir_all(work.path().join(dir)).expect("job directory");
+    }
+    for (k, key) in keys.iter().enumerate() {
+        let dir = work.path().join(format!("io/in/{k}"));
+        std::fs::create_dir(&dir).expect("input directory");
+        fill(&Input { dir }, key);
+    }
+    let _slot = Slot::acquire();
+    let result = Command::new("timeout")
+        .arg(format!("--kill-after={}", KILL_AFTER.as_secs()))
+        .arg(JOB_TIMEOUT.as_secs().to_string())
+        .args(["unshare", "--mount", "--net", "--pid", "--uts", "--ipc", "--fork", "--kill-child", "--", "bash"])
+        .arg(repo_root().join("tests/oracles/job"))
+        .arg(root())
+        .arg(work.path())
+        .arg(script)
+        .arg(mode.arg())
+        .output()
+        .expect("the oracle job starts (timeout, unshare)");
+    assert!(
+        result.status.success(),
+        "oracle job {script} failed ({}; a timeout after {} s exits 124):\n{}{}",
+        result.status,
+        JOB_TIMEOUT.as_secs(),
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    (0..keys.len()).map(|k| Outputs { _job: work.clone(), dir: work.path().join(format!("io/out/{k}")) }).collect()
+}
+
+/// Jobs running at once, across every oracle and test thread: one per core.
+fn parallel_jobs() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(2)
+}
+
+static RUNNING: Mutex<usize> = Mutex::new(0);
+static FREED: Condvar = Condvar::new();
+
+/// A permit to run one job.
+struct Slot;
+
+impl Slot {
+    fn acquire() -> Slot {
+        let mut running = RUNNING.lock().expect("job slots");
+        while *running >= parallel_jobs() {
+            running = FREED.wait(running).expect("job slots");
+        }
+        *running += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *RUNNING.lock().expect("job slots") -= 1;
+        FREED.notify_one();
+    }
+}

@@ -1,0 +1,199 @@
+//! sshd: the release's OpenSSH (9.2) judges the configuration the host ends up with: Debian's
+//! sshd_config, every file the user-data writes under /etc/ssh/, host keys of exactly the types
+//! cloud-init generates (ssh_genkeytypes) and cloud-init's PasswordAuthentication drop-in
+//! (tests/oracles/sshd.sh). `sshd -t` must load it silently, and `sshd -T -C …` (sshd's own
+//! evaluation, Match blocks included) must show, for the deploy user and for root connecting from a
+//! public, a private, a CGNAT (Tailscale) and an IPv6 address: port 22 only, public keys and PAM on,
+//! the password, keyboard-interactive and root-login values `kiln expect` declares, and for the deploy
+//! user nothing that stops a key login (Allow/Deny Users/Groups, ForceCommand, ChrootDirectory,
+//! AuthenticationMethods, AuthorizedKeysFile without .ssh/authorized_keys).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::sandbox::{self, Mode};
+use super::userdata::File;
+use super::{Prepared, Verdicts, distinct};
+
+const SSH_FILES: &str = "/etc/ssh/";
+/// cc_ssh.GENERATE_KEY_NAMES: what cloud-init generates when ssh_genkeytypes is not set.
+const DEFAULT_KEY_TYPES: &[&str] = &["rsa", "dsa", "ecdsa", "ed25519"];
+/// Where clients come from: the internet, a private network, Tailscale's CGNAT range, IPv6.
+const CLIENT_ADDRESSES: &[&str] = &["192.0.2.1", "10.0.0.1", "100.64.0.1", "2001:db8::1"];
+const SSH_PORT: &str = "22";
+
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Input {
+    files: Vec<File>,
+    key_types: Vec<String>,
+    pwauth: Option<&'static str>,
+    user: String,
+}
+
+pub fn check(cases: &[Prepared]) -> Verdicts {
+    let inputs = cases
+        .iter()
+        .map(|c| {
+            let key_types = match c.data.config.get("ssh_genkeytypes").and_then(Value::as_array) {
+                Some(types) => types.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+                None => DEFAULT_KEY_TYPES.iter().map(|t| t.to_string()).collect(),
+            };
+            Some(Input {
+                files: c.data.files_under(&[SSH_FILES]).cloned().collect(),
+                key_types,
+                pwauth: pwauth(c.data.config.get("ssh_pwauth")),
+                user: c.expected.user.name.clone(),
+            })
+        })
+        .collect();
+    let (keys, of_case) = distinct(inputs);
+    let outputs = sandbox::run("sshd.sh", Mode::Each, &keys, |input, key| {
+        input.files(&key.files);
+        input.lines("keytypes", &key.key_types);
+        if let Some(value) = key.pwauth {
+            input.write("pwauth", value);
+        }
+        input.lines("queries", queries(&key.user).into_iter().map(|(spec, _)| spec));
+    });
+    cases
+        .iter()
+        .zip(of_case)
+        .map(|(case, k)| {
+            let k = k.expect("every case has an input");
+            judge(case, &keys[k], &outputs[k])
+        })
+        .collect()
+}
+
+/// cc_set_passwords.handle_ssh_pwauth: util.is_true → yes, util.is_false → no, anything else unchanged.
+fn pwauth(value: Option<&Value>) -> Option<&'static str> {
+    match value? {
+        Value::Bool(true) => Some("yes"),
+        Value::Bool(false) => Some("no"),
+        Value::String(s) if ["true", "1", "on", "yes"].contains(&s.to_lowercase().as_str()) => Some("yes"),
+        Value::String(s) if ["false", "0", "off", "no"].contains(&s.to_lowercase().as_str()) => Some("no"),
+        _ => None,
+    }
+}
+
+/// `sshd -T -C` connection specs, with the user each is for.
+fn queries(user: &str) -> Vec<(String, String)> {
+    let mut specs = Vec::new();
+    for who in [user, "root"] {
+        for addr in CLIENT_ADDRESSES {
+            specs.push((format!("user={who},host=client.example,addr={addr},laddr=192.0.2.2,lport={SSH_PORT}"), who.into()));
+        }
+    }
+    specs
+}
+
+fn judge(case: &Prepared, input: &Input, out: &sandbox::Outputs) -> Vec<String> {
+    let mut failures = Vec::new();
+    for key_type in &input.key_types {
+        if let Some(keygen) = out.maybe_record(&format!("keygen-{key_type}")).filter(|r| r.rc != 0) {
+            failures.push(format!("cloud-init's ssh-keygen -t {key_type}: {}", keygen.said()));
+        }
+    }
+    if let Some(pwauth) = out.maybe_record("pwauth").filter(|r| !r.clean()) {
+        failures.push(format!("cloud-init's ssh_pwauth edit: {}", pwauth.said()));
+    }
+    let test = out.record("test");
+    if !test.clean() {
+        failures.push(format!("sshd -t: {}", test.said()));
+        return failures;
+    }
+    let ssh = &case.expected.ssh;
+    let user = &case.expected.user;
+    let groups: Vec<&str> = std::iter::once(user.name.as_str()).chain(user.groups.iter().map(String::as_str)).collect();
+    for (i, (spec, who)) in queries(&input.user).iter().enumerate() {
+        let query = out.record(&format!("query-{i}"));
+        if !query.clean() {
+            failures.push(format!("sshd -T -C {spec}: {}", query.said()));
+            continue;
+        }
+        let config = parse(&query.out);
+        let mut wrong = Vec::new();
+        let mut want = |key: &str, value: &str| {
+            let got = config.get(key).map(|v| v.join(" | ")).unwrap_or_else(|| "(unset)".into());
+            if got != value {
+                wrong.push(format!("{key} is {got}, expected {value}"));
+            }
+        };
+        want("port", SSH_PORT);
+        want("pubkeyauthentication", "yes");
+        want("usepam", "yes");
+        want("passwordauthentication", &ssh.password_authentication);
+        want("kbdinteractiveauthentication", &ssh.kbd_interactive_authentication);
+        want("permitrootlogin", &ssh.permit_root_login);
+        if *who == user.name {
+            wrong.extend(key_login_blockers(&config, &user.name, &groups));
+        }
+        if !wrong.is_empty() {
+            failures.push(format!("sshd -T -C {spec}: {}", wrong.join("; ")));
+        }
+    }
+    failures
+}
+
+/// What would stop USER from logging in with a key, in sshd's effective configuration.
+fn key_login_blockers(config: &BTreeMap<String, Vec<String>>, user: &str, groups: &[&str]) -> Vec<String> {
+    let mut blockers = Vec::new();
+    let values = |key: &str| config.get(key).cloned().unwrap_or_default();
+    // AllowUsers/DenyUsers entries are USER or USER@HOST patterns; the host part is not judged here.
+    let user_matches = |entry: &String| glob(entry.split('@').next().unwrap_or(entry), user);
+    let group_matches = |entry: &String| groups.iter().any(|g| glob(entry, g));
+    let allow_users = values("allowusers");
+    if !allow_users.is_empty() && !allow_users.iter().any(user_matches) {
+        blockers.push(format!("AllowUsers {} leaves {user} out", allow_users.join(" ")));
+    }
+    if let Some(entry) = values("denyusers").iter().find(|e| user_matches(e)) {
+        blockers.push(format!("DenyUsers {entry} names {user}"));
+    }
+    let allow_groups = values("allowgroups");
+    if !allow_groups.is_empty() && !allow_groups.iter().any(group_matches) {
+        blockers.push(format!("AllowGroups {} leaves {user} ({}) out", allow_groups.join(" "), groups.join(" ")));
+    }
+    if let Some(entry) = values("denygroups").iter().find(|e| group_matches(e)) {
+        blockers.push(format!("DenyGroups {entry} names a group of {user}"));
+    }
+    for key in ["forcecommand", "chrootdirectory"] {
+        if let Some(value) = config.get(key).map(|v| v.join(" ")).filter(|v| v != "none") {
+            blockers.push(format!("{key} {value} applies to {user}"));
+        }
+    }
+    if let Some(methods) = config.get("authenticationmethods").map(|v| v.join(" ")) {
+        if methods != "any" && !methods.split_whitespace().any(|list| list == "publickey") {
+            blockers.push(format!("authenticationmethods {methods} needs more than a key"));
+        }
+    }
+    let files = values("authorizedkeysfile").join(" ");
+    if !files.split_whitespace().any(|f| f == ".ssh/authorized_keys" || f == "%h/.ssh/authorized_keys") {
+        blockers.push(format!("authorizedkeysfile {files} does not read ~/.ssh/authorized_keys, where cloud-init writes the keys"));
+    }
+    blockers
+}
+
+/// `sshd -T` output: each line `keyword value…`; repeated keywords keep every value.
+fn parse(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut config: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some((key, value)) = line.split_once(' ') {
+            config.entry(key.to_string()).or_default().push(value.to_string());
+        }
+    }
+    config
+}
+
+/// OpenSSH's match_pattern: `*` any run, `?` one character.
+fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[char], t: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('*', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
+            Some(('?', rest)) => !t.is_empty() && go(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+        }
+    }
+    go(&pattern.chars().collect::<Vec<_>>(), &text.chars().collect::<Vec<_>>())
+}

@@ -1,0 +1,38 @@
+# sshd oracle, one input: the release's sshd_config with every file the user-data writes under
+# /etc/ssh/ in place, host keys of exactly the types cloud-init generates, and cloud-init's own
+# PasswordAuthentication edit; then OpenSSH's own verdicts: `sshd -t` and `sshd -T -C …` per
+# connection (Match blocks evaluated by sshd itself).
+#
+# in:  files.list (+ bodies), keytypes (one ssh_genkeytypes entry a line), pwauth (yes|no, optional),
+#      queries (one `sshd -T -C` connection spec a line)
+# out: keygen-<type>.*, pwauth.*, test.*, query-<i>.* (see lib.sh's record)
+source /run/kiln-drivers/lib.sh
+
+put_files init 0
+
+# cloud-init's ssh module (cc_ssh.py; it runs after write-files and users-groups) deletes every
+# /etc/ssh/ssh_host_*key* (ssh_deletekeys defaults to true), then runs `ssh-keygen -t TYPE -N ""
+# -f /etc/ssh/ssh_host_TYPE_key` for each ssh_genkeytypes entry whose file does not exist.
+rm -f /etc/ssh/ssh_host_*key*
+while IFS= read -r type; do
+  [ -e "/etc/ssh/ssh_host_${type}_key" ] || record "keygen-$type" ssh-keygen -t "$type" -N '' -f "/etc/ssh/ssh_host_${type}_key"
+done < "$in/keytypes"
+
+# ssh_pwauth: cc_set_passwords.handle_ssh_pwauth calls ssh_util.update_ssh_config, which (22.4.2)
+# writes sshd_config.d/50-cloud-init.conf when sshd_config includes sshd_config.d. Called directly:
+# handle_ssh_pwauth itself skips the edit when no ssh service runs, as in this root.
+if [ -f "$in/pwauth" ]; then
+  record pwauth python3 -c 'import sys
+from cloudinit import ssh_util
+ssh_util.update_ssh_config({"PasswordAuthentication": sys.argv[1]})' "$(cat "$in/pwauth")"
+fi
+
+# write-files-deferred (final stage), then the provisioning script's `sshd -t; systemctl reload ssh`.
+put_files deferred 0
+
+record test /usr/sbin/sshd -t
+i=0
+while IFS= read -r query; do
+  record "query-$i" /usr/sbin/sshd -T -C "$query"
+  i=$((i + 1))
+done < "$in/queries"
