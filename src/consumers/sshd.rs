@@ -90,6 +90,169 @@ pub fn split_key_options(line: &str) -> Option<(&str, &str)> {
     None
 }
 
+/// Every keyword OpenSSH 9.2's sshd reads (`servconf.c`, `keywords[]`, tag V_9_2_P1), plus those
+/// Debian's patches add (`DebianBanner`, GSSAPI key exchange). Any other keyword is "Bad configuration
+/// option" and sshd refuses to start.
+const KEYWORDS: &[&str] = &[
+    "acceptenv",
+    "addressfamily",
+    "allowagentforwarding",
+    "allowgroups",
+    "allowstreamlocalforwarding",
+    "allowtcpforwarding",
+    "allowusers",
+    "authenticationmethods",
+    "authorizedkeyscommand",
+    "authorizedkeyscommanduser",
+    "authorizedkeysfile",
+    "authorizedprincipalscommand",
+    "authorizedprincipalscommanduser",
+    "authorizedprincipalsfile",
+    "banner",
+    "casignaturealgorithms",
+    "challengeresponseauthentication",
+    "channeltimeout",
+    "chrootdirectory",
+    "ciphers",
+    "clientalivecountmax",
+    "clientaliveinterval",
+    "compression",
+    "debianbanner",
+    "denygroups",
+    "denyusers",
+    "disableforwarding",
+    "dsaauthentication",
+    "exposeauthinfo",
+    "fingerprinthash",
+    "forcecommand",
+    "gatewayports",
+    "gssapiauthentication",
+    "gssapicleanupcredentials",
+    "gssapikexalgorithms",
+    "gssapikeyexchange",
+    "gssapistorecredentialsonrekey",
+    "gssapistrictacceptorcheck",
+    "hostbasedacceptedalgorithms",
+    "hostbasedacceptedkeytypes",
+    "hostbasedauthentication",
+    "hostbasedusesnamefrompacketonly",
+    "hostcertificate",
+    "hostdsakey",
+    "hostkey",
+    "hostkeyagent",
+    "hostkeyalgorithms",
+    "ignorerhosts",
+    "ignoreuserknownhosts",
+    "include",
+    "ipqos",
+    "kbdinteractiveauthentication",
+    "keepalive",
+    "kerberosauthentication",
+    "kerberosgetafstoken",
+    "kerberosorlocalpasswd",
+    "kerberosticketcleanup",
+    "kexalgorithms",
+    "listenaddress",
+    "logingracetime",
+    "loglevel",
+    "logverbose",
+    "macs",
+    "match",
+    "maxauthtries",
+    "maxsessions",
+    "maxstartups",
+    "modulifile",
+    "passwordauthentication",
+    "permitemptypasswords",
+    "permitlisten",
+    "permitopen",
+    "permitrootlogin",
+    "permittty",
+    "permittunnel",
+    "permituserenvironment",
+    "permituserrc",
+    "persourcemaxstartups",
+    "persourcenetblocksize",
+    "pidfile",
+    "port",
+    "printlastlog",
+    "printmotd",
+    "protocol",
+    "pubkeyacceptedalgorithms",
+    "pubkeyacceptedkeytypes",
+    "pubkeyauthentication",
+    "pubkeyauthoptions",
+    "rdomain",
+    "rekeylimit",
+    "requiredrsasize",
+    "revokedkeys",
+    "securitykeyprovider",
+    "setenv",
+    "skeyauthentication",
+    "streamlocalbindmask",
+    "streamlocalbindunlink",
+    "strictmodes",
+    "subsystem",
+    "syslogfacility",
+    "tcpkeepalive",
+    "trustedusercakeys",
+    "unusedconnectiontimeout",
+    "usedns",
+    "usepam",
+    "versionaddendum",
+    "x11displayoffset",
+    "x11forwarding",
+    "x11uselocalhost",
+    "xauthlocation",
+];
+
+/// Keywords sshd still reads but ignores, with a log line (`sDeprecated`, `sUnsupported`).
+const IGNORED_KEYWORDS: &[&str] = &[
+    "authorizedkeysfile2",
+    "checkmail",
+    "keyregenerationinterval",
+    "pamauthenticationviakbdint",
+    "reversemappingcheck",
+    "rhostsauthentication",
+    "rhostsrsaauthentication",
+    "rsaauthentication",
+    "serverkeybits",
+    "uselogin",
+    "useprivilegeseparation",
+    "verifyreversemapping",
+    "afstokenpassing",
+    "kerberostgtpassing",
+];
+
+/// A keyword sshd does not know (it refuses the whole configuration), or one it ignores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unknown {
+    /// sshd stops: "Bad configuration option". With the closest keyword it knows, if any.
+    Refused { line: usize, column: usize, keyword: String, suggestion: Option<&'static str> },
+    /// sshd logs "Deprecated option" or "Unsupported option" and goes on.
+    Ignored { line: usize, column: usize, keyword: String },
+}
+
+/// The keywords of a drop-in that sshd does not use.
+pub fn unknown_keywords(text: &str) -> Vec<Unknown> {
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some((word, column)) = keyword(line) else { continue };
+        let lower = word.to_ascii_lowercase();
+        if KEYWORDS.contains(&lower.as_str()) {
+            continue;
+        }
+        let keyword = word.to_string();
+        found.push(if IGNORED_KEYWORDS.contains(&lower.as_str()) {
+            Unknown::Ignored { line: i + 1, column, keyword }
+        } else {
+            let suggestion = crate::profile::shape::did_you_mean(&lower, KEYWORDS.iter().copied());
+            Unknown::Refused { line: i + 1, column, keyword, suggestion }
+        });
+    }
+    found
+}
+
 /// Options sshd takes as a bare flag; those marked `true` also as `no-OPTION` (`opt_flag`).
 const FLAG_OPTIONS: &[(&str, bool)] = &[
     ("restrict", false),
@@ -169,6 +332,24 @@ mod tests {
         let lines: Vec<(usize, usize, &str)> = found.iter().map(|o| (o.line, o.column, o.keyword.as_str())).collect();
         assert_eq!(lines, [(5, 3, "PasswordAuthentication"), (6, 1, "Port"), (7, 1, "include")]);
         assert!(overrides("X11Forwarding no\nMatch Address 10.0.0.0/8\n  AllowTcpForwarding yes\n").is_empty());
+    }
+
+    #[test]
+    fn keywords_sshd_knows() {
+        let found =
+            unknown_keywords("ClientAliveInterval 60\nPasswordAuthenticaton no\n  UseLogin no\nDebianBanner no\n");
+        assert_eq!(
+            found,
+            [
+                Unknown::Refused {
+                    line: 2,
+                    column: 1,
+                    keyword: "PasswordAuthenticaton".into(),
+                    suggestion: Some("passwordauthentication")
+                },
+                Unknown::Ignored { line: 3, column: 3, keyword: "UseLogin".into() },
+            ]
+        );
     }
 
     #[test]

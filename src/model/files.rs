@@ -211,6 +211,28 @@ pub(super) fn files(
             continue;
         }
         if file.path.starts_with(SSHD_DROP_IN_DIR) {
+            for unknown in sshd::unknown_keywords(&content) {
+                report.push(match unknown {
+                    sshd::Unknown::Refused { line, column, keyword, suggestion } => {
+                        let diagnostic = Diagnostic::error(
+                            Code::BadValue,
+                            &body_path,
+                            format!("sshd does not know `{keyword}`: it would refuse its whole configuration (\"Bad configuration option\")"),
+                        )
+                        .within(line, column, source);
+                        match suggestion {
+                            Some(near) => diagnostic.with_help(format!("did you mean `{near}`? (sshd ignores case)")),
+                            None => diagnostic,
+                        }
+                    }
+                    sshd::Unknown::Ignored { line, column, keyword } => Diagnostic::warning(
+                        Code::BadValue,
+                        &body_path,
+                        format!("sshd ignores `{keyword}` (deprecated or unsupported in OpenSSH 9.2)"),
+                    )
+                    .within(line, column, source),
+                });
+            }
             for o in sshd::overrides(&content) {
                 report.push(
                     Diagnostic::error(
