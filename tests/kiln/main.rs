@@ -6,5 +6,6 @@ mod keys;
 mod mirror;
 mod oracle;
 mod properties;
+mod release_facts;
 mod support;
 mod workflow;
