@@ -141,7 +141,7 @@ pub(super) fn files(
     raw: &[v1::File],
     context: &minijinja::Value,
     deploy_user: &str,
-    packages: &[String],
+    profile: &RawProfile,
     files: &dyn ProfileFiles,
     report: &mut Report,
 ) -> Vec<ManagedFile> {
@@ -165,7 +165,7 @@ pub(super) fn files(
             );
         }
         let mode = check_mode(file, &path, report);
-        let owner = check_owner(&file.owner, deploy_user, packages, &format!("{path}.owner"), report);
+        let owner = check_owner(&file.owner, deploy_user, profile, &format!("{path}.owner"), report);
         let body = match (&file.content, &file.source) {
             (Some(content), None) => Some((content.clone(), format!("{path}.content"), None)),
             (None, Some(source)) => read_profile_file(source, &format!("{path}.source"), files, report)
@@ -261,14 +261,15 @@ const SSHD_DROP_IN_DIR: &str = "/etc/ssh/sshd_config.d/";
 /// A template that does not render, pointed at the template's own line and column, naming the
 /// expression minijinja could not evaluate (an undefined variable, say).
 fn template_error(e: &minijinja::Error, body: &str, body_path: &str, source: Option<&str>) -> Diagnostic {
-    let (line, column, expression) = match e.range() {
-        Some(range) if range.start <= body.len() && range.end <= body.len() => {
-            let before = &body[..range.start];
+    // The error's byte range in the template, when minijinja knows it (and it falls on characters).
+    let located = e.range().and_then(|range| Some((body.get(..range.start)?, body.get(range)?)));
+    let (line, column, expression) = match located {
+        Some((before, expression)) => {
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            (line, column, Some(body[range].trim()))
+            (line, column, Some(expression.trim()))
         }
-        _ => (e.line().unwrap_or(1), 1, None),
+        None => (e.line().unwrap_or(1), 1, None),
     };
     let what = match (e.kind(), expression) {
         (minijinja::ErrorKind::UndefinedError, Some(expr)) => format!("`{expr}` is undefined"),
@@ -323,10 +324,11 @@ fn check_mode(file: &v1::File, path: &str, report: &mut Report) -> Option<u32> {
 fn check_owner(
     text: &str,
     deploy_user: &str,
-    packages: &[String],
+    profile: &RawProfile,
     at: &str,
     report: &mut Report,
 ) -> Option<(String, String)> {
+    let packages = &profile.packages;
     let Some((user, group)) = text
         .split_once(':')
         .filter(|(u, g)| super::user::check_user_name(u).is_ok() && super::user::check_user_name(g).is_ok())
@@ -334,12 +336,17 @@ fn check_owner(
         error(report, Code::BadValue, at, format!("`{text}` is not `user:group`"));
         return None;
     };
-    let missing: Vec<String> =
-        [(user, debian::user_exists(user), "user"), (group, debian::group_exists(group), "group")]
-            .into_iter()
-            .filter(|(name, exists, _)| !exists && *name != deploy_user)
-            .map(|(name, _, kind)| format!("{kind} `{name}`"))
-            .collect();
+    // The release's accounts include the `docker` group, which Docker's package creates: only a
+    // profile with a `docker` section has it.
+    let docker_group_missing = group == "docker" && profile.docker.is_none();
+    let missing: Vec<String> = [
+        (user, debian::user_exists(user), "user"),
+        (group, debian::group_exists(group) && !docker_group_missing, "group"),
+    ]
+    .into_iter()
+    .filter(|(name, exists, _)| !exists && *name != deploy_user)
+    .map(|(name, _, kind)| format!("{kind} `{name}`"))
+    .collect();
     if !missing.is_empty() {
         let what = missing.join(" and ");
         if packages.is_empty() {

@@ -184,7 +184,7 @@ pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, R
         return (None, report);
     };
     let context = template_context(&host, &user, &raw.vars);
-    let managed = files::files(&raw.files, &context, &user.name, &raw.packages, files, &mut report);
+    let managed = files::files(&raw.files, &context, &user.name, raw, files, &mut report);
     if report.has_errors() {
         return (None, report);
     }
