@@ -108,6 +108,8 @@ fn each_expected_fact_made_wrong_fails_its_check() {
         ("tailscale up invoked as declared (stand-in record)", |e| {
             e.tailscale_up_args.as_mut().unwrap().retain(|a| a != "--ssh")
         }),
+        ("timezone", |e| e.timezone = "Europe/Berlin".into()),
+        ("locale LANG", |e| e.locale = "de_DE.UTF-8".into()),
     ];
     let sections = observe::sections(PROBE);
     for (name, mutate) in mutations {
@@ -132,6 +134,11 @@ fn each_observed_fact_made_wrong_fails_its_check() {
             format!("{s}\ntcp LISTEN 0 128 0.0.0.0:80 0.0.0.0:* users:((\"nginx\",pid=9,fd=3))")
         }),
         ("standin-cloudflared", "cloudflared secret file was 0600 when read", |s| s.replace("\"600\"", "\"644\"")),
+        ("timezone", "timezone", |_| "Etc/GMT".into()),
+        ("locale", "locale LANG", |_| "LANG=en_US.UTF-8".into()),
+        ("locale-charmap", "locale C.UTF-8 usable", |_| {
+            "locale: Cannot set LC_CTYPE to default locale: No such file or directory\nANSI_X3.4-1968".into()
+        }),
         ("keys", "user deploy authorized keys", |s| {
             format!("{s}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIntruderKeyIntruderKeyIntruderKeyIntrud x")
         }),
