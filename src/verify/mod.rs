@@ -206,7 +206,9 @@ fn firewall_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) 
         let table = get(if rule.ipv6 { "iptables6" } else { "iptables4" });
         let needle = match (&rule.interface, rule.port.as_str()) {
             (Some(iface), _) => format!("-i {iface} "),
-            (None, port) => format!("--dport {}", port),
+            // ufw loads a range with the multiport match (`-m multiport --dports 8000:8010`).
+            (None, port) if port.contains(':') => format!("--dports {port}"),
+            (None, port) => format!("--dport {port}"),
         };
         if !table.lines().any(|l| l.contains(&needle) && l.contains("-j ACCEPT")) {
             missing.push(describe_rule(rule));

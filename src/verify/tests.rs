@@ -157,3 +157,64 @@ fn each_observed_fact_made_wrong_fails_its_check() {
     let failed = failing(&run(&expected(), &observe::sections(PROBE), &wrong));
     assert_eq!(failed, ["cloudflared read the secret from its file"]);
 }
+
+/// Probe output of the `awkward` scenario's guest: a port range, an IPv6 source, comments with
+/// apostrophes and `$(…)`, a key with options, a non-C locale, a tzdata link, the profile's own files.
+const AWKWARD_PROBE: &str = include_str!("fixtures/awkward-probe.txt");
+
+fn awkward_expected() -> ExpectedState {
+    expect(&validated(
+        include_str!("../../vm-tests/profiles/awkward.yaml"),
+        include_bytes!("../../vm-tests/profiles/keys/deploy.pub"),
+    ))
+}
+
+#[test]
+fn the_awkward_guest_passes_every_check() {
+    let checks = run(&awkward_expected(), &observe::sections(AWKWARD_PROBE), &SecretDigests::default());
+    assert!(failing(&checks).is_empty(), "{:#?}", checks.iter().filter(|c| !c.passed).collect::<Vec<_>>());
+    for name in ["file /etc/awkward/motd.txt", "file /etc/awkward/app.env", "locale de_DE.UTF-8 usable", "timezone"] {
+        assert!(checks.iter().any(|c| c.name == name), "no check `{name}`");
+    }
+}
+
+#[test]
+fn each_awkward_fact_made_wrong_fails_its_check() {
+    type Mutation = (&'static str, fn(&mut ExpectedState));
+    let expected_mutations: Vec<Mutation> = vec![
+        ("file /etc/awkward/motd.txt", |e| e.files[0].sha256 = "0".repeat(64)),
+        ("file /etc/awkward/app.env", |e| e.files[1].mode = "644".into()),
+        ("file /etc/awkward/app.env", |e| e.files[1].group = "root".into()),
+        ("user deploy authorized keys", |e| {
+            let options_free = e.user.authorized_keys[1].split_once(' ').unwrap().1.to_string();
+            e.user.authorized_keys[1] = options_free;
+        }),
+        ("ufw rule set (exact)", |e| {
+            let rules = &mut e.firewall.as_mut().unwrap().rules;
+            let v6 = rules.iter_mut().find(|r| r.from.starts_with("2001:")).unwrap();
+            v6.from = "2001:DB8:0:0::/32".into();
+        }),
+    ];
+    let sections = observe::sections(AWKWARD_PROBE);
+    for (name, mutate) in expected_mutations {
+        let mut wrong = awkward_expected();
+        mutate(&mut wrong);
+        let failed = failing(&run(&wrong, &sections, &SecretDigests::default()));
+        assert!(failed.iter().any(|f| f == name), "making `{name}` wrong did not fail it; failed: {failed:?}");
+    }
+    type Observed = (&'static str, &'static str, fn(&str) -> String);
+    let observed_mutations: Vec<Observed> = vec![
+        ("files", "file /etc/awkward/motd.txt", |s| {
+            s.lines().filter(|l| !l.starts_with("/etc/awkward/motd.txt")).collect::<Vec<_>>().join("\n")
+        }),
+        // A range must be loaded as ufw loads it, with the multiport match.
+        ("iptables4", "iptables agree with ufw", |s| s.replace("--dports 8000:8010", "--dports 8000:8009")),
+    ];
+    for (section, name, mutate) in observed_mutations {
+        let mut sections = observe::sections(AWKWARD_PROBE);
+        let value = sections.get(section).cloned().unwrap_or_default();
+        sections.insert(section.to_string(), mutate(&value));
+        let failed = failing(&run(&awkward_expected(), &sections, &SecretDigests::default()));
+        assert!(failed.iter().any(|f| f == name), "changing `{section}` did not fail `{name}`; failed: {failed:?}");
+    }
+}
