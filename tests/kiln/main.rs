@@ -5,6 +5,7 @@ mod golden;
 mod keys;
 mod mirror;
 mod oracle;
+mod oracles;
 mod properties;
 mod release_facts;
 mod support;

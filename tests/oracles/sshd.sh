@@ -29,6 +29,8 @@ fi
 
 # write-files-deferred (final stage), then the provisioning script's `sshd -t; systemctl reload ssh`.
 put_files deferred 0
+# ssh.service's RuntimeDirectory=sshd: systemd makes it before sshd starts (sshd -t requires it).
+mkdir -p /run/sshd
 
 record test /usr/sbin/sshd -t
 i=0

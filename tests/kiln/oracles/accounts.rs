@@ -1,7 +1,7 @@
 //! accounts: the deploy user made as cloud-init 22.4.2 makes it (distros/__init__.py: add_user's
 //! useradd argv, lock_passwd's `passwd -l`, write_sudo_rules' /etc/sudoers.d/90-cloud-init-users),
 //! then the provisioning script's `usermod -aG` for each expected group, against the release's
-//! account files, in cloud-init's stage order (tests/oracles/accounts.sh). useradd must succeed
+//! account files, in cloud-init's stage order (tests/oracles/accounts.py). useradd must succeed
 //! without a warning (a shell that is not installed is one; a name the base system has is exit 9),
 //! visudo must accept the sudo rules, every write_files owner must exist when its file is written, and
 //! the account must end up with the expected shell, groups and sudo rights.
@@ -24,7 +24,8 @@ const USERADD_OPTS: &[(&str, &str)] = &[
     ("inactive", "--inactive"),
     ("selinux_user", "--selinux-user"),
 ];
-const USERADD_FLAGS: &[(&str, &str)] = &[("no_user_group", "--no-user-group"), ("system", "--system"), ("no_log_init", "--no-log-init")];
+const USERADD_FLAGS: &[(&str, &str)] =
+    &[("no_user_group", "--no-user-group"), ("system", "--system"), ("no_log_init", "--no-log-init")];
 /// Keys create_user handles after useradd, or that need no command here.
 const OTHER_KEYS: &[&str] = &["name", "lock_passwd", "sudo", "ssh_authorized_keys", "no_create_home"];
 /// Files whose content changes what useradd, passwd, usermod, visudo and sudo do. Every other file
@@ -62,7 +63,7 @@ struct Input {
 pub fn check(cases: &[Prepared]) -> Verdicts {
     let inputs: Vec<Result<Input, String>> = cases.iter().map(input).collect();
     let (keys, of_case) = distinct(inputs.iter().map(|i| i.as_ref().ok().cloned()).collect());
-    let outputs = sandbox::run("accounts.sh", Mode::Each, &keys, |dir, key| {
+    let outputs = sandbox::run("accounts.py", Mode::Once, &keys, |dir, key| {
         dir.files(&key.files);
         dir.write("name", &key.name);
         dir.write("useradd", key.useradd.iter().flat_map(|w| [w.as_bytes(), b"\0"].concat()).collect::<Vec<u8>>());
@@ -114,7 +115,11 @@ fn input(case: &Prepared) -> Result<Input, String> {
             .files
             .iter()
             .map(|f| File {
-                content: if ACCOUNT_FILES.iter().any(|p| f.path.starts_with(p)) { f.content.clone() } else { Vec::new() },
+                content: if ACCOUNT_FILES.iter().any(|p| f.path.starts_with(p)) {
+                    f.content.clone()
+                } else {
+                    Vec::new()
+                },
                 ..f.clone()
             })
             .collect(),

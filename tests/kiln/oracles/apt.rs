@@ -50,7 +50,11 @@ fn key_paths(data: &UserData) -> Vec<String> {
                 .collect()
         } else if file.path.ends_with(".list") {
             // one-line style: `deb [signed-by=PATH,…] URI …`
-            text.split("signed-by=").skip(1).filter_map(|rest| rest.split([' ', ']']).next()).map(str::to_string).collect()
+            text.split("signed-by=")
+                .skip(1)
+                .filter_map(|rest| rest.split([' ', ']']).next())
+                .map(str::to_string)
+                .collect()
         } else {
             Vec::new()
         };
@@ -88,10 +92,10 @@ fn judge(input: &Input, out: &Outputs) -> Vec<String> {
         if read.rc != 0 {
             failures.push(format!("{path} is not readable by the _apt user: {}", read.said()));
         }
-        if let Some(file) = input.files.iter().rev().find(|f| &f.path == path) {
-            if let Some(problem) = form_problem(path, &file.content) {
-                failures.push(format!("{path}: {problem}"));
-            }
+        if let Some(file) = input.files.iter().rev().find(|f| &f.path == path)
+            && let Some(problem) = form_problem(path, &file.content)
+        {
+            failures.push(format!("{path}: {problem}"));
         }
     }
     failures
@@ -110,4 +114,3 @@ fn form_problem(path: &str, content: &[u8]) -> Option<String> {
         Some("apt reads key files named .asc or .gpg only (any other name is ignored)".into())
     }
 }
-

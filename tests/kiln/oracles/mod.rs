@@ -19,6 +19,10 @@
 //! | `apt` | apt, gpg | every source parses, every key file is a public OpenPGP key apt can read |
 //! | `wireguard` | wg-quick, wg, wireguard-go, ip | each interface comes up with the expected peers, port and address |
 //! | `shell` | bash -n | every script kiln ships parses |
+//!
+//! The root comes from `scripts/oracle-root` (`KILN_ORACLE_ROOT` points elsewhere); the tests run as
+//! root (namespaces, overlays). `KILN_ORACLES=ufw,sshd` runs only the oracles named; each oracle's time
+//! is printed on stderr. `cargo test -- --ignored oracle_throughput --nocapture` measures many cases.
 
 mod accounts;
 mod apt;
@@ -38,7 +42,9 @@ use std::collections::BTreeMap;
 
 use kiln::expect::ExpectedState;
 
-pub use userdata::UserData;
+use userdata::UserData;
+
+pub use cloud_init::validate as cloud_init_schema;
 
 /// One rendered user-data and the state its host must show.
 pub struct Case {
@@ -58,6 +64,9 @@ pub(crate) struct Prepared<'a> {
 type Verdicts = Vec<Vec<String>>;
 
 type Oracle = fn(&[Prepared]) -> Verdicts;
+
+/// Runs only the oracles named here (comma-separated), for measuring or debugging one of them.
+const ONLY_VAR: &str = "KILN_ORACLES";
 
 const ORACLES: &[(&str, Oracle)] = &[
     ("cloud-init", cloud_init::check),
@@ -91,11 +100,30 @@ pub fn judge(cases: &[Case]) -> Vec<(String, Vec<String>)> {
     if !prepared.is_empty() {
         sandbox::preflight();
         let verdicts: Vec<(&str, Verdicts)> = std::thread::scope(|scope| {
+            let only = std::env::var(ONLY_VAR).ok();
+            let selected = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|n| n == name));
             let running: Vec<_> = ORACLES
                 .iter()
-                .map(|(name, oracle)| (*name, scope.spawn(|| oracle(&prepared))))
+                .filter(|(name, _)| selected(name))
+                .map(|(name, oracle)| {
+                    (
+                        *name,
+                        scope.spawn(|| {
+                            let started = std::time::Instant::now();
+                            let verdicts = oracle(&prepared);
+                            (verdicts, started.elapsed())
+                        }),
+                    )
+                })
                 .collect();
-            running.into_iter().map(|(name, handle)| (name, handle.join().expect("oracle thread"))).collect()
+            running
+                .into_iter()
+                .map(|(name, handle)| {
+                    let (verdicts, took) = handle.join().expect("oracle thread");
+                    eprintln!("oracle {name}: {} cases in {:.1} s", prepared.len(), took.as_secs_f64());
+                    (name, verdicts)
+                })
+                .collect()
         });
         for (name, per_case) in verdicts {
             assert_eq!(per_case.len(), prepared.len(), "the {name} oracle judged every case");

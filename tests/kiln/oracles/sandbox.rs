@@ -190,8 +190,7 @@ pub fn run<K: Sync>(script: &str, mode: Mode, keys: &[K], fill: impl Fn(&Input, 
     let chunks = (keys.len() / MIN_CHUNK).clamp(1, parallel_jobs());
     let size = keys.len().div_ceil(chunks);
     std::thread::scope(|scope| {
-        let jobs: Vec<_> =
-            keys.chunks(size).map(|chunk| scope.spawn(|| run_job(script, mode, chunk, &fill))).collect();
+        let jobs: Vec<_> = keys.chunks(size).map(|chunk| scope.spawn(|| run_job(script, mode, chunk, &fill))).collect();
         jobs.into_iter().flat_map(|job| job.join().expect("oracle job thread")).collect()
     })
 }

@@ -1,5 +1,5 @@
 //! ufw: every `ufw` command of the provisioning script, in order, run for real by the release's ufw
-//! (0.36.2) against a fresh copy of its configuration (tests/oracles/ufw.py; `--force enable` is left
+//! (0.36.2) against a fresh copy of its configuration (tests/oracles/ufw-commands.py; `--force enable` is left
 //! to the docker-user oracle's ufw-init). Each must succeed without a warning (ufw refuses comments with
 //! `'` and comments that are a keyword, and warns when it changes a rule, e.g. widening a source with
 //! host bits), and the rules ufw then stores in user.rules and user6.rules (its `### tuple ###` lines)
@@ -26,7 +26,7 @@ pub fn check(cases: &[Prepared]) -> Verdicts {
         })
         .collect();
     let (keys, of_case) = distinct(inputs);
-    let outputs = sandbox::run("ufw.py", Mode::Once, &keys, |input, (lines, files)| {
+    let outputs = sandbox::run("ufw-commands.py", Mode::Once, &keys, |input, (lines, files)| {
         input.lines("lines", lines);
         input.files(files);
     });
@@ -58,7 +58,10 @@ fn judge(case: &Prepared, lines: &[String], result: &Value) -> Vec<String> {
         let argv: Vec<String> =
             command["argv"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect();
         let shown = std::iter::once("ufw".to_string()).chain(argv.iter().map(|w| shell_quote(w))).collect::<Vec<_>>();
-        let stderr = command["stderr"].as_str().unwrap_or_default().trim();
+        // A refused command also prints the whole usage text: its first lines say why.
+        let stderr = command["stderr"].as_str().unwrap_or_default();
+        let stderr = stderr.split("\nUsage: ufw COMMAND").next().unwrap_or_default();
+        let stderr = stderr.lines().filter(|l| !matches!(l.trim(), "" | "ERROR:")).collect::<Vec<_>>().join(" / ");
         match command["status"].as_str() {
             Some("skipped") => {}
             Some("ok") if stderr.is_empty() => {}

@@ -47,12 +47,15 @@ fn file(entry: &Value) -> Result<File, String> {
         Value::String(s) => s.clone(),
         other => return Err(format!("{path}: content is not text: {other}")),
     };
-    let content = decode(entry["encoding"].as_str().unwrap_or("text/plain"), &raw).map_err(|e| format!("{path}: {e}"))?;
+    let content =
+        decode(entry["encoding"].as_str().unwrap_or("text/plain"), &raw).map_err(|e| format!("{path}: {e}"))?;
     // decode_perms: numbers are taken as they are, text as octal.
     let mode = match &entry["permissions"] {
         Value::Null => DEFAULT_PERMS,
         Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or("permissions out of range")?,
-        Value::String(s) => u32::from_str_radix(s, 8).map_err(|_| format!("{path}: permissions {s:?} are not octal"))?,
+        Value::String(s) => {
+            u32::from_str_radix(s, 8).map_err(|_| format!("{path}: permissions {s:?} are not octal"))?
+        }
         other => return Err(format!("{path}: permissions {other}")),
     };
     Ok(File {

@@ -45,10 +45,10 @@ pub fn check(cases: &[Prepared]) -> Verdicts {
                 let k = next.next().flatten().expect("every interface was judged");
                 failures.extend(judge(case, input, &outputs[k]));
             }
-            if let Some(expected) = &case.expected.wireguard {
-                if !inputs.iter().any(|i| i.interface == expected.interface) {
-                    failures.push(format!("no {CONFIG_DIR}{}.conf in write_files", expected.interface));
-                }
+            if let Some(expected) = &case.expected.wireguard
+                && !inputs.iter().any(|i| i.interface == expected.interface)
+            {
+                failures.push(format!("no {CONFIG_DIR}{}.conf in write_files", expected.interface));
             }
             failures
         })
@@ -99,7 +99,11 @@ fn judge(case: &Prepared, input: &Input, out: &Outputs) -> Vec<String> {
             }
             let port = out.record("port").out;
             if port.trim() != expected.listen_port.to_string() {
-                failures.push(format!("wg show {interface} listen-port: {}, expected {}", port.trim(), expected.listen_port));
+                failures.push(format!(
+                    "wg show {interface} listen-port: {}, expected {}",
+                    port.trim(),
+                    expected.listen_port
+                ));
             }
             let address = out.record("address").out;
             let family = if expected.address.contains(':') { "inet6" } else { "inet" };

@@ -12,6 +12,7 @@ out: <k>/ufw.json: {"words_error": text, "commands": [{"argv", "status": ok|erro
      "stderr", "output"}], "rules4": [tuple lines], "rules6": [...], "incoming", "outgoing"}
 """
 
+import functools
 import gettext
 import io
 import json
@@ -30,6 +31,10 @@ from ufw.common import UFWError
 gettext.install(ufw.common.programName)
 # ufw's permission checks look at its own program file too; judge the real one's.
 sys.argv[0] = "/usr/sbin/ufw"
+# What this kernel's netfilter and iptables are does not change between commands: ufw asks with a
+# dozen iptables runs per rule (backend.initcaps, UFWBackend.__init__); ask once, answer the same.
+ufw.util.get_netfilter_capabilities = functools.lru_cache(maxsize=None)(ufw.util.get_netfilter_capabilities)
+ufw.util.get_iptables_version = functools.lru_cache(maxsize=None)(ufw.util.get_iptables_version)
 
 TRACKED_TREE = "/etc/ufw"
 TRACKED_FILE = "/etc/default/ufw"
@@ -85,7 +90,7 @@ def words(lines):
     calls, i = [], 0
     while i < len(fields):
         count = int(fields[i])
-        calls.append([f.decode("utf-8", "surrogateescape") for f in fields[i + 1 : i + 1 + count]])
+        calls.append([f.decode("utf-8", "replace") for f in fields[i + 1 : i + 1 + count]])
         i += 1 + count
     return calls, ""
 
@@ -103,7 +108,10 @@ def run(argv):
         app_action = len(args) > idx and args[idx].lower() == "app"
         try:
             pr = ufw.frontend.parse_command(args)
-        except ValueError:
+        except ValueError as e:
+            # /usr/sbin/ufw prints "Invalid syntax" and the usage; the parser's reason is kept too.
+            if str(e):
+                ufw.util.error("(parser) %s" % e, do_exit=False)
             ufw.util.error(ufw.frontend.get_command_help())
         except UFWError as e:
             ufw.util.error(e.value)
