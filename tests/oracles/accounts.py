@@ -16,6 +16,7 @@ out: <k>/owners-init, owners-deferred, useradd.*, lock.*, visudo.*, usermod-<i>.
 """
 
 import email.utils
+import grp
 import os
 import shutil
 import subprocess
@@ -90,7 +91,9 @@ def judge(inputs, outputs):
     if os.path.exists(os.path.join(inputs, "docker-group")):
         # docker.io's postinst: `addgroup --system docker` (adduser's front end to groupadd --system)
         # unless the group exists.
-        if subprocess.run(["getent", "group", "docker"], capture_output=True, check=False).returncode != 0:
+        try:
+            grp.getgrnam("docker")
+        except KeyError:
             subprocess.run(["groupadd", "--system", "docker"], check=True)
     kiln_files.put_files(inputs, outputs, "deferred", True, journal)
     with open(os.path.join(inputs, "groups"), encoding="utf-8") as f:

@@ -27,10 +27,11 @@ def note(outputs, name, line):
         f.write(line + "\n")
 
 
-def record(outputs, name, argv, stdin=None):
-    """Runs ARGV (bounded) and keeps its exit status, stdout and stderr as OUT/NAME.{rc,out,err}."""
+def record(outputs, name, argv):
+    """Runs ARGV (bounded, stdin empty) and keeps its exit status, stdout and stderr as
+    OUT/NAME.{rc,out,err}. A failing ARGV is a verdict for the judge, not an error of the driver."""
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=COMMAND_TIMEOUT, check=False, stdin=stdin or subprocess.DEVNULL)
+        done = subprocess.run(argv, capture_output=True, timeout=COMMAND_TIMEOUT, check=False, stdin=subprocess.DEVNULL)
         rc, out, err = done.returncode, done.stdout, done.stderr
     except subprocess.TimeoutExpired as e:
         rc, out, err = 124, e.stdout or b"", (e.stderr or b"") + b"timed out"

@@ -88,7 +88,9 @@ fn judge(case: &Prepared, input: &Input, out: &Outputs) -> Vec<String> {
     if up.rc != 0 {
         return vec![format!("wg-quick up {interface}: {}", up.said())];
     }
-    let mut failures = Vec::new();
+    // wg-quick's own warnings (a configuration others can read, for one).
+    let mut failures: Vec<String> =
+        up.err.lines().filter(|l| l.starts_with("Warning:")).map(|l| format!("wg-quick up {interface}: {l}")).collect();
     match case.expected.wireguard.as_ref().filter(|w| &w.interface == interface) {
         None => failures.push(format!("{CONFIG_DIR}{interface}.conf brings up an interface no expectation names")),
         Some(expected) => {
