@@ -1,6 +1,7 @@
 //! kiln's integration tests: one binary, one module per concern.
 
 mod cli;
+mod generated;
 mod golden;
 mod keys;
 mod mirror;

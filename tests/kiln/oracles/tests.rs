@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use kiln::lower::Stage;
 
 use super::{Case, judge, report};
-use crate::support::{example_profiles, golden_cases, render_stage};
+use crate::support::{example_profiles, golden_cases, render_stage, vm_profiles};
 
 /// A throwaway OpenPGP secret key made for these tests (`gpg --quick-gen-key`); it guards nothing.
 const TEST_SECRET_KEY: &str = include_str!("../../oracles/fixtures/test-secret-key.asc");
@@ -23,9 +23,10 @@ fn case(path: &Path) -> Option<Case> {
     Some(Case { name: path.display().to_string(), user_data, expected: kiln::expect::expect(model) })
 }
 
-/// Every golden case that renders and every example profile.
+/// Every golden case that renders, every example profile and every VM scenario profile.
 fn rendered_cases() -> Vec<Case> {
-    let profiles = golden_cases().into_iter().map(|c| c.join("profile.yaml")).chain(example_profiles());
+    let profiles =
+        golden_cases().into_iter().map(|c| c.join("profile.yaml")).chain(example_profiles()).chain(vm_profiles());
     profiles.filter_map(|p| case(&p)).collect()
 }
 
