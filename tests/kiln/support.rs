@@ -35,13 +35,11 @@ pub fn data_dir() -> PathBuf {
     repo_root().join("tests/data")
 }
 
-/// The reference data shipped beside the repository (`../shared/reference`), or its copy in CI.
+/// The reference data the repository carries (`tests/reference/`, copied with its provenance).
 pub fn reference_dir() -> PathBuf {
-    let candidates = [repo_root().join("../shared/reference"), repo_root().join("tests/reference")];
-    candidates
-        .into_iter()
-        .find(|p| p.is_dir())
-        .expect("the cloud-init reference schemas (../shared/reference) are present")
+    let dir = repo_root().join("tests/reference");
+    assert!(dir.is_dir(), "the cloud-init reference schemas ({}) are present", dir.display());
+    dir
 }
 
 /// Loads a profile and renders it with the test secrets, as `kiln render` would.
