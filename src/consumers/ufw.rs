@@ -36,9 +36,8 @@ pub fn comment(text: &str) -> Result<String, String> {
 }
 
 /// An interface name as `ufw allow in on NAME` takes it: common.py `set_interface` (1-15 characters of
-/// `a-z A-Z 0-9 _ - . + , = % @`, not `.` or `..`, no `!` or `:`), minus the parser's own words. kiln
-/// also leaves out `,`, `=`, `%` and `@`, which the kernel allows but iptables wildcards and the
-/// DOCKER-USER rules kiln writes do not need; `+` stays: it is iptables' wildcard (`wg+`).
+/// `a-z A-Z 0-9 _ - . + , = % @`, not `.` or `..`, no `!` or `:`), minus the parser's own words. A
+/// trailing `+` is iptables' wildcard (`wg+`).
 pub fn interface(name: &str) -> Result<(), String> {
     if !(1..=15).contains(&name.len()) {
         return Err("an interface name is 1 to 15 characters".into());
@@ -46,8 +45,11 @@ pub fn interface(name: &str) -> Result<(), String> {
     if name == "." || name == ".." {
         return Err("`.` and `..` are not interface names".into());
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+')) {
-        return Err("only letters, digits, `_`, `-`, `.` and `+` (a wildcard) are allowed".into());
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+' | b',' | b'=' | b'%' | b'@'))
+    {
+        return Err("only letters, digits and `_ - . + , = % @` are allowed".into());
     }
     if INTERFACE_WORDS.contains(&name) {
         return Err(format!("ufw takes `{name}` for its own keyword"));
@@ -88,7 +90,7 @@ mod tests {
 
     #[test]
     fn interfaces_ufw_takes() {
-        for good in ["wg0", "tailscale0", "ens3", "eth+", "br-1.2", "on"] {
+        for good in ["wg0", "tailscale0", "ens3", "eth+", "br-1.2", "on", "wg=1"] {
             assert!(interface(good).is_ok(), "{good}");
         }
         for bad in ["", ".", "..", "in", "log", "comment", "eth0:1", "a!", "a b", "a/b", "averyveryverylongname"] {

@@ -68,6 +68,16 @@ pub(super) fn wireguard(raw: &v1::Wireguard, profile: &RawProfile, report: &mut 
             format!("{AT}.interface"),
             format!("`{}` is not an interface name wg-quick accepts (1-15 of a-z A-Z 0-9 _ = + . -)", raw.interface),
         );
+    } else if let Some(why) =
+        profile.firewall.as_ref().and_then(|_| crate::consumers::ufw::interface(&raw.interface).err())
+    {
+        // The firewall names the interface in `ufw allow in on NAME`.
+        error(
+            report,
+            Code::BadValue,
+            format!("{AT}.interface"),
+            format!("`{}` is not an interface name ufw takes: {why}", raw.interface),
+        );
     }
     let address = match Cidr::parse(&raw.address) {
         Some(cidr) if cidr.address.is_unspecified() || cidr.address.is_multicast() || cidr.prefix == 0 => {
