@@ -789,6 +789,10 @@ fn console_check(instance: &Instance) -> Check {
     )
 }
 
+/// How many times (a second apart) the harness tries a test server or container it started before
+/// giving up.
+const LISTENER_START_TRIES: usize = 30;
+
 /// Test scaffolding, started after the inside checks so it never shows up in them: a static busybox
 /// from the mirror, HTTP servers on the scenario's ports, and the test containers (not restarted by
 /// Docker, so the harness starts them again after a reboot). Returns checks made from inside the guest:
@@ -820,6 +824,27 @@ fn start_scaffolding(agent: &mut Agent, scenario: &Scenario) -> Result<Vec<Check
         bail!("starting the test scaffolding failed: {}{}", out.stdout, out.stderr);
     }
     let mut checks = Vec::new();
+    // The servers start in the background: wait until each takes connections before anything probes it
+    // from outside (without this, a probe could race the server's start and see "no answer").
+    for port in &scenario.listen {
+        let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+        let mut answered = false;
+        for _ in 0..LISTENER_START_TRIES {
+            let probe =
+                agent.exec("/usr/bin/timeout", &["5", "/bin/bash", "-c", &connect], None, Duration::from_secs(10))?;
+            if probe.ok() {
+                answered = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        checks.push(Check::new(
+            format!("inside, test server on {port}/tcp answers on the guest's loopback"),
+            "answers",
+            if answered { "answers" } else { "no answer" },
+            answered,
+        ));
+    }
     for c in &scenario.containers {
         // bash's /dev/tcp, not busybox wget: Debian's static busybox segfaults resolving names.
         let fetch = format!(
@@ -827,7 +852,7 @@ fn start_scaffolding(agent: &mut Agent, scenario: &Scenario) -> Result<Vec<Check
             c.host_port
         );
         let mut answered = false;
-        for _ in 0..30 {
+        for _ in 0..LISTENER_START_TRIES {
             let probe =
                 agent.exec("/usr/bin/timeout", &["10", "/bin/bash", "-c", &fetch], None, Duration::from_secs(20))?;
             if probe.stdout.contains("kiln test container") {
