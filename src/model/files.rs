@@ -190,63 +190,11 @@ pub(super) fn files(
         // What is scanned is what would be written: a key that arrives through a template variable
         // or sits inside JSON is found too.
         if let Some(found) = secret_scan::find(&content) {
-            let message = format!(
-                "this file would hold a {}: profile files are baked into golden images and sent in user-data",
-                found.kind
-            );
-            // A rendered template's lines are not the profile's: name the line of the result.
-            let diagnostic = if file.template {
-                Diagnostic::error(
-                    Code::SecretInImage,
-                    &body_path,
-                    format!("{message} (line {} once rendered)", found.line),
-                )
-            } else {
-                Diagnostic::error(Code::SecretInImage, &body_path, message).within(found.line, found.column, source)
-            };
-            report.push(
-                diagnostic
-                .with_help("keep secrets out of `files`: reference them (`{env: NAME}` or `{file: PATH}`) where the profile takes secrets"),
-            );
+            report.push(secret_in_file(&found, file.template, &body_path, source));
             continue;
         }
         if file.path.starts_with(SSHD_DROP_IN_DIR) {
-            for unknown in sshd::unknown_keywords(&content) {
-                report.push(match unknown {
-                    sshd::Unknown::Refused { line, column, keyword, suggestion } => {
-                        let diagnostic = Diagnostic::error(
-                            Code::BadValue,
-                            &body_path,
-                            format!("sshd does not know `{keyword}`: it would refuse its whole configuration (\"Bad configuration option\")"),
-                        )
-                        .within(line, column, source);
-                        match suggestion {
-                            Some(near) => diagnostic.with_help(format!("did you mean `{near}`? (sshd ignores case)")),
-                            None => diagnostic,
-                        }
-                    }
-                    sshd::Unknown::Ignored { line, column, keyword } => Diagnostic::warning(
-                        Code::BadValue,
-                        &body_path,
-                        format!("sshd ignores `{keyword}` (deprecated or unsupported in OpenSSH 9.2)"),
-                    )
-                    .within(line, column, source),
-                });
-            }
-            for o in sshd::overrides(&content) {
-                report.push(
-                    Diagnostic::error(
-                        Code::ContradictoryRule,
-                        &body_path,
-                        format!(
-                            "this sshd drop-in sets `{}`, which the profile's sections decide: {}",
-                            o.keyword, o.why
-                        ),
-                    )
-                    .within(o.line, o.column, source)
-                    .with_help("leave that setting to the profile (`ssh`, `user`, `firewall`, `wireguard`)"),
-                );
-            }
+            check_sshd_drop_in(&content, &body_path, source, report);
         }
         if let (Some(mode), Some((user, group))) = (mode, owner) {
             out.push(ManagedFile { origin: i, path: file.path.clone(), content, mode, owner: user, group });
@@ -257,6 +205,62 @@ pub(super) fn files(
 
 /// Where sshd reads drop-ins from (Debian's sshd_config includes `sshd_config.d/*.conf` first).
 const SSHD_DROP_IN_DIR: &str = "/etc/ssh/sshd_config.d/";
+
+fn secret_in_file(found: &secret_scan::Found, template: bool, body_path: &str, source: Option<&str>) -> Diagnostic {
+    let message = format!(
+        "this file would hold a {}: profile files are baked into golden images and sent in user-data",
+        found.kind
+    );
+    // A rendered template's lines are not the profile's: name the line of the result instead.
+    let diagnostic = if template {
+        Diagnostic::error(Code::SecretInImage, body_path, format!("{message} (line {} once rendered)", found.line))
+    } else {
+        Diagnostic::error(Code::SecretInImage, body_path, message).within(found.line, found.column, source)
+    };
+    diagnostic.with_help(
+        "keep secrets out of `files`: reference them (`{env: NAME}` or `{file: PATH}`) where the profile takes secrets",
+    )
+}
+
+/// A drop-in the profile ships into sshd_config.d: every keyword must be one sshd knows, and none may
+/// be one kiln decides (`consumers::sshd`).
+fn check_sshd_drop_in(content: &str, body_path: &str, source: Option<&str>, report: &mut Report) {
+    for unknown in sshd::unknown_keywords(content) {
+        report.push(match unknown {
+            sshd::Unknown::Refused { line, column, keyword, suggestion } => {
+                let diagnostic = Diagnostic::error(
+                    Code::BadValue,
+                    body_path,
+                    format!(
+                        "sshd does not know `{keyword}`: it would refuse its whole configuration (\"Bad configuration option\")"
+                    ),
+                )
+                .within(line, column, source);
+                match suggestion {
+                    Some(near) => diagnostic.with_help(format!("did you mean `{near}`? (sshd ignores case)")),
+                    None => diagnostic,
+                }
+            }
+            sshd::Unknown::Ignored { line, column, keyword } => Diagnostic::warning(
+                Code::BadValue,
+                body_path,
+                format!("sshd ignores `{keyword}` (deprecated or unsupported in OpenSSH 9.2)"),
+            )
+            .within(line, column, source),
+        });
+    }
+    for o in sshd::overrides(content) {
+        report.push(
+            Diagnostic::error(
+                Code::ContradictoryRule,
+                body_path,
+                format!("this sshd drop-in sets `{}`, which the profile's sections decide: {}", o.keyword, o.why),
+            )
+            .within(o.line, o.column, source)
+            .with_help("leave that setting to the profile (`ssh`, `user`, `firewall`, `wireguard`)"),
+        );
+    }
+}
 
 /// A template that does not render, pointed at the template's own line and column, naming the
 /// expression minijinja could not evaluate (an undefined variable, say).
