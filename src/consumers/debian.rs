@@ -2,7 +2,7 @@
 //! package versions and digests it came from): time zones (tzdata), locales (locales' SUPPORTED), the
 //! accounts the base system and kiln's packages create, and the login shells.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 const TIMEZONES: &str = include_str!("../../assets/releases/debian-12/timezones.txt");
@@ -25,15 +25,21 @@ pub fn timezones() -> &'static BTreeSet<&'static str> {
     set(&CELL, TIMEZONES)
 }
 
-/// The charset locale-gen needs beside a locale name (`de_DE.UTF-8` → `UTF-8`), for the locales the
-/// release can generate; `None` for a name it cannot.
+/// Locale name → the charset locale-gen needs beside it (`de_DE.UTF-8` → `UTF-8`).
+fn locales() -> &'static BTreeMap<&'static str, &'static str> {
+    static CELL: OnceLock<BTreeMap<&'static str, &'static str>> = OnceLock::new();
+    CELL.get_or_init(|| lines(LOCALES).filter_map(|l| l.split_once(' ')).collect())
+}
+
+/// The charset locale-gen needs beside a locale name, for the locales the release can generate;
+/// `None` for a name it cannot.
 pub fn locale_charset(name: &str) -> Option<&'static str> {
-    lines(LOCALES).find_map(|l| l.split_once(' ').filter(|(n, _)| *n == name).map(|(_, charset)| charset))
+    locales().get(name).copied()
 }
 
 /// Locale names, for "did you mean".
 pub fn locale_names() -> impl Iterator<Item = &'static str> {
-    lines(LOCALES).filter_map(|l| l.split_once(' ').map(|(n, _)| n))
+    locales().keys().copied()
 }
 
 /// The locales glibc has built in: cloud-init skips generation for them (`regenerate_locale`).
@@ -41,21 +47,26 @@ pub fn is_builtin_locale(name: &str) -> bool {
     matches!(name, "C" | "C.UTF-8" | "POSIX")
 }
 
+/// The release's accounts: (`user` or `group`, name).
+fn accounts() -> &'static BTreeSet<(&'static str, &'static str)> {
+    static CELL: OnceLock<BTreeSet<(&'static str, &'static str)>> = OnceLock::new();
+    CELL.get_or_init(|| lines(ACCOUNTS).filter_map(|l| l.split_once(' ')).collect())
+}
+
 /// Is this name already a user or a group on the release (or created by a package kiln installs)?
 /// `useradd NAME` then fails: an existing user, or a group of that name (`USERGROUPS_ENAB`).
 pub fn account_exists(name: &str) -> bool {
-    static CELL: OnceLock<BTreeSet<&'static str>> = OnceLock::new();
-    set(&CELL, ACCOUNTS).iter().any(|l| l.split_once(' ').is_some_and(|(_, n)| n == name))
+    user_exists(name) || group_exists(name)
 }
 
 /// Is this a user on the release (for file owners)?
 pub fn user_exists(name: &str) -> bool {
-    lines(ACCOUNTS).any(|l| l.strip_prefix("user ") == Some(name))
+    accounts().contains(&("user", name))
 }
 
 /// Is this a group on the release (for file owners)?
 pub fn group_exists(name: &str) -> bool {
-    lines(ACCOUNTS).any(|l| l.strip_prefix("group ") == Some(name))
+    accounts().contains(&("group", name))
 }
 
 /// The login shells the base system has.
