@@ -9,7 +9,9 @@
 //! - A path is a Go regular expression (`regexp.Compile`, RE2 syntax). kiln compiles it with Rust's
 //!   regex-syntax and refuses what Go's parser refuses or reads differently: flags other than
 //!   `i m s U`, repetition counts over 1000, class set operations (`&&`, `--`, `~~`), word-boundary
-//!   forms Go lacks (`\<`, `\b{start}`), and Unicode classes other than general categories.
+//!   forms Go lacks (`\<`, `\b{start}`), `(?<name>…)` (Go before 1.22), a repetition of a repetition
+//!   (`a**`), `\u`/`\U` escapes, and Unicode classes other than general categories. The test suite compiles every path regex kiln accepts with Go's own
+//!   `regexp` (`tests/kiln/cloudflared_regexp.rs`).
 //! - A service is `http_status:CODE` (100-999), `hello_world`, `bastion`, `socks-proxy`,
 //!   `unix:PATH`, `unix+tls:PATH`, or a URL with a scheme and a host and no path (not even `/`).
 
@@ -213,6 +215,12 @@ impl Visitor for GoCompatible {
             }
         }
         match ast {
+            // Go refuses a repetition of a repetition (`a**`, `a{2}{3}`): "invalid nested repetition
+            // operator". A group in between (`(a*)*`) is fine, and a lazy `a*?` is one operator.
+            Ast::Repetition(rep) if matches!(*rep.ast, Ast::Repetition(_)) => {
+                Err("Go refuses a repetition of a repetition (`a**`); put the inner one in a group".into())
+            }
+            Ast::Literal(literal) => literal_ok(literal),
             Ast::Repetition(rep) => {
                 if let ast::RepetitionKind::Range(range) = &rep.op.kind {
                     let (ast::RepetitionRange::Exactly(n) | ast::RepetitionRange::AtLeast(n)) = range else {
@@ -233,6 +241,10 @@ impl Visitor for GoCompatible {
                 _ => Err("Go reads `\\<`, `\\>` and `\\b{…}` differently (not as word boundaries)".into()),
             },
             Ast::ClassUnicode(class) => unicode_class_ok(class),
+            // Go reads `(?<name>…)` only since 1.22; `(?P<name>…)` in every version.
+            Ast::Group(group) if matches!(group.kind, ast::GroupKind::CaptureName { starts_with_p: false, .. }) => {
+                Err("write a named group as `(?P<name>…)`: Go before 1.22 refuses `(?<name>…)`".into())
+            }
             _ => Ok(()),
         }
     }
@@ -240,12 +252,25 @@ impl Visitor for GoCompatible {
     fn visit_class_set_item_pre(&mut self, item: &ast::ClassSetItem) -> Result<(), String> {
         match item {
             ast::ClassSetItem::Unicode(class) => unicode_class_ok(class),
+            ast::ClassSetItem::Literal(literal) => literal_ok(literal),
+            ast::ClassSetItem::Range(range) => literal_ok(&range.start).and_then(|()| literal_ok(&range.end)),
             _ => Ok(()),
         }
     }
 
     fn visit_class_set_binary_op_pre(&mut self, _: &ast::ClassSetBinaryOp) -> Result<(), String> {
         Err("Go reads `&&`, `--` and `~~` in a class as plain characters".into())
+    }
+}
+
+/// Go writes a character by code only as `\x41` or `\x{…}`; Rust's `\u0041` and `\U…` are "invalid
+/// escape sequence" there.
+fn literal_ok(literal: &ast::Literal) -> Result<(), String> {
+    match &literal.kind {
+        ast::LiteralKind::HexFixed(kind) | ast::LiteralKind::HexBrace(kind) if *kind != ast::HexLiteralKind::X => {
+            Err("Go writes a character by its code only as `\\x41` or `\\x{41}` (no `\\u`, `\\U`)".into())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -287,9 +312,23 @@ mod tests {
         ] {
             assert_eq!(check_path_regex(good), Ok(()), "{good}");
         }
-        for bad in
-            ["(", "[a-", "a{1001}", "(?x)a b", "[a-z&&[^c]]", "\\<word\\>", "\\p{Greek}", "\\p{Letter}", "", "a{2,1}"]
-        {
+        for bad in [
+            "(",
+            "[a-",
+            "a{1001}",
+            "(?x)a b",
+            "[a-z&&[^c]]",
+            "\\<word\\>",
+            "\\p{Greek}",
+            "\\p{Letter}",
+            "",
+            "a{2,1}",
+            "(?<n>x)",
+            "a**",
+            "a{2}{3}",
+            "\\u0041",
+            "[\\u0041-\\u0042]",
+        ] {
             assert!(check_path_regex(bad).is_err(), "{bad}");
         }
     }

@@ -162,9 +162,9 @@ const BAD_MODES: &[&str] = &["4755", "2755", "0999", "rw-r--r--"];
 /// `USER` stands for the profile's deploy user.
 const OWNERS: &[&str] = &["root:root", "root:root", "USER:USER", "root:USER", "www-data:www-data", "root:adm"];
 const BAD_OWNERS: &[&str] = &["app:app", "root", "nobody:nosuchgroup"];
-const REGEXES: &[&str] =
+pub(crate) const REGEXES: &[&str] =
     &["^/api/", "^/\\.well-known/acme-challenge/", "(?i)^/admin", "^/(v1|v2)/", "\\p{L}+", "\\.(css|js)$"];
-const BAD_REGEXES: &[&str] = &["(", "a{1001}", "(?x)a", "[a-z&&b]", "\\p{Greek}"];
+pub(crate) const BAD_REGEXES: &[&str] = &["(", "a{1001}", "(?x)a", "[a-z&&b]", "\\p{Greek}"];
 const SERVICES: &[&str] = &[
     "http://localhost:80",
     "https://localhost:443",

@@ -1,6 +1,7 @@
 //! kiln's integration tests: one binary, one module per concern.
 
 mod cli;
+mod cloudflared_regexp;
 mod generated;
 mod golden;
 mod keys;
