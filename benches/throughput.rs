@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kiln::cli::user_data;
 use kiln::effects::profile_dir::ProfileDir;
+use kiln::lower::Stage;
+use kiln::pipeline::user_data;
 use kiln::secrets::{self, SecretSource};
 use kiln::{model, profile};
 
@@ -52,7 +53,7 @@ fn main() {
         let (model, _) = model::validate(parsed.raw.as_ref().unwrap(), &dir);
         let model = model.unwrap();
         let secrets = secrets::resolve(&model, Some(&FixedSecrets)).unwrap();
-        bytes = user_data(&model, &secrets).unwrap().len();
+        bytes = user_data(&model, &secrets, Stage::Full).unwrap().len();
     });
     println!(
         "in-process render of {}: {n} renders, {:.1} µs each, {:.0} profiles/s ({bytes} bytes of user-data each)",

@@ -8,17 +8,22 @@
 //! Report (errors/warnings, YAML path, file:line:col) accumulates through parse → validate → lower
 //! ```
 //!
-//! Everything outside `effects` and `cli` is pure: strings in, values out.
+//! Everything outside `effects`, `pipeline`, `commands` and `cli` is pure: strings in, values out.
+//! `pipeline` is the one library entry (load → validate → secrets → render → encode → seed); `commands`
+//! run it for each subcommand and print; `cli` parses arguments and dispatches.
 
 pub mod catalog;
 pub mod cli;
 pub mod cloud_config;
+pub mod commands;
 pub mod consumers;
 pub mod diag;
 pub mod effects;
 pub mod expect;
+pub mod failure;
 pub mod lower;
 pub mod model;
+pub mod pipeline;
 pub mod profile;
 pub mod secret_scan;
 pub mod secrets;

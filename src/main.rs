@@ -1,17 +1,18 @@
-//! The `kiln` binary: parses arguments, runs the command, maps the outcome to an exit code.
+//! The `kiln` binary: parses arguments, runs the command, prints a failure once with its exit code.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use kiln::cli::{Cli, exit, run};
+use kiln::cli::{Cli, run};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(exit::IO)
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            for line in failure.lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(failure.exit_code())
         }
     }
 }

@@ -10,3 +10,4 @@ pub mod debian;
 pub mod openpgp;
 pub mod sshd;
 pub mod ufw;
+pub mod useradd;

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{Apt, FileError, Host, ProfileFiles, Repository, RepositoryKey, User, error};
 use crate::catalog::Code;
+use crate::consumers::useradd::check_user_name;
 use crate::consumers::{debian, openpgp, sshd};
 use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::{self, RawProfile};
@@ -333,9 +334,8 @@ fn check_owner(
     report: &mut Report,
 ) -> Option<(String, String)> {
     let packages = &profile.packages;
-    let Some((user, group)) = text
-        .split_once(':')
-        .filter(|(u, g)| super::user::check_user_name(u).is_ok() && super::user::check_user_name(g).is_ok())
+    let Some((user, group)) =
+        text.split_once(':').filter(|(u, g)| check_user_name(u).is_ok() && check_user_name(g).is_ok())
     else {
         error(report, Code::BadValue, at, format!("`{text}` is not `user:group`"));
         return None;

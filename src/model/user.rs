@@ -7,6 +7,7 @@ use super::{ProfileFiles, User, error};
 use crate::catalog::Code;
 use crate::consumers::debian;
 use crate::consumers::sshd::{check_key_options, split_key_options};
+use crate::consumers::useradd::check_user_name;
 use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::{self, SshKeySource};
 
@@ -132,22 +133,6 @@ fn check_shell(shell: &str, packages: &[String], report: &mut Report) {
             ),
         ));
     }
-}
-
-/// POSIX portable user name, as `useradd` on Debian accepts without `--badname`.
-pub fn check_user_name(name: &str) -> Result<(), &'static str> {
-    let mut chars = name.chars();
-    let Some(first) = chars.next() else { return Err("it is empty") };
-    if name.len() > 32 {
-        return Err("it is longer than 32 characters");
-    }
-    if !(first.is_ascii_lowercase() || first == '_') {
-        return Err("it must start with a lowercase letter or `_`");
-    }
-    if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-') {
-        return Err("only lowercase letters, digits, `_` and `-` are allowed");
-    }
-    Ok(())
 }
 
 /// Parses one authorized_keys line as sshd does (`auth_check_authkey_line`): a key, or options and a

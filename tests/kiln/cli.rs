@@ -236,6 +236,47 @@ fn bake_refuses_a_missing_or_bogus_base_image_and_writes_nothing() {
     }
 }
 
+/// Runs kiln in `cwd` (where `kiln test` would put `target/vm-tests/`).
+fn kiln_in(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).current_dir(cwd).output().expect("kiln runs")
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn test_and_bake_validate_the_profile_then_the_image_before_creating_anything() {
+    let cwd = tempfile::tempdir().unwrap();
+    let invalid = profile("unknown-keys");
+    let app = repo_root().join("profiles/app.yaml").display().to_string();
+    let missing = cwd.path().join("missing.qcow2").display().to_string();
+    let output = cwd.path().join("golden.qcow2").display().to_string();
+    let commands: [Vec<&str>; 2] = [vec!["test", "--image", &missing], vec!["bake", "--base", &missing, "-o", &output]];
+    for command in &commands {
+        // An invalid profile: its diagnostics, exit 1, before the (also missing) image is looked at.
+        let mut args = command.clone();
+        args.insert(1, &invalid);
+        let out = kiln_in(cwd.path(), &args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("unknown-keys/profile.yaml:3:3"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("accelerator") && !stderr.contains("harness"), "{args:?}: {stderr}");
+        let failure_lines = stderr.lines().filter(|l| l.starts_with("error: ")).count();
+        assert_eq!(failure_lines, 1, "the failure is printed once: {stderr}");
+        assert!(entries(cwd.path()).is_empty(), "{args:?} created {:?}", entries(cwd.path()));
+        // A valid profile and a missing image: exit 3, naming the image, still nothing created.
+        let mut args = command.clone();
+        args.insert(1, &app);
+        let out = kiln_in(cwd.path(), &args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.contains("missing.qcow2") && stderr.contains("not found"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("accelerator"), "{args:?}: {stderr}");
+        assert!(entries(cwd.path()).is_empty(), "{args:?} created {:?}", entries(cwd.path()));
+    }
+}
+
 #[test]
 fn test_refuses_the_bake_stage() {
     let app = repo_root().join("profiles/app.yaml");

@@ -132,13 +132,13 @@ fn bake_and_boot_partition_the_full_user_data() {
 #[test]
 fn the_bake_stage_is_the_same_without_secrets() {
     for case in golden_cases() {
-        let loaded = kiln::cli::load(&case.join("profile.yaml")).unwrap();
+        let loaded = kiln::pipeline::load(&case.join("profile.yaml")).unwrap();
         let Some(model) = loaded.model.filter(|_| !loaded.report.has_errors()) else { continue };
         let real = kiln::secrets::resolve(&model, Some(&crate::support::TestSecrets)).unwrap();
         let redacted = kiln::secrets::resolve(&model, None).unwrap();
         assert_eq!(
-            kiln::cli::stage_user_data(&model, &real, Stage::Bake).unwrap(),
-            kiln::cli::stage_user_data(&model, &redacted, Stage::Bake).unwrap(),
+            kiln::pipeline::user_data(&model, &real, Stage::Bake).unwrap(),
+            kiln::pipeline::user_data(&model, &redacted, Stage::Bake).unwrap(),
             "{}",
             case.display()
         );

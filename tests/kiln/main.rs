@@ -5,6 +5,7 @@ mod cloudflared_regexp;
 mod generated;
 mod golden;
 mod keys;
+mod layering;
 mod mirror;
 mod oracle;
 mod oracles;

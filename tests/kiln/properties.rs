@@ -12,8 +12,9 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_json::Value;
 
-use kiln::cli::user_data;
+use kiln::lower::Stage;
 use kiln::model::{self, ProfileFiles};
+use kiln::pipeline::user_data;
 use kiln::profile::v1::*;
 use kiln::secrets;
 
@@ -143,7 +144,7 @@ fn render(case: &Case) -> Option<(String, RawProfile)> {
     let (model, report) = model::validate(&raw, &NoFiles);
     let model = model.filter(|_| !report.has_errors())?;
     let secrets = secrets::resolve(&model, Some(&TestSecrets)).unwrap();
-    Some((user_data(&model, &secrets).expect("renders"), raw))
+    Some((user_data(&model, &secrets, Stage::Full).expect("renders"), raw))
 }
 
 fn file_content<'a>(config: &'a Value, path: &str) -> &'a str {

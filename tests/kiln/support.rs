@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use kiln::cli::{self, Loaded};
 use kiln::lower::Stage;
 use kiln::model::SecretRef;
+use kiln::pipeline::{self, Loaded};
 use kiln::secrets::{self, SecretSource, Secrets};
 
 pub const TEST_TUNNEL_TOKEN: &str = "eyJhIjoidGVzdC1hY2NvdW50IiwidCI6InRlc3QtdHVubmVsIiwicyI6InRlc3Qtc2VjcmV0In0=";
@@ -49,10 +49,10 @@ pub fn render(path: &Path) -> (Loaded, Option<(String, Secrets)>) {
 
 /// Loads a profile and renders one stage with the test secrets, as `kiln render --stage` would.
 pub fn render_stage(path: &Path, stage: Stage) -> (Loaded, Option<(String, Secrets)>) {
-    let loaded = cli::load(path).expect("profile readable");
+    let loaded = pipeline::load(path).expect("profile readable");
     let rendered = loaded.model.as_ref().filter(|_| !loaded.report.has_errors()).map(|model| {
         let secrets = secrets::resolve(model, Some(&TestSecrets)).expect("test secrets resolve");
-        (cli::stage_user_data(model, &secrets, stage).expect("renders"), secrets)
+        (pipeline::user_data(model, &secrets, stage).expect("renders"), secrets)
     });
     (loaded, rendered)
 }

@@ -149,7 +149,11 @@ fn main() -> ExitCode {
             continue;
         }
         eprintln!("\n== scenario {} ({})", scenario.name, scenario.profile.display());
-        match harness::run(&scenario, accel) {
+        let model = kiln::pipeline::load(&scenario.profile).and_then(|loaded| loaded.validated(false));
+        match model
+            .map_err(|failure| anyhow::anyhow!("{failure}"))
+            .and_then(|model| harness::run(&scenario, model, accel))
+        {
             Ok(verdict) => {
                 eprint!("{}", report::table(&verdict));
                 verdicts.push(verdict);

@@ -23,6 +23,7 @@ use crate::effects::fs::write_atomic;
 use crate::effects::interrupt;
 use crate::lower::Stage;
 use crate::model::Model;
+use crate::pipeline;
 
 /// The disk formats a golden image can be written in, with what `qemu-img convert` needs for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
@@ -73,7 +74,8 @@ pub struct BakeRequest<'a> {
     pub model: &'a Model,
     /// The profile file, for its digest in the manifest.
     pub profile_path: &'a Path,
-    pub base_image: &'a Path,
+    /// Checked by `BaseImage::check` (once, before anything was created).
+    pub base_image: &'a BaseImage,
     pub output: &'a Path,
     pub format: ImageFormat,
     /// Overlay, seed, console log and QEMU log of the build VM.
@@ -189,28 +191,37 @@ fn hex(bytes: &[u8]) -> String {
 
 /// A base image kiln can boot: present, readable by qemu-img, with consistent qcow2 metadata, and a
 /// partition table (MBR boot signature, which GPT's protective MBR also carries) on the disk.
-pub fn check_base(path: &Path) -> Result<String, BakeError> {
-    let fail = |reason: String| BakeError::Base { path: path.display().to_string(), reason };
-    if !path.is_file() {
-        return Err(fail("not found (build one with `kiln image build debian-12 -o FILE`)".into()));
-    }
-    let format = image_format(path).map_err(|e| fail(format!("{e:#}")))?;
-    if format == "qcow2" {
-        let out = Command::new("qemu-img")
-            .args(["check", "-q", "-f", "qcow2"])
-            .arg(path)
-            .output()
-            .map_err(|e| fail(format!("running qemu-img check: {e}")))?;
-        if !out.status.success() {
-            let detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            return Err(fail(format!("corrupt (qemu-img check failed: {detail})")));
+pub struct BaseImage {
+    pub path: PathBuf,
+    /// The format qemu-img sees (`qcow2`, `raw`).
+    pub format: String,
+}
+
+impl BaseImage {
+    /// Checks the image once, before anything is created or booted.
+    pub fn check(path: &Path) -> Result<BaseImage, BakeError> {
+        let fail = |reason: String| BakeError::Base { path: path.display().to_string(), reason };
+        if !path.is_file() {
+            return Err(fail("not found (build one with `kiln image build debian-12 -o FILE`)".into()));
         }
+        let format = image_format(path).map_err(|e| fail(format!("{e:#}")))?;
+        if format == "qcow2" {
+            let out = Command::new("qemu-img")
+                .args(["check", "-q", "-f", "qcow2"])
+                .arg(path)
+                .output()
+                .map_err(|e| fail(format!("running qemu-img check: {e}")))?;
+            if !out.status.success() {
+                let detail = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                return Err(fail(format!("corrupt (qemu-img check failed: {detail})")));
+            }
+        }
+        let first_sector = first_sector(path, &format).map_err(|e| fail(format!("reading its first sector: {e:#}")))?;
+        if first_sector.len() < 512 || first_sector[510..512] != [0x55, 0xAA] {
+            return Err(fail("not a bootable disk: no partition table in its first sector".into()));
+        }
+        Ok(BaseImage { path: path.to_path_buf(), format })
     }
-    let first_sector = first_sector(path, &format).map_err(|e| fail(format!("reading its first sector: {e:#}")))?;
-    if first_sector.len() < 512 || first_sector[510..512] != [0x55, 0xAA] {
-        return Err(fail("not a bootable disk: no partition table in its first sector".into()));
-    }
-    Ok(format)
 }
 
 /// The disk's first 512 bytes as the guest sees them (through qcow2's mapping if need be).
@@ -251,13 +262,12 @@ fn up_to_date(output: &Path, key: &str) -> Option<Manifest> {
 pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
     let progress = Progress(Instant::now());
     let mut timings = BTreeMap::new();
-    let base_format = check_base(request.base_image)?;
-    progress.say(&format!("base image {} ({base_format}) checked; hashing it", request.base_image.display()));
-    let base_sha256 = sha256_file(request.base_image)
-        .with_context(|| format!("reading base image {}", request.base_image.display()))?;
+    let base = request.base_image;
+    progress.say(&format!("base image {} ({}); hashing it", base.path.display(), base.format));
+    let base_sha256 = sha256_file(&base.path).with_context(|| format!("reading base image {}", base.path.display()))?;
     // The bake stage reads no secret: placeholders render it exactly (a test holds kiln to that).
-    let secrets = crate::secrets::resolve(request.model, None).map_err(|e| anyhow!("{e:?}"))?;
-    let user_data = crate::cli::stage_user_data(request.model, &secrets, Stage::Bake)?;
+    let secrets = pipeline::placeholder_secrets(request.model);
+    let user_data = pipeline::user_data(request.model, &secrets, Stage::Bake).map_err(|e| anyhow!("{e}"))?;
     let key = cache_key(&base_sha256, &user_data, request.format);
     if !request.force
         && let Some(manifest) = up_to_date(request.output, &key)
@@ -278,18 +288,11 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
     }
     fs::create_dir_all(request.work_dir).with_context(|| format!("creating {}", request.work_dir.display()))?;
     let seed_path = request.work_dir.join("seed.img");
-    let network_config = crate::seed::default_network_config();
-    let instance_id = crate::seed::instance_id(user_data.as_bytes(), network_config.as_bytes());
     // The build VM is no particular host; each instance gets its own name from the boot stage.
-    let meta_data = crate::seed::meta_data(&instance_id, "kiln-bake");
-    let seed = crate::effects::seed_image::cidata_image(&[
-        ("user-data", user_data.as_bytes()),
-        ("meta-data", meta_data.as_bytes()),
-        ("network-config", network_config.as_bytes()),
-    ])?;
-    write_atomic(&seed_path, &seed, 0o600)?;
+    let seed = pipeline::seed(&user_data, "kiln-bake", None).map_err(|e| anyhow!("{e}"))?;
+    write_atomic(&seed_path, &seed.image, 0o600)?;
     let config = QemuConfig {
-        base_image: request.base_image.to_path_buf(),
+        base_image: base.path.clone(),
         run_dir: request.work_dir.to_path_buf(),
         seed: Some(seed_path),
         memory_mib: 2048,
@@ -365,7 +368,7 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
                 sha256: sha256_file(request.profile_path).unwrap_or_default(),
             },
             bake_user_data_sha256: hex(&Sha256::digest(user_data.as_bytes())),
-            base_image: Digested { path: request.base_image.display().to_string(), sha256: base_sha256 },
+            base_image: Digested { path: base.path.display().to_string(), sha256: base_sha256 },
             output: Output {
                 path: request.output.display().to_string(),
                 format: request.format,
@@ -554,19 +557,19 @@ mod tests {
     fn missing_and_corrupt_bases_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.qcow2");
-        let err = check_base(&missing).unwrap_err().to_string();
+        let err = BaseImage::check(&missing).err().expect("refused").to_string();
         assert!(err.contains("nope.qcow2") && err.contains("not found"), "{err}");
         // qcow2 magic and a header that points past the end of the file.
         let corrupt = dir.path().join("corrupt.qcow2");
         let mut bytes = b"QFI\xfb\x00\x00\x00\x03".to_vec();
         bytes.resize(512, 0xff);
         fs::write(&corrupt, bytes).unwrap();
-        let err = check_base(&corrupt).unwrap_err().to_string();
+        let err = BaseImage::check(&corrupt).err().expect("refused").to_string();
         assert!(err.contains("corrupt.qcow2"), "{err}");
         // Random bytes pass as a raw image to qemu-img; they are not a disk.
         let noise = dir.path().join("noise.img");
         fs::write(&noise, (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect::<Vec<u8>>()).unwrap();
-        let err = check_base(&noise).unwrap_err().to_string();
+        let err = BaseImage::check(&noise).err().expect("refused").to_string();
         assert!(err.contains("no partition table"), "{err}");
     }
 }

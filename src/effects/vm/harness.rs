@@ -8,19 +8,20 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
 use super::golden;
 use super::peer::{self, TunnelPeer};
 use super::qemu::{Accel, HostForward, Instance, QemuConfig};
 use super::qga::Agent;
-use crate::cli;
 use crate::effects::fs::write_atomic;
 use crate::effects::mirror::{self, MirrorRequest};
 use crate::expect::{self, ExpectedState, Listener};
+use crate::failure::Failure;
 use crate::lower::Stage;
 use crate::model::{Model, Repository, RepositoryKey, SecretRef};
+use crate::pipeline;
 use crate::secrets::{self, SecretSource};
 use crate::verify::report::Verdict;
 use crate::verify::{self, Check, SecretDigests, observe};
@@ -165,18 +166,16 @@ fn finished_count(console: &str) -> usize {
     console.lines().filter(|l| l.contains(FINISHED) && l.contains(" finished at ")).count()
 }
 
-pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
+/// Runs one scenario with the profile's validated model (`pipeline::load`, then `validated`).
+pub fn run(scenario: &Scenario, mut model: Model, accel: Accel) -> Result<Verdict> {
     let progress = Progress { start: Instant::now(), name: scenario.name.clone() };
     std::fs::create_dir_all(&scenario.run_dir).with_context(|| format!("creating {}", scenario.run_dir.display()))?;
-    let loaded = cli::load(&scenario.profile)?;
-    let Some(mut model) = loaded.model.clone().filter(|_| !loaded.report.has_errors()) else {
-        bail!("{} does not validate; run `kiln check` on it", scenario.profile.display());
-    };
     let peer = if scenario.wireguard_peer { Some(TunnelPeer::create(&scenario.run_dir, &mut model)?) } else { None };
     let expected = expect::expect(&model);
     let mut test_secrets = TestSecrets::new();
     test_secrets.wireguard_key = model.wireguard.as_ref().and_then(|w| w.private_key.clone());
-    let secrets = secrets::resolve(&model, Some(&test_secrets)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let secrets =
+        secrets::resolve(&model, Some(&test_secrets)).map_err(|errors| anyhow!("{}", Failure::Secrets(errors)))?;
 
     // A golden image installs nothing at boot: it needs no mirror (and has no dpkg status beside it).
     let server = if scenario.image_is_golden {
@@ -222,19 +221,12 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
     } else {
         (scenario.base_image.clone(), Stage::Full, None)
     };
-    let user_data = cli::stage_user_data(&model, &secrets, stage)?;
+    let user_data = pipeline::user_data(&model, &secrets, stage)?;
     write_atomic(&scenario.run_dir.join("user-data"), user_data.as_bytes(), 0o600)?;
-    let network_config =
-        if peer.is_some() { peer::network_config() } else { crate::seed::default_network_config().to_string() };
-    let instance_id = crate::seed::instance_id(user_data.as_bytes(), network_config.as_bytes());
-    let meta_data = crate::seed::meta_data(&instance_id, &model.host.hostname);
-    let seed = crate::effects::seed_image::cidata_image(&[
-        ("user-data", user_data.as_bytes()),
-        ("meta-data", meta_data.as_bytes()),
-        ("network-config", network_config.as_bytes()),
-    ])?;
+    let network_config = peer.is_some().then(peer::network_config);
+    let seed = pipeline::seed(&user_data, &model.host.hostname, network_config.as_deref())?;
     let seed_path = scenario.run_dir.join("seed.img");
-    write_atomic(&seed_path, &seed, 0o600)?;
+    write_atomic(&seed_path, &seed.image, 0o600)?;
 
     let mut forwards = Vec::new();
     for probe in &expected.outside {
@@ -380,7 +372,7 @@ pub fn run(scenario: &Scenario, accel: Accel) -> Result<Verdict> {
 }
 
 /// The base image's dpkg status file, written beside it by `kiln image build`.
-fn dpkg_status_of(image: &Path) -> Result<PathBuf> {
+pub fn dpkg_status_of(image: &Path) -> Result<PathBuf> {
     let status = image.with_extension("dpkg-status");
     if !status.is_file() {
         bail!(

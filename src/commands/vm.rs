@@ -1,0 +1,141 @@
+//! The commands that boot VMs: `bake`, `test`, `image build`. Each validates what it was given (the
+//! profile: exit 1; the image: exit 3) before it creates anything or starts QEMU.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::{load_valid, output_is_not_an_input};
+use crate::cli::{BakeArgs, ImageBuildArgs, TestArgs};
+use crate::effects::fs::write_atomic;
+use crate::effects::interrupt;
+use crate::effects::vm::bake::{self, BakeError, BakeRequest, BaseImage, Outcome};
+use crate::effects::vm::{harness, qemu};
+use crate::failure::Failure;
+use crate::lower::Stage;
+use crate::verify::report;
+
+impl From<BakeError> for Failure {
+    fn from(error: BakeError) -> Failure {
+        match error {
+            BakeError::Base { .. } => Failure::io(error),
+            BakeError::Provisioning { .. } => Failure::Provisioning(error.to_string()),
+            BakeError::Harness(e) => Failure::Harness(e),
+        }
+    }
+}
+
+pub fn bake(args: &BakeArgs) -> Result<(), Failure> {
+    // Before any thread exists: Ctrl-C and `kill` then remove the partial output and the work directory.
+    interrupt::install();
+    let (loaded, model) = load_valid(&args.profile, false)?;
+    let mut inputs = loaded.inputs(&args.profile);
+    inputs.push(args.base.clone());
+    output_is_not_an_input(&args.output, &inputs)?;
+    let base = BaseImage::check(&args.base)?;
+    let out_dir = match args.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = args.output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    // Beside the output, so the overlay is on the same disk the image goes to.
+    let work = tempfile::Builder::new()
+        .prefix(&format!(".{name}.bake-"))
+        .tempdir_in(&out_dir)
+        .with_context(|| format!("creating a work directory in {}", out_dir.display()))
+        .map_err(Failure::io)?;
+    interrupt::remove_on_interrupt(work.path());
+    let accel = qemu::probe_accel(&args.base, work.path());
+    eprintln!("kiln bake: accelerator: {}", accel.name());
+    let request = BakeRequest {
+        model: &model,
+        profile_path: &args.profile,
+        base_image: &base,
+        output: &args.output,
+        format: args.format,
+        work_dir: work.path(),
+        accel,
+        mirror_port: None,
+        force: args.force,
+        verbose: args.verbose,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    let result = bake::bake(&request);
+    interrupt::forget(work.path());
+    match result {
+        Ok((outcome, manifest)) => {
+            let how = if outcome == Outcome::UpToDate { "up to date" } else { "baked" };
+            eprintln!("{}: {how} (sha256 {})", args.output.display(), manifest.output.sha256);
+            Ok(())
+        }
+        Err(e) => {
+            if work.path().join("console.log").is_file() {
+                let kept = work.keep();
+                eprintln!("kiln bake: the build VM's console log is kept: {}", kept.join("console.log").display());
+            }
+            Err(e.into())
+        }
+    }
+}
+
+pub fn test(args: &TestArgs) -> Result<(), Failure> {
+    if args.stage == Stage::Bake {
+        return Err(Failure::Usage(
+            "`kiln test --stage bake` is not a thing: bake with `kiln bake`, then test with --stage boot".into(),
+        ));
+    }
+    let (loaded, model) = load_valid(&args.profile, false)?;
+    if let Some(junit) = &args.junit {
+        let mut inputs = loaded.inputs(&args.profile);
+        inputs.push(args.image.clone());
+        output_is_not_an_input(junit, &inputs)?;
+    }
+    BaseImage::check(&args.image)?;
+    let image_is_golden = args.stage == Stage::Boot;
+    if !image_is_golden {
+        // A base image is provisioned from kiln's mirror, built from what the image lacks.
+        harness::dpkg_status_of(&args.image).map_err(Failure::io)?;
+    }
+    let name = args.profile.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "profile".into());
+    let run_dir = args.run_dir.clone().unwrap_or_else(|| PathBuf::from("target/vm-tests").join(&name));
+    let scenario = harness::Scenario {
+        name,
+        profile: args.profile.clone(),
+        base_image: args.image.clone(),
+        run_dir: run_dir.clone(),
+        reboot: !args.no_reboot,
+        containers: Vec::new(),
+        listen: Vec::new(),
+        tamper: Vec::new(),
+        expect_provisioning_failure: None,
+        bake: false,
+        image_is_golden,
+        boot_timeout: Duration::from_secs(args.timeout),
+        wireguard_peer: false,
+    };
+    let accel = qemu::probe_accel(&args.image, &run_dir);
+    eprintln!("kiln: accelerator: {}", accel.name());
+    let verdict = harness::run(&scenario, model, accel).map_err(|e| {
+        Failure::harness(
+            e.context(format!("the test harness failed (console log: {})", run_dir.join("console.log").display())),
+        )
+    })?;
+    eprint!("{}", report::table(&verdict));
+    if let Some(path) = &args.junit {
+        write_atomic(path, report::junit(std::slice::from_ref(&verdict)).as_bytes(), 0o644).map_err(Failure::io)?;
+    }
+    let (passed, failed) = verdict.counts();
+    if failed > 0 {
+        return Err(Failure::ChecksFailed { failed, total: passed + failed });
+    }
+    Ok(())
+}
+
+pub fn image_build(args: &ImageBuildArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let hit = crate::effects::image::build(&args.recipe, &args.output, args.force).map_err(Failure::Harness)?;
+    let how = if hit { "from the cache" } else { "built" };
+    eprintln!("{}: {how} in {:.1} s", args.output.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}

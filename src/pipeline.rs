@@ -1,0 +1,172 @@
+//! The one library entry every command goes through: load → validate → resolve secrets → render a stage
+//! → encode for a target → pack a seed. `kiln check/render/seed/expect`, `kiln bake` and `kiln test` all
+//! call it; it prints nothing and decides each failure's kind (`Failure`), so exit codes are decided once.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::catalog::Code;
+use crate::diag::{Diagnostic, Report};
+use crate::effects::fs::read_limited;
+use crate::effects::profile_dir::{ProfileDir, describe_io};
+use crate::effects::secret_source::EnvAndFiles;
+use crate::failure::Failure;
+use crate::lower::Stage;
+use crate::model::{self, Model};
+use crate::profile::{self, MAX_PROFILE_BYTES};
+use crate::secrets::{self, Secrets};
+use crate::target::{Encoded, Encoding, Target, TargetError};
+use crate::{cloud_config, lower, seed};
+
+/// A profile read from disk and taken as far as it goes: parsed, and validated when it parses.
+pub struct Loaded {
+    pub display_path: String,
+    pub source: String,
+    pub dir: Option<ProfileDir>,
+    pub model: Option<Model>,
+    pub report: Report,
+}
+
+impl Loaded {
+    /// The profile and every file it had read (keys, file bodies, secrets): what no output may be.
+    pub fn inputs(&self, profile: &Path) -> Vec<PathBuf> {
+        let mut inputs = vec![profile.to_path_buf()];
+        inputs.extend(self.dir.iter().flat_map(ProfileDir::files_read));
+        inputs
+    }
+
+    /// The validated model, if the report allows output (errors always stop it; warnings with `strict`).
+    pub fn validated(&self, strict: bool) -> Result<Model, Failure> {
+        self.model
+            .clone()
+            .filter(|_| !self.report.fails(strict))
+            .ok_or_else(|| Failure::Profile { path: self.display_path.clone() })
+    }
+
+    /// The profile's directory: where its keys, file bodies and file secrets are read from.
+    pub fn dir(&self) -> Result<&ProfileDir, Failure> {
+        self.dir.as_ref().ok_or_else(|| Failure::Profile { path: self.display_path.clone() })
+    }
+}
+
+/// Reads and validates one profile. `Err` only when the profile itself cannot be read (exit 3); every
+/// problem in it is a diagnostic in the report.
+pub fn load(path: &Path) -> Result<Loaded, Failure> {
+    let display_path = path.display().to_string();
+    let bytes = read_limited(path, MAX_PROFILE_BYTES)
+        .map_err(|e| Failure::io(anyhow::anyhow!("reading profile {display_path}: {}", describe_io(&e))))?;
+    let mut loaded = Loaded { display_path, source: String::new(), dir: None, model: None, report: Report::default() };
+    let Some(bytes) = bytes else {
+        loaded.report.push(profile::too_large(None));
+        return Ok(loaded);
+    };
+    let text = match profile::text_from_bytes(&bytes) {
+        Ok(text) => text.to_string(),
+        Err(diagnostic) => {
+            // Shown for the caret only: invalid bytes and control characters become `?`.
+            loaded.source = String::from_utf8_lossy(&bytes)
+                .chars()
+                .map(|c| if c == '\u{fffd}' || (c.is_control() && c != '\n') { '?' } else { c })
+                .collect();
+            loaded.report.push(*diagnostic);
+            return Ok(loaded);
+        }
+    };
+    let parsed = profile::parse(&text);
+    loaded.source = text;
+    loaded.report = parsed.report;
+    let dir = ProfileDir::of(path)
+        .with_context(|| format!("opening the directory of {}", loaded.display_path))
+        .map_err(Failure::io)?;
+    if let Some(raw) = &parsed.raw {
+        let (model, report) = model::validate(raw, &dir);
+        for d in report.diagnostics {
+            loaded.report.push(parsed.sources.locate(d));
+        }
+        loaded.model = model;
+    }
+    loaded.dir = Some(dir);
+    Ok(loaded)
+}
+
+/// The secrets the model references, read from the environment and files beside the profile, or
+/// placeholders when `redact` (and for the bake stage, which carries none).
+pub fn resolve_secrets(model: &Model, dir: &ProfileDir, redact: bool) -> Result<Secrets, Failure> {
+    let source = EnvAndFiles { dir };
+    secrets::resolve(model, if redact { None } else { Some(&source) }).map_err(Failure::Secrets)
+}
+
+/// Placeholder secrets: enough to render every stage's shape, and exactly the bake stage (which reads
+/// no secret).
+pub fn placeholder_secrets(model: &Model) -> Secrets {
+    // Resolving without a source never fails: every reference gets its placeholder.
+    secrets::resolve(model, None).unwrap_or_default()
+}
+
+/// The user-data text of one stage.
+pub fn user_data(model: &Model, secrets: &Secrets, stage: Stage) -> Result<String, Failure> {
+    let config = lower::lower_stage(model, secrets, stage);
+    cloud_config::emit(&config, &lower::header(model, secrets, stage))
+        .context("serializing the cloud-config")
+        .map_err(Failure::io)
+}
+
+/// The user-data encoded as the target's API takes it, refused when it does not fit.
+pub fn encode(text: &str, target: Target, encoding: Encoding) -> Result<Encoded, Failure> {
+    crate::target::check(target, encoding, text.as_bytes()).map_err(Failure::Target)
+}
+
+/// Does the user-data fit the target? Measured with the real secrets when they can be read (exactly
+/// what `render` would write; their values are only measured), otherwise with placeholders as long as
+/// each secret can be: over the limit then is a warning naming the margin, since real secrets may be
+/// shorter; over it even with the shortest placeholders is an error.
+pub fn target_diagnostic(model: &Model, dir: &ProfileDir, target: Target, encoding: Encoding) -> Option<Diagnostic> {
+    let measure = |secrets: &Secrets| {
+        let text = user_data(model, secrets, Stage::Full).ok()?;
+        crate::target::check(target, encoding, text.as_bytes()).err()
+    };
+    let as_diagnostic = |error: TargetError| {
+        let code = match error {
+            TargetError::EncodingUnsupported { .. } => Code::EncodingUnsupported,
+            _ => Code::UserDataTooLarge,
+        };
+        Diagnostic::error(code, "$", error.to_string())
+    };
+    if let Ok(real) = resolve_secrets(model, dir, false) {
+        return measure(&real).map(as_diagnostic);
+    }
+    if let Some(error) = measure(&placeholder_secrets(model)) {
+        return Some(as_diagnostic(error));
+    }
+    let longest = secrets::longest(model);
+    measure(&longest).map(|error| {
+        Diagnostic::warning(
+            Code::UserDataTooLarge,
+            "$",
+            format!("with its secrets at their longest ({}), {error}", secrets::longest_description(model)),
+        )
+        .with_help("set the secrets (as `kiln render` reads them) so `check` measures exactly")
+    })
+}
+
+/// A NoCloud `cidata` seed image and the instance id it gives the machine.
+pub struct Seed {
+    pub image: Vec<u8>,
+    pub instance_id: String,
+}
+
+/// Packs user-data, meta-data (instance id and host name) and network-config (DHCP on Ethernet by
+/// default) into a seed image: the one place `kiln seed`, `kiln bake` and `kiln test` make seeds.
+pub fn seed(user_data: &str, hostname: &str, network_config: Option<&str>) -> Result<Seed, Failure> {
+    let network_config = network_config.unwrap_or(seed::default_network_config());
+    let instance_id = seed::instance_id(user_data.as_bytes(), network_config.as_bytes());
+    let meta_data = seed::meta_data(&instance_id, hostname);
+    let image = crate::effects::seed_image::cidata_image(&[
+        ("user-data", user_data.as_bytes()),
+        ("meta-data", meta_data.as_bytes()),
+        ("network-config", network_config.as_bytes()),
+    ])
+    .map_err(Failure::io)?;
+    Ok(Seed { image, instance_id })
+}
