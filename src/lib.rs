@@ -19,6 +19,7 @@ pub mod commands;
 pub mod consumers;
 pub mod diag;
 pub mod effects;
+pub mod encoding;
 pub mod expect;
 pub mod failure;
 pub mod lower;

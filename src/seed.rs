@@ -20,14 +20,7 @@ pub fn instance_id(user_data: &[u8], network_config: &[u8]) -> String {
         hasher.update((part.len() as u64).to_be_bytes());
         hasher.update(part);
     }
-    let digest = hasher.finalize();
-    let mut id = String::with_capacity(5 + 16);
-    id.push_str("kiln-");
-    for byte in &digest[..8] {
-        // Writing into a String cannot fail.
-        let _ = write!(id, "{byte:02x}");
-    }
-    id
+    format!("kiln-{}", crate::encoding::hex(&hasher.finalize()[..8]))
 }
 
 /// The NoCloud `meta-data` file: `instance-id` and `local-hostname`.

@@ -16,11 +16,10 @@
 //! | digitalocean | `POST /v2/droplets` `user_data`      | 65,536       | the string as sent   | plain               |
 
 use std::fmt;
-use std::io::Write as _;
 
+use crate::encoding::gzip;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use flate2::{Compression, GzBuilder};
 
 /// Where the user-data is going. The spelling is the `--target` value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
@@ -317,16 +316,6 @@ fn suggestion(target: Target, encoding: Encoding, user_data: &[u8], limit: usize
         Some((e, size)) => format!("even with --encoding {e} it would be {} bytes; {BAKE_HINT}", thousands(*size)),
         None => BAKE_HINT.to_string(),
     }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    // mtime 0 and no FNAME keep the header free of anything but the data; OS byte 255 ("unknown") is fixed
-    // instead of depending on the build host; level 9 makes the XFL header byte a constant 2.
-    let mut encoder = GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), Compression::best());
-    // Writing into a Vec<u8> cannot fail, and the deflate stream reports errors only for API misuse (wrong
-    // flush sequence), never because of the input bytes, so these cannot panic on any user-data.
-    encoder.write_all(data).expect("gzip into a Vec<u8> is infallible");
-    encoder.finish().expect("gzip into a Vec<u8> is infallible")
 }
 
 /// Length of padded base64 of `n` bytes: 4 * ceil(n / 3).

@@ -81,6 +81,23 @@ pub fn refuse_input_as_output(output: &Path, inputs: &[std::path::PathBuf]) -> R
     Ok(())
 }
 
+/// SHA-256 of a file's contents, in lowercase hex, read in 1 MiB pieces (images are gigabytes).
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(crate::encoding::hex(&hasher.finalize()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

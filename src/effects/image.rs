@@ -41,16 +41,12 @@ pub fn cache_key(recipe: &Recipe) -> String {
         hasher.update((body.len() as u64).to_le_bytes());
         hasher.update(body);
     }
-    hasher.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+    crate::encoding::hex(&hasher.finalize()[..12])
 }
 
+/// Base images built from recipes, under kiln's cache directory.
 pub fn cache_dir() -> PathBuf {
-    let base = std::env::var_os("KILN_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("kiln")))
-        .or_else(|| std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".cache/kiln")))
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/kiln-cache"));
-    base.join("images")
+    super::cache::dir().join("images")
 }
 
 fn sidecar(image: &Path, extension: &str) -> PathBuf {

@@ -128,14 +128,9 @@ pub fn build_mirror_with_cache(workdir: &Path, request: &MirrorRequest, cache: &
     Ok(Mirror { root, public_key, debian_packages: debs.len(), bytes })
 }
 
-/// Where Debian downloads are kept between runs: `$KILN_CACHE_DIR`, else `$XDG_CACHE_HOME/kiln`, else
-/// `~/.cache/kiln`, else the system's temporary directory.
+/// Where Debian downloads are kept between runs: kiln's cache directory.
 pub fn default_cache_dir() -> PathBuf {
-    let env = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    env("KILN_CACHE_DIR")
-        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("kiln")))
-        .or_else(|| env("HOME").map(|d| d.join(".cache/kiln")))
-        .unwrap_or_else(|| std::env::temp_dir().join("kiln-cache"))
+    super::cache::dir()
 }
 
 /// The requested packages that come from Debian: sorted, without duplicates and without the stand-ins.
@@ -428,7 +423,7 @@ fn index_and_sign(repo: &Path, gpg: &Gpg) -> anyhow::Result<()> {
     )?
     .stdout;
     write(&repo.join("Packages"), &packages)?;
-    write(&repo.join("Packages.gz"), &gzip(&packages)?)?;
+    write(&repo.join("Packages.gz"), &crate::encoding::gzip(&packages))?;
     let release = run(
         Command::new("apt-ftparchive")
             .args(FTPARCHIVE_HASHES)
@@ -455,13 +450,6 @@ fn fixed_date(release: &[u8]) -> anyhow::Result<Vec<u8>> {
     ensure!(text.lines().any(|l| l.starts_with("Date: ")), "apt-ftparchive wrote a Release without a Date");
     let lines: Vec<&str> = text.lines().map(|l| if l.starts_with("Date: ") { RELEASE_DATE } else { l }).collect();
     Ok((lines.join("\n") + "\n").into_bytes())
-}
-
-/// gzip without a file name or time stamp: the same index always compresses to the same bytes.
-fn gzip(data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut encoder = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
-    encoder.write_all(data).context("compressing Packages")?;
-    encoder.finish().context("compressing Packages")
 }
 
 fn write(path: &Path, data: &[u8]) -> anyhow::Result<()> {

@@ -535,14 +535,13 @@ mod tests {
     /// fingerprints are checked with GnuPG in the integration tests.
     #[test]
     fn embedded_vendor_keys_are_pinned() {
-        use sha2::{Digest, Sha256};
         let pins = [
             (DOCKER_KEY, "1500c1f56fa9e26b9b8f42452a553675796ade0807cdce11975eb98170b3a570"),
             (TAILSCALE_KEY, "53c6f7dfbd774839d9f37e6c5022ba952108aba9a0e556a56f292a9eb605d7cf"),
             (CLOUDFLARE_KEY, "13cd7aecdf37b445eb5135e967c7913c7fd66f3bd7408a97630e2db257b86281"),
         ];
         for (bytes, pin) in pins {
-            let digest: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+            let digest = crate::encoding::sha256_hex(bytes);
             assert_eq!(digest, pin);
         }
     }

@@ -10,8 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kiln::effects::mirror::{self, MirrorRequest, STANDIN_VERSION};
+use kiln::encoding::sha256_hex;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use crate::support::repo_root;
 
@@ -25,10 +25,6 @@ fn sh(cmd: &mut Command) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn sha256_hex(s: &str) -> String {
-    format!("{:x}", Sha256::digest(s.as_bytes()))
 }
 
 fn secret_file(dir: &Path, name: &str, contents: &str) -> PathBuf {

@@ -119,7 +119,7 @@ fn main() -> ExitCode {
     let only: Vec<String> = std::env::args().skip(1).collect();
     if let Err(e) = std::fs::create_dir_all(&out) {
         eprintln!("error: creating {}: {e}", out.display());
-        return ExitCode::from(7);
+        return ExitCode::from(kiln::failure::exit::HARNESS);
     }
     let image = out.join("debian-12.qcow2");
     let started = std::time::Instant::now();
@@ -132,7 +132,7 @@ fn main() -> ExitCode {
         ),
         Err(e) => {
             eprintln!("error: building the base image: {e:#}");
-            return ExitCode::from(7);
+            return ExitCode::from(kiln::failure::exit::HARNESS);
         }
     }
     let accel = qemu::probe_accel(&image, &out);

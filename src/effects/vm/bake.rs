@@ -18,9 +18,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::harness::{boot_to_cloud_init, cloud_init_outcome};
-use super::qemu::{Accel, QemuConfig, die_with_parent, image_format};
-use crate::effects::fs::write_atomic;
+use super::qemu::{Accel, QemuConfig, image_format};
+use crate::effects::fs::{sha256_file, write_atomic};
 use crate::effects::interrupt;
+use crate::effects::process::die_with_parent;
 use crate::lower::Stage;
 use crate::model::Model;
 use crate::pipeline;
@@ -171,24 +172,6 @@ impl Progress {
     }
 }
 
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A base image kiln can boot: present, readable by qemu-img, with consistent qcow2 metadata, and a
 /// partition table (MBR boot signature, which GPT's protective MBR also carries) on the disk.
 pub struct BaseImage {
@@ -250,7 +233,7 @@ fn cache_key(base_sha256: &str, user_data: &str, format: ImageFormat) -> String 
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
-    hex(&hasher.finalize())
+    crate::encoding::hex(&hasher.finalize())
 }
 
 /// An earlier bake with the same inputs whose image is still intact.
@@ -367,7 +350,7 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
                 path: request.profile_path.display().to_string(),
                 sha256: sha256_file(request.profile_path).unwrap_or_default(),
             },
-            bake_user_data_sha256: hex(&Sha256::digest(user_data.as_bytes())),
+            bake_user_data_sha256: crate::encoding::sha256_hex(&user_data),
             base_image: Digested { path: base.path.display().to_string(), sha256: base_sha256 },
             output: Output {
                 path: request.output.display().to_string(),

@@ -49,7 +49,7 @@ pub fn bake_golden(scenario: &Scenario, model: &Model, accel: Accel, mirror_port
     match (result, &scenario.expect_provisioning_failure) {
         (Ok((_, manifest)), None) => {
             let mut checks = Vec::new();
-            let on_disk = bake::sha256_file(&output).unwrap_or_default();
+            let on_disk = crate::effects::fs::sha256_file(&output).unwrap_or_default();
             checks.push(Check::new(
                 "golden image: the manifest's sha256 is the image's",
                 manifest.output.sha256.as_str(),

@@ -15,7 +15,6 @@
 use std::cell::RefCell;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::qga::Agent;
+use crate::effects::process::die_with_parent;
 use crate::lower::wireguard::{PUBLIC_KEY_LINE, key_path};
 use crate::model::{Model, Proto};
 use crate::verify::Check;
@@ -211,15 +211,7 @@ impl TunnelPeer {
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        die_with_parent(&mut command);
         self.daemon = Some(command.spawn().context("starting wireguard-go (install wireguard-go)")?);
         let socket = PathBuf::from(format!("/var/run/wireguard/{}.sock", self.interface));
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -3,8 +3,8 @@
 //! instance is dropped, when kiln dies (Ctrl-C included: the kernel delivers SIGKILL to QEMU through
 //! PR_SET_PDEATHSIG), or when a wait times out.
 
+use crate::effects::process::die_with_parent;
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -181,19 +181,6 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// The child gets SIGKILL when kiln dies, however it dies (Ctrl-C, `kill -9`, a panic).
-pub(crate) fn die_with_parent(command: &mut Command) {
-    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
     }
 }
 
