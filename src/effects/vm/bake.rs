@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::harness::{boot_to_cloud_init, cloud_init_outcome};
+use super::progress::Progress;
 use super::qemu::{Accel, QemuConfig, image_format};
 use crate::effects::fs::{sha256_file, write_atomic};
 use crate::effects::interrupt;
@@ -163,15 +164,6 @@ fn sibling(output: &Path, suffix: &str) -> PathBuf {
     output.with_file_name(name)
 }
 
-/// Says what the bake is doing, with the time since it started.
-struct Progress(Instant);
-
-impl Progress {
-    fn say(&self, what: &str) {
-        eprintln!("kiln bake: [{:6.1}s] {what}", self.0.elapsed().as_secs_f64());
-    }
-}
-
 /// A base image kiln can boot: present, readable by qemu-img, with consistent qcow2 metadata, and a
 /// partition table (MBR boot signature, which GPT's protective MBR also carries) on the disk.
 pub struct BaseImage {
@@ -243,7 +235,7 @@ fn up_to_date(output: &Path, key: &str) -> Option<Manifest> {
 }
 
 pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
-    let progress = Progress(Instant::now());
+    let progress = Progress::start("kiln bake");
     let mut timings = BTreeMap::new();
     let base = request.base_image;
     progress.say(&format!("base image {} ({}); hashing it", base.path.display(), base.format));
@@ -362,7 +354,7 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
             accelerator: request.accel.name().to_string(),
             packages,
             timings: {
-                timings.insert("total".to_string(), progress.0.elapsed().as_secs_f64());
+                timings.insert("total".to_string(), progress.elapsed());
                 timings.clone()
             },
         };

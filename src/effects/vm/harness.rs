@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::golden;
 use super::peer::{self, TunnelPeer};
+use super::progress::Progress;
 use super::qemu::{Accel, HostForward, Instance, QemuConfig};
 use super::qga::Agent;
 use crate::effects::fs::write_atomic;
@@ -146,18 +147,6 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Announces progress on stderr, with the time since the scenario started.
-struct Progress {
-    start: Instant,
-    name: String,
-}
-
-impl Progress {
-    fn say(&self, what: &str) {
-        eprintln!("[{:6.1}s] {}: {what}", self.start.elapsed().as_secs_f64(), self.name);
-    }
-}
-
 const FINISHED: &str = "Cloud-init v. ";
 const FATAL_PATTERNS: &[&str] =
     &["Kernel panic", "Oops:", "BUG: ", "emergency mode", "Give root password for maintenance", "end Kernel panic"];
@@ -168,7 +157,7 @@ fn finished_count(console: &str) -> usize {
 
 /// Runs one scenario with the profile's validated model (`pipeline::load`, then `validated`).
 pub fn run(scenario: &Scenario, mut model: Model, accel: Accel) -> Result<Verdict> {
-    let progress = Progress { start: Instant::now(), name: scenario.name.clone() };
+    let progress = Progress::start(&scenario.name);
     std::fs::create_dir_all(&scenario.run_dir).with_context(|| format!("creating {}", scenario.run_dir.display()))?;
     let peer = if scenario.wireguard_peer { Some(TunnelPeer::create(&scenario.run_dir, &mut model)?) } else { None };
     let expected = expect::expect(&model);
@@ -210,7 +199,7 @@ pub fn run(scenario: &Scenario, mut model: Model, accel: Accel) -> Result<Verdic
             }
             golden::Baked::Failed { checks, message } => {
                 progress.say(&message);
-                verdict.timings.push(("bake start to failure reported".into(), progress.start.elapsed().as_secs_f64()));
+                verdict.timings.push(("bake start to failure reported".into(), progress.elapsed()));
                 verdict.notes.push(message);
                 verdict.phases.push(("bake whose provisioning fails".into(), checks));
                 return Ok(verdict);

@@ -4,5 +4,6 @@ pub mod bake;
 pub mod golden;
 pub mod harness;
 pub mod peer;
+pub mod progress;
 pub mod qemu;
 pub mod qga;

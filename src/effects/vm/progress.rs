@@ -1,0 +1,24 @@
+//! Progress of a long VM job on stderr, each line with the seconds since the job started.
+
+use std::time::Instant;
+
+pub struct Progress {
+    start: Instant,
+    /// Who speaks: `kiln bake`, or a scenario's name.
+    label: String,
+}
+
+impl Progress {
+    pub fn start(label: impl Into<String>) -> Progress {
+        Progress { start: Instant::now(), label: label.into() }
+    }
+
+    pub fn say(&self, what: &str) {
+        eprintln!("{}: [{:6.1}s] {what}", self.label, self.elapsed());
+    }
+
+    /// Seconds since the job started.
+    pub fn elapsed(&self) -> f64 {
+        self.start.elapsed().as_secs_f64()
+    }
+}
