@@ -20,12 +20,18 @@ use sha2::{Digest, Sha256};
 use super::harness::{boot_to_cloud_init, cloud_init_outcome};
 use super::progress::Progress;
 use super::qemu::{Accel, QemuConfig, image_format};
+use super::wait::{self, wait_until};
 use crate::effects::fs::{sha256_file, write_atomic};
 use crate::effects::interrupt;
 use crate::effects::process::die_with_parent;
 use crate::lower::Stage;
 use crate::model::Model;
 use crate::pipeline;
+
+/// How often the build VM is looked at while it powers off.
+const POWER_OFF_POLL: Duration = Duration::from_millis(300);
+/// Making the image generic: cloud-init clean, removing logs and caches, zeroing nothing.
+const GENERALIZE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The disk formats a golden image can be written in, with what `qemu-img convert` needs for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
@@ -304,7 +310,7 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
         progress.say("the build VM hung in early boot (emulated timers stalled) and was booted again once");
     }
     let mut instance = booted.instance;
-    let mut agent = instance.agent(Duration::from_secs(120))?;
+    let mut agent = instance.agent(wait::AGENT_CONNECT)?;
     let outcome = cloud_init_outcome(&mut agent)?;
     if !outcome.errors.is_empty() || !outcome.complete {
         return Err(BakeError::Provisioning { detail: outcome.describe(), console_tail: instance.console_tail(25) });
@@ -315,17 +321,13 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
 
     progress.say("making the image generic (cloud-init state, machine-id, host keys, logs, caches)");
     let generalize_started = Instant::now();
-    let out = agent.shell(GENERALIZE, Duration::from_secs(300))?;
+    let out = agent.shell(GENERALIZE, GENERALIZE_TIMEOUT)?;
     if !out.ok() {
         return Err(anyhow!("making the image generic failed: {}{}", out.stdout, out.stderr).into());
     }
     agent.shutdown("powerdown")?;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while instance.running() {
-        if Instant::now() > deadline {
-            return Err(anyhow!("the build VM did not power off within 180 s").into());
-        }
-        std::thread::sleep(Duration::from_millis(300));
+    if wait_until(wait::SHUTDOWN, POWER_OFF_POLL, || Ok((!instance.running()).then_some(())))?.is_none() {
+        return Err(anyhow!("the build VM did not power off within {} s", wait::SHUTDOWN.as_secs()).into());
     }
     timings.insert("generalize and power off".to_string(), generalize_started.elapsed().as_secs_f64());
 
@@ -418,7 +420,7 @@ fn installed_packages(agent: &mut super::qga::Agent) -> Result<Vec<Package>, Bak
         "/usr/bin/dpkg-query",
         &["-W", "-f", "${binary:Package}\t${Version}\n"],
         None,
-        Duration::from_secs(60),
+        wait::GUEST_COMMAND,
     )?;
     if !out.ok() {
         return Err(anyhow!("dpkg-query failed in the build VM: {}", out.stderr).into());

@@ -7,3 +7,4 @@ pub mod peer;
 pub mod progress;
 pub mod qemu;
 pub mod qga;
+pub mod wait;

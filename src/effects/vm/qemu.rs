@@ -3,6 +3,7 @@
 //! instance is dropped, when kiln dies (Ctrl-C included: the kernel delivers SIGKILL to QEMU through
 //! PR_SET_PDEATHSIG), or when a wait times out.
 
+use super::wait::wait_until;
 use crate::effects::process::die_with_parent;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,12 @@ impl Accel {
         }
     }
 }
+
+/// How often the console and QEMU's state are looked at while waiting.
+const POLL: Duration = Duration::from_millis(500);
+/// A KVM guest prints the kernel banner within seconds; one that has not in this long hangs (as KVM
+/// guests do on this kind of machine) and kiln falls back to TCG.
+const KVM_PROBE: Duration = Duration::from_secs(20);
 
 /// A host port forwarded to a guest TCP port, for probes from outside.
 #[derive(Debug, Clone, Copy)]
@@ -123,12 +130,8 @@ impl Instance {
     /// After the guest was asked to reboot: waits for QEMU to exit (`-no-reboot`), keeps the previous
     /// console as `console-boot<N>.log`, and boots the same disk again.
     pub fn restart_after_reboot(&mut self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        while self.running() {
-            if Instant::now() > deadline {
-                bail!("the guest did not go down within {} s of the reboot request", timeout.as_secs());
-            }
-            std::thread::sleep(Duration::from_millis(500));
+        if wait_until(timeout, POLL, || Ok((!self.running()).then_some(())))?.is_none() {
+            bail!("the guest did not go down within {} s of the reboot request", timeout.as_secs());
         }
         let kept = self.run_dir.join(format!("console-boot{}.log", self.boots));
         fs::rename(&self.console, &kept).with_context(|| format!("keeping {}", kept.display()))?;
@@ -154,18 +157,17 @@ impl Instance {
 
     /// Waits until `done(console)` holds, QEMU exits, or `timeout` passes.
     pub fn wait_console(&mut self, timeout: Duration, mut done: impl FnMut(&str) -> bool) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
+        let seen = wait_until(timeout, POLL, || {
             if done(&self.console_text()) {
-                return Ok(true);
+                return Ok(Some(()));
             }
             if !self.running() {
                 let log = fs::read_to_string(self.run_dir.join("qemu.log")).unwrap_or_default();
                 bail!("QEMU exited: {}", log.trim());
             }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        Ok(false)
+            Ok(None)
+        })?;
+        Ok(seen.is_some())
     }
 
     pub fn agent(&self, timeout: Duration) -> Result<Agent> {
@@ -263,6 +265,6 @@ pub fn probe_accel(base_image: &Path, scratch: &Path) -> Accel {
         public_nic: None,
     };
     let Ok(mut instance) = Instance::start(&config) else { return Accel::Tcg };
-    let booted = instance.wait_console(Duration::from_secs(20), |c| c.contains("Linux version")).unwrap_or(false);
+    let booted = instance.wait_console(KVM_PROBE, |c| c.contains("Linux version")).unwrap_or(false);
     if booted { Accel::Kvm } else { Accel::Tcg }
 }

@@ -10,6 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::wait::wait_until;
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -19,6 +20,11 @@ pub struct Agent {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
 }
+
+/// How often a connection to the agent is tried while the guest boots.
+const CONNECT_RETRY: Duration = Duration::from_secs(1);
+/// How often a running guest command is asked whether it has finished.
+const EXEC_POLL: Duration = Duration::from_millis(200);
 
 /// What a command printed and how it ended.
 #[derive(Debug, Clone)]
@@ -38,14 +44,16 @@ impl Agent {
     /// Connects and synchronizes, retrying until `deadline` (the agent starts late in boot).
     pub fn connect(socket: &Path, deadline: Instant) -> Result<Agent> {
         let mut last_error = None;
-        while Instant::now() < deadline {
-            match Self::try_connect(socket) {
-                Ok(agent) => return Ok(agent),
-                Err(e) => last_error = Some(e),
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let agent = wait_until(timeout, CONNECT_RETRY, || match Self::try_connect(socket) {
+            Ok(agent) => Ok(Some(agent)),
+            Err(e) => {
+                last_error = Some(e);
+                Ok(None)
             }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
+        })?;
+        agent
+            .ok_or_else(|| last_error.unwrap_or_else(|| anyhow::anyhow!("no attempt made")))
             .with_context(|| format!("the guest agent on {} did not answer", socket.display()))
     }
 
@@ -128,10 +136,12 @@ impl Agent {
 
     /// Waits at most `timeout` for a command from `start` and returns what it printed.
     pub fn finish(&mut self, pid: i64, program: &str, timeout: Duration) -> Result<Output> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let finished = wait_until(timeout, EXEC_POLL, || {
             let status = self.call("guest-exec-status", json!({"pid": pid}))?;
-            if status.get("exited").and_then(Value::as_bool) == Some(true) {
+            if status.get("exited").and_then(Value::as_bool) != Some(true) {
+                return Ok(None);
+            }
+            {
                 let text = |key: &str| {
                     status
                         .get(key)
@@ -141,13 +151,10 @@ impl Agent {
                         .unwrap_or_default()
                 };
                 let code = status.get("exitcode").and_then(Value::as_i64).unwrap_or(-1);
-                return Ok(Output { code, stdout: text("out-data"), stderr: text("err-data") });
+                Ok(Some(Output { code, stdout: text("out-data"), stderr: text("err-data") }))
             }
-            if Instant::now() > deadline {
-                bail!("`{program}` did not finish in the guest within {} s", timeout.as_secs());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        })?;
+        finished.with_context(|| format!("`{program}` did not finish in the guest within {} s", timeout.as_secs()))
     }
 
     /// `bash -c SCRIPT` in the guest.
