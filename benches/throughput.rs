@@ -12,6 +12,11 @@ use kiln::pipeline::user_data;
 use kiln::secrets::{self, SecretSource};
 use kiln::{model, profile};
 
+/// `require_tool`, shared with the tests: what the benchmark measures kiln against must be installed.
+#[path = "../tests/kiln/tools.rs"]
+#[allow(dead_code)]
+mod tools;
+
 struct FixedSecrets;
 
 impl SecretSource for FixedSecrets {
@@ -41,6 +46,7 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let profile_path = root.join("profiles/app.yaml");
     let kiln_bin = env!("CARGO_BIN_EXE_kiln");
+    tools::require_tool("cloud-init");
     let env = [("CLOUDFLARED_TOKEN", "bench-token"), ("TAILSCALE_AUTH_KEY", "bench-key")];
     let budget = Duration::from_secs(3);
 

@@ -1,5 +1,5 @@
 //! Package sources as files: key files and deb822 `.sources` (no gpg needed in the guest), plus the
-//! first-boot speed-ups measured in DESIGN.md §4 (no translations; unsafe-io only until provisioning ends).
+//! first-boot speed-ups measured in docs/design.md §4.5 (no translations; unsafe-io only until provisioning ends).
 
 use base64::Engine as _;
 

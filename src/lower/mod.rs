@@ -1,7 +1,7 @@
 //! Lowering: `Model` + resolved secrets → `CloudConfig`. One file per component; each contributes
 //! files, packages and provisioning steps, and `script` joins the steps into the one runcmd entry.
 //!
-//! Order matters and follows DESIGN.md §4: files first (write_files runs in cloud-init's init stage),
+//! Order matters and follows docs/design.md §4.1: files first (write_files runs in cloud-init's init stage),
 //! then packages (final stage, after `apt-get update`), then the provisioning script, whose last step
 //! enables UFW so that a failure earlier leaves the host reachable and cloud-init in error.
 //!

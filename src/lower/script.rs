@@ -1,4 +1,4 @@
-//! The provisioning script: one fail-fast bash script, the only runcmd entry (DESIGN.md §4).
+//! The provisioning script: one fail-fast bash script, the only runcmd entry (docs/design.md §4.1).
 
 use serde::Serialize;
 

@@ -1,7 +1,7 @@
 //! Expected state vs observed state: one named check per fact, each pass or fail with both sides shown.
 //!
 //! A failing check means the host is not as declared; a harness that cannot observe returns an error
-//! instead (DESIGN.md principle 8: "the check failed" and "the harness broke" are different types).
+//! instead (docs/design.md §2, principle 8: "the check failed" and "the harness broke" are different types).
 
 pub mod observe;
 pub mod report;

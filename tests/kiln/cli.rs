@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::support::{TEST_TAILSCALE_KEY, TEST_TUNNEL_TOKEN, data_dir, example_profiles, repo_root};
+use crate::support::{TEST_TAILSCALE_KEY, TEST_TUNNEL_TOKEN, data_dir, example_profiles, repo_root, require_tool};
 
 fn kiln(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
@@ -344,7 +344,7 @@ fn no_command_writes_over_its_own_inputs() {
 fn a_fifo_is_refused_never_waited_on() {
     let (dir, profile) = app_copy();
     let fifo = dir.path().join("body.fifo");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(Command::new(require_tool("mkfifo")).arg(&fifo).status().unwrap().success());
     let mut text_of = std::fs::read_to_string(&profile).unwrap();
     text_of.push_str("files:\n  - {path: /etc/x, mode: \"0644\", owner: \"root:root\", source: body.fifo}\n");
     std::fs::write(&profile, text_of).unwrap();

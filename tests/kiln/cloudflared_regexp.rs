@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use kiln::consumers::cloudflared::check_path_regex;
 
-use crate::support::{example_profiles, golden_cases, repo_root, vm_profiles};
+use crate::support::{example_profiles, golden_cases, repo_root, require_tool, vm_profiles};
 
 /// Constructs on the edge between Go's RE2 syntax and Rust's.
 const EDGES: &[&str] = &[
@@ -92,14 +92,14 @@ fn generated(count: usize) -> Vec<String> {
 /// Compiles each pattern with Go's `regexp`: "" where it compiles, Go's error otherwise.
 fn go_compile(patterns: &[String]) -> Vec<String> {
     let program = repo_root().join("tests/oracles/go-regexp.go");
-    let mut child = Command::new("go")
+    let mut child = Command::new(require_tool("go"))
         .arg("run")
         .arg(&program)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("`go` is installed (Debian package golang-go; scripts/test-all installs it)");
+        .expect("go runs");
     let input = serde_json::to_vec(patterns).unwrap();
     child.stdin.take().unwrap().write_all(&input).unwrap();
     let out = child.wait_with_output().unwrap();

@@ -1,9 +1,9 @@
 //! The vendor signing keys kiln embeds are the vendors' keys: GnuPG reads each one and its primary
-//! fingerprint is the one the vendor publishes (DESIGN.md §4).
+//! fingerprint is the one the vendor publishes (docs/design.md §4.2).
 
 use std::process::Command;
 
-use crate::support::repo_root;
+use crate::support::{repo_root, require_tool};
 
 #[test]
 fn embedded_keys_have_the_published_fingerprints() {
@@ -14,12 +14,12 @@ fn embedded_keys_have_the_published_fingerprints() {
     ];
     for (file, fingerprint) in expected {
         let path = repo_root().join("assets/keys").join(file);
-        let out = Command::new("gpg")
+        let out = Command::new(require_tool("gpg"))
             .args(["--batch", "--with-colons", "--show-keys"])
             .arg(&path)
             .env("GNUPGHOME", tempfile::tempdir().unwrap().path())
             .output()
-            .expect("gpg is installed (the README's test command installs gnupg)");
+            .expect("gpg runs");
         let listing = String::from_utf8_lossy(&out.stdout);
         let primary = listing.lines().find(|l| l.starts_with("fpr:")).and_then(|l| l.split(':').nth(9));
         assert_eq!(primary, Some(fingerprint), "{file}: {listing}");

@@ -10,6 +10,7 @@ mod mirror;
 mod oracle;
 mod oracles;
 mod properties;
+mod provenance;
 mod release_facts;
 mod support;
 mod workflow;

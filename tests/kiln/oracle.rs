@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use kiln::lower::Stage;
 
-use crate::support::{example_profiles, golden_cases, reference_dir, render_stage};
+use crate::support::{example_profiles, golden_cases, reference_dir, render_stage, require_tool};
 
 /// Every rendered output, in each stage: (name, user-data text).
 fn outputs() -> Vec<(String, String)> {
@@ -91,13 +91,15 @@ fn the_real_validator_rejects_a_broken_config() {
 pub fn pyyaml_load(paths: &[PathBuf]) -> Vec<Value> {
     let script =
         "import json, sys, yaml\nprint(json.dumps([yaml.safe_load(open(p, encoding='utf-8')) for p in sys.argv[1:]]))";
-    let result = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(paths)
-        .output()
-        .expect("python3 with PyYAML is installed (the README's test command installs it)");
-    assert!(result.status.success(), "PyYAML failed: {}", String::from_utf8_lossy(&result.stderr));
+    let result =
+        Command::new(require_tool("python3")).arg("-c").arg(script).args(paths).output().expect("python3 runs");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !stderr.contains("No module named 'yaml'"),
+        "PyYAML is not installed for {}: `scripts/test-all` installs it (pip package pyyaml)",
+        require_tool("python3").display()
+    );
+    assert!(result.status.success(), "PyYAML failed: {stderr}");
     serde_json::from_slice(&result.stdout).expect("JSON from python")
 }
 

@@ -19,7 +19,7 @@ use kiln::profile::v1::*;
 use kiln::secrets;
 
 use crate::oracle::{pyyaml_load, write_texts};
-use crate::support::TestSecrets;
+use crate::support::{TestSecrets, require_tool};
 
 const CASES: usize = 160;
 
@@ -188,14 +188,14 @@ fn values_cannot_escape_their_quoting() {
         let line = script.lines().find(|l| l.starts_with("ufw allow proto tcp")).expect("the rule's line");
         probe.push_str(line);
         probe.push('\n');
-        let syntax = Command::new("bash").arg("-n").arg("-c").arg(script).output().expect("bash");
+        let syntax = Command::new(require_tool("bash")).arg("-n").arg("-c").arg(script).output().expect("bash");
         assert!(
             syntax.status.success(),
             "bash -n rejects the script:\n{script}\n{}",
             String::from_utf8_lossy(&syntax.stderr)
         );
     }
-    let out = Command::new("bash").arg("-c").arg(&probe).output().expect("bash");
+    let out = Command::new(require_tool("bash")).arg("-c").arg(&probe).output().expect("bash");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let mut lines = stdout.lines();

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::support::repo_root;
+use crate::support::{repo_root, require_tool};
 
 #[test]
 fn the_release_lists_are_the_releases_own() {
@@ -15,6 +15,7 @@ fn the_release_lists_are_the_releases_own() {
         "the oracle root {} is missing: scripts/test-all builds it (or run scripts/oracle-root as root)",
         root.display()
     );
+    require_tool("chroot"); // scripts/release-facts asks the root's dpkg for package versions
     let out = tempfile::tempdir().unwrap();
     let made = Command::new(repo_root().join("scripts/release-facts"))
         .arg(&root)

@@ -8,17 +8,14 @@ use std::process::Command;
 use clap::Parser;
 use kiln::cli::Cli;
 
-use crate::support::repo_root;
+use crate::support::{repo_root, require_tool};
 
 fn workflow() -> PathBuf {
     repo_root().join("docs/ci/github-actions-bake.yml")
 }
 
 fn validate(path: &std::path::Path) -> std::process::Output {
-    Command::new("action-validator")
-        .arg(path)
-        .output()
-        .expect("action-validator is not installed: run scripts/test-all, or `npm install -g @action-validator/cli`")
+    Command::new(require_tool("action-validator")).arg(path).output().expect("action-validator runs")
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! ends with `N passed, N failed`. Exit status 0 only when every check of every scenario passed.
 
 mod interrupted;
+mod preflight;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -117,6 +118,11 @@ fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = root.join("target/vm-tests");
     let only: Vec<String> = std::env::args().skip(1).collect();
+    let missing = preflight::missing();
+    if !missing.is_empty() {
+        eprintln!("error: the VM scenarios cannot run here:\n  {}", missing.join("\n  "));
+        return ExitCode::from(7);
+    }
     if let Err(e) = std::fs::create_dir_all(&out) {
         eprintln!("error: creating {}: {e}", out.display());
         return ExitCode::from(kiln::failure::exit::HARNESS);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::userdata::File;
-use crate::support::repo_root;
+use crate::support::{repo_root, require_tool};
 
 /// A job over hundreds of inputs takes well under a minute; this is a hang.
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
@@ -23,16 +23,8 @@ const MIN_CHUNK: usize = 40;
 const ROOT: &str = "target/oracle-root/debian-12";
 /// The file `scripts/oracle-root` writes last: a root without it is incomplete.
 const ROOT_STAMP: &str = ".kiln-oracle-root";
-/// Programs the jobs run outside the root (to enter it), with the Debian packages that hold them.
-const HOST_TOOLS: &[(&str, &str)] = &[
-    ("bash", "bash"),
-    ("unshare", "util-linux"),
-    ("mount", "mount"),
-    ("umount", "mount"),
-    ("chroot", "coreutils"),
-    ("timeout", "coreutils"),
-    ("hostname", "hostname"),
-];
+/// Programs the jobs run outside the root (to enter it); `require_tool` knows their packages.
+const HOST_TOOLS: &[&str] = &["bash", "unshare", "mount", "umount", "chroot", "timeout", "hostname"];
 
 /// The oracle root (`KILN_ORACLE_ROOT` overrides the default place).
 pub fn root() -> PathBuf {
@@ -53,22 +45,14 @@ pub fn preflight() {
         // SAFETY: geteuid has no preconditions and cannot fail.
         let euid = unsafe { libc::geteuid() };
         assert_eq!(euid, 0, "the oracles enter namespaces and mount overlays: run the tests as root");
-        for (tool, package) in HOST_TOOLS {
-            assert!(
-                find_in_path(tool).is_some(),
-                "missing host tool `{tool}` for the oracles: install the Debian package {package}"
-            );
+        for tool in HOST_TOOLS {
+            require_tool(tool);
         }
         assert!(
             Path::new("/dev/net/tun").exists(),
             "/dev/net/tun is missing: the WireGuard oracle's wireguard-go needs the kernel's TUN device"
         );
     });
-}
-
-fn find_in_path(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(tool)).find(|p| p.is_file())
 }
 
 /// How the driver sees its inputs: one fresh root per input, or all inputs in one root.
@@ -187,6 +171,7 @@ pub fn run<K: Sync>(script: &str, mode: Mode, keys: &[K], fill: impl Fn(&Input, 
     if keys.is_empty() {
         return Vec::new();
     }
+    preflight();
     let chunks = (keys.len() / MIN_CHUNK).clamp(1, parallel_jobs());
     let size = keys.len().div_ceil(chunks);
     std::thread::scope(|scope| {
