@@ -56,7 +56,7 @@ fn main() {
     let mut bytes = 0usize;
     let (n, per_render) = measure(budget, || {
         let parsed = profile::parse(&text);
-        let (model, _) = model::validate(parsed.raw.as_ref().unwrap(), &dir);
+        let (model, _) = kiln::pipeline::validate(parsed.raw.as_ref().unwrap(), &dir);
         let model = model.unwrap();
         let secrets = secrets::resolve(&model, Some(&FixedSecrets)).unwrap();
         bytes = user_data(&model, &secrets, Stage::Full).unwrap().len();

@@ -13,7 +13,8 @@ use crate::effects::profile_dir::{ProfileDir, describe_io};
 use crate::effects::secret_source::EnvAndFiles;
 use crate::failure::Failure;
 use crate::lower::Stage;
-use crate::model::{self, Model};
+use crate::model::{self, Model, ProfileFiles};
+use crate::profile::v1::RawProfile;
 use crate::profile::{self, MAX_PROFILE_BYTES};
 use crate::secrets::{self, Secrets};
 use crate::target::{Encoded, Encoding, Target, TargetError};
@@ -80,7 +81,7 @@ pub fn load(path: &Path) -> Result<Loaded, Failure> {
         .with_context(|| format!("opening the directory of {}", loaded.display_path))
         .map_err(Failure::io)?;
     if let Some(raw) = &parsed.raw {
-        let (model, report) = model::validate(raw, &dir);
+        let (model, report) = validate(raw, &dir);
         for d in report.diagnostics {
             loaded.report.push(parsed.sources.locate(d));
         }
@@ -88,6 +89,42 @@ pub fn load(path: &Path) -> Result<Loaded, Failure> {
     }
     loaded.dir = Some(dir);
     Ok(loaded)
+}
+
+/// Validates a parsed profile: the model's own rules, then what needs the lowering (butane's "validate
+/// output" step: the profile's files may not land where a component writes). The model comes back only
+/// when there is no error.
+pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, Report) {
+    let (model, mut report) = model::validate(raw, files);
+    let Some(model) = model else { return (None, report) };
+    files_on_claimed_paths(&model, &mut report);
+    ((!report.has_errors()).then_some(model), report)
+}
+
+/// The profile's `files` may not write where kiln writes or what a section decides: the lowering says
+/// which paths those are (`lower::claims`), so a new component cannot forget to protect its files.
+fn files_on_claimed_paths(model: &Model, report: &mut Report) {
+    let claims = crate::lower::claims(model);
+    for file in &model.files {
+        let Some(claim) = claims.iter().find(|c| c.covers(&file.path)) else { continue };
+        let (message, help) = match claim.by {
+            "kiln" => (
+                format!("`{}` is where kiln and cloud-init keep their own files", file.path),
+                "put the file somewhere else".to_string(),
+            ),
+            section => (
+                format!(
+                    "kiln writes or manages `{}` for the profile's {section} section: this file would be written twice or change what that section declares",
+                    file.path
+                ),
+                format!("configure it through {section}"),
+            ),
+        };
+        report.push(
+            Diagnostic::error(Code::ContradictoryRule, format!("$.files[{}].path", file.origin), message)
+                .with_help(help),
+        );
+    }
 }
 
 /// The secrets the model references, read from the environment and files beside the profile, or

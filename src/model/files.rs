@@ -382,7 +382,7 @@ const VOLATILE_TREES: &[&str] = &["/run/", "/tmp/", "/var/run/"];
 
 /// An absolute path to a file outside the kernel's trees; `Ok(Some(warning))` for one that does not
 /// survive a reboot. Paths that kiln itself writes or owns are refused later, against what the
-/// lowering claims (`lower::claims`).
+/// lowering claims (`lower::claims`, checked by `pipeline::validate`).
 fn check_target_path(path: &str) -> Result<Option<String>, String> {
     if !path.starts_with('/') || path.ends_with('/') || path.contains("//") || path.chars().any(|c| c.is_control()) {
         return Err(format!("`{path}` is not an absolute file path"));

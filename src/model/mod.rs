@@ -14,7 +14,6 @@ mod services;
 mod user;
 mod wireguard;
 
-use crate::catalog::Code;
 use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::RawProfile;
 
@@ -164,6 +163,7 @@ pub enum RepositoryKey {
 }
 
 /// Validates a raw profile. Returns the model only when there are no errors (warnings are fine).
+/// `pipeline::validate` adds what needs the lowering (files on paths kiln writes).
 pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, Report) {
     let mut report = Report::default();
     let host = host::validate(&raw.host, &mut report);
@@ -192,35 +192,8 @@ pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, R
         Model { host, user, ssh, docker, cloudflared, tailscale, wireguard, firewall, packages, files: managed, apt };
     lints::check(&model, raw.tailscale.as_ref().is_some_and(|t| t.one_off_key), &mut report);
     conflicts::check(&model, &mut report);
-    claimed_paths(&model, &mut report);
     let model = (!report.has_errors()).then_some(model);
     (model, report)
-}
-
-/// The profile's `files` may not write where kiln writes or what a section decides: the lowering says
-/// which paths those are (`lower::claims`), so a new component cannot forget to protect its files.
-fn claimed_paths(model: &Model, report: &mut Report) {
-    let claims = crate::lower::claims(model);
-    for file in &model.files {
-        let Some(claim) = claims.iter().find(|c| c.covers(&file.path)) else { continue };
-        let (message, help) = match claim.by {
-            "kiln" => (
-                format!("`{}` is where kiln and cloud-init keep their own files", file.path),
-                "put the file somewhere else".to_string(),
-            ),
-            section => (
-                format!(
-                    "kiln writes or manages `{}` for the profile's {section} section: this file would be written twice or change what that section declares",
-                    file.path
-                ),
-                format!("configure it through {section}"),
-            ),
-        };
-        report.push(
-            Diagnostic::error(Code::ContradictoryRule, format!("$.files[{}].path", file.origin), message)
-                .with_help(help),
-        );
-    }
 }
 
 /// Pushes an error at `path`.

@@ -141,7 +141,7 @@ fn render(case: &Case) -> Option<(String, RawProfile)> {
         owner: "root:root".into(),
         allow_setuid: false,
     });
-    let (model, report) = model::validate(&raw, &NoFiles);
+    let (model, report) = kiln::pipeline::validate(&raw, &NoFiles);
     let model = model.filter(|_| !report.has_errors())?;
     let secrets = secrets::resolve(&model, Some(&TestSecrets)).unwrap();
     Some((user_data(&model, &secrets, Stage::Full).expect("renders"), raw))
