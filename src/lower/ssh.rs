@@ -1,11 +1,15 @@
 //! sshd hardening as a drop-in that sorts before any other (sshd keeps the first value it reads).
 
 use super::Parts;
+use super::facts::{ListenPort, ListenScope, Listener, SocketOwner, StartedBy};
 use super::script::{Step, cmd};
 use crate::cloud_config::WriteFile;
-use crate::model::Model;
+use crate::model::{Model, Proto};
 
 pub const SSHD_DROP_IN: &str = "/etc/ssh/sshd_config.d/10-kiln.conf";
+
+/// sshd's port: kiln leaves Debian's default.
+pub const SSH_PORT: u16 = 22;
 
 /// Modern host keys only. DSA is refused by OpenSSH since 7.0 and RSA is only needed by clients older
 /// than OpenSSH 5.7 (2011); net-ssh, which Kamal uses, speaks ECDSA without extra gems. Generating a
@@ -28,6 +32,14 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
     parts.claim_prefix("/etc/ssh/ssh_host_");
     parts.claim_unit("ssh.service");
     parts.claim_unit("ssh.socket");
+    // The image runs sshd (cloud images are reached over SSH); kiln only reloads it.
+    let sshd = Listener {
+        proto: Proto::Tcp,
+        port: ListenPort::Fixed(SSH_PORT),
+        scope: ListenScope::Any,
+        owner: SocketOwner::Program("sshd".into()),
+    };
+    parts.running_without_script("ssh.service", StartedBy::Image, vec![sshd]);
     parts
         .bake_step(Step::new("ssh: apply hardening", vec![cmd(&["sshd", "-t"]), cmd(&["systemctl", "reload", "ssh"])]));
 }
