@@ -180,6 +180,7 @@ pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
         }
     });
     let user = lower::user_entry(model);
+    let sshd = |keyword: &str| facts.sshd_setting(keyword).expect("the ssh component sets it").to_string();
     ExpectedState {
         hostname: model.host.hostname.split('.').next().unwrap_or(&model.host.hostname).to_string(),
         user: ExpectedUser {
@@ -191,9 +192,13 @@ pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
             password_locked: user.lock_passwd,
         },
         ssh: ExpectedSsh {
-            password_authentication: yes_no(model.ssh.password_authentication).into(),
-            permit_root_login: if model.ssh.permit_root_login { "without-password" } else { "no" }.into(),
-            kbd_interactive_authentication: "no".into(),
+            password_authentication: sshd("PasswordAuthentication"),
+            // `sshd -T` prints prohibit-password by its older name.
+            permit_root_login: match sshd("PermitRootLogin").as_str() {
+                "prohibit-password" => "without-password".into(),
+                value => value.into(),
+            },
+            kbd_interactive_authentication: sshd("KbdInteractiveAuthentication"),
         },
         packages: facts.packages.iter().map(|p| p.name.clone()).collect(),
         units: units.iter().map(|u| ExpectedUnit { name: u.name.clone(), active: true, enabled: true }).collect(),
@@ -257,10 +262,6 @@ fn expected_listener(listener: &facts::Listener) -> Listener {
             SocketOwner::Kernel => KERNEL_SOCKET.into(),
         },
     }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -30,6 +30,8 @@ pub struct Facts {
     pub cloudflared_args: Option<Vec<String>>,
     /// The `tailscale up` command the provisioning script runs.
     pub tailscale_up: Option<Vec<String>>,
+    /// What kiln's sshd drop-in sets (and, sorting first, decides).
+    pub sshd: Vec<SshdSetting>,
 }
 
 impl Facts {
@@ -43,6 +45,11 @@ impl Facts {
             }
         }
         listed
+    }
+
+    /// The value kiln's drop-in gives an sshd keyword, as written there.
+    pub fn sshd_setting(&self, keyword: &str) -> Option<&str> {
+        self.sshd.iter().find(|s| s.keyword == keyword).map(|s| s.value.as_str())
     }
 
     /// Whether a client anywhere reaches `port`/`proto` on the host's public interface, as far as the
@@ -264,6 +271,13 @@ impl FirewallRule {
     pub fn port_text(&self) -> String {
         self.ports.as_ref().map_or_else(|| "any".to_string(), render_port_range)
     }
+}
+
+/// One line of kiln's sshd drop-in: `Keyword value`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshdSetting {
+    pub keyword: &'static str,
+    pub value: String,
 }
 
 /// A secret kiln puts in a root-only 0600 file under `SECRETS_DIR`.

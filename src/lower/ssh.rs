@@ -1,7 +1,7 @@
 //! sshd hardening as a drop-in that sorts before any other (sshd keeps the first value it reads).
 
 use super::Parts;
-use super::facts::{ListenPort, ListenScope, Listener, SocketOwner, StartedBy};
+use super::facts::{ListenPort, ListenScope, Listener, SocketOwner, SshdSetting, StartedBy};
 use super::script::{Step, cmd};
 use crate::cloud_config::WriteFile;
 use crate::model::{Model, Proto};
@@ -20,12 +20,20 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     // Naming the host keys stops sshd from looking for (and logging the absence of) the default RSA one.
     let host_keys: String = HOST_KEY_TYPES.iter().map(|t| format!("HostKey /etc/ssh/ssh_host_{t}_key\n")).collect();
-    let body = format!(
-        "# Managed by kiln: SSH hardening.\n{host_keys}PasswordAuthentication {pw}\nKbdInteractiveAuthentication no\nPermitRootLogin {root}\nPermitEmptyPasswords no\n",
-        pw = yes_no(model.ssh.password_authentication),
-        root = if model.ssh.permit_root_login { "prohibit-password" } else { "no" },
-    );
-    parts.bake_file(WriteFile::new(SSHD_DROP_IN, 0o644, body));
+    let settings = [
+        ("PasswordAuthentication", yes_no(model.ssh.password_authentication)),
+        ("KbdInteractiveAuthentication", "no"),
+        ("PermitRootLogin", if model.ssh.permit_root_login { "prohibit-password" } else { "no" }),
+        ("PermitEmptyPasswords", "no"),
+    ]
+    .map(|(keyword, value)| SshdSetting { keyword, value: value.to_string() });
+    let lines: String = settings.iter().map(|s| format!("{} {}\n", s.keyword, s.value)).collect();
+    parts.bake_file(WriteFile::new(
+        SSHD_DROP_IN,
+        0o644,
+        format!("# Managed by kiln: SSH hardening.\n{host_keys}{lines}"),
+    ));
+    parts.facts.sshd.extend(settings);
     // cloud-init edits sshd_config for `ssh_pwauth` and generates the host keys; other drop-ins are
     // judged by what they set (`consumers::sshd::overrides`).
     parts.claim("/etc/ssh/sshd_config");
