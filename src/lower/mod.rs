@@ -355,3 +355,6 @@ pub fn header(model: &Model, secrets: &Secrets, stage: Stage) -> Vec<String> {
     }
     lines
 }
+
+#[cfg(test)]
+mod tests;
