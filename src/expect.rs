@@ -3,13 +3,14 @@
 //! Derived from the same `Model` that produces the cloud-config, so nobody hand-writes what a test
 //! expects. Contains no secret values: checks about secrets compare digests the harness computes.
 
-use std::net::IpAddr;
-
 use serde::Serialize;
 
 use crate::consumers::ufw;
-use crate::lower;
-use crate::model::{AllowRule, Model, Policy, Proto, render_port_range};
+use crate::lower::facts::{
+    self, AddressFamily, Facts, FirewallRule, ListenPort, ListenScope, SecretLifetime, SocketOwner, StartedBy,
+};
+use crate::lower::{self, SSH_PORT};
+use crate::model::{Model, Proto, render_port_range};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExpectedState {
@@ -139,8 +140,6 @@ pub struct OutsideProbe {
     pub why: String,
 }
 
-const SSH_PORT: u16 = 22;
-
 /// In an expected listener, port 0 stands for "whatever port the program picks".
 pub const ANY_PORT: u16 = 0;
 
@@ -148,44 +147,28 @@ pub const ANY_PORT: u16 = 0;
 pub const KERNEL_SOCKET: &str = "(kernel)";
 
 pub fn expect(model: &Model) -> ExpectedState {
-    let mut packages: Vec<String> = Vec::new();
-    let mut units = vec![unit("ssh.service")];
-    let mut listeners = vec![listener("tcp", SSH_PORT, "any", "sshd")];
-    let mut groups = Vec::new();
-    let mut secret_files = Vec::new();
-    if model.user.sudo {
-        packages.push("sudo".into());
-    }
-    if let Some(docker) = &model.docker {
-        packages.extend(lower::docker::packages(docker.source).iter().map(|s| s.to_string()));
-        // docker.io depends on Debian's containerd, which the host must then have too.
-        if docker.source == crate::model::DockerSource::Distro {
-            packages.push("containerd".into());
+    from_facts(model, &lower::facts(model))
+}
+
+/// The state a host must show, from what the components declared for `model` (`lower::facts`).
+pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
+    // The image's units first (sshd runs before kiln does), then the components' in the order they
+    // come up; each unit's sockets with it.
+    let mut units: Vec<&facts::Unit> = facts.units.iter().collect();
+    units.sort_by_key(|u| u.started_by != StartedBy::Image);
+    let firewall = facts.firewall.map(|policy| {
+        let mut rules: Vec<UfwRule> = facts.firewall_rules.iter().flat_map(ufw_stored).collect();
+        rules.sort();
+        ExpectedFirewall {
+            incoming: policy.incoming.name().into(),
+            outgoing: policy.outgoing.name().into(),
+            rules,
+            docker_user: facts.docker_user_open.as_ref().map(|open| {
+                open.iter().map(|(ports, proto)| format!("{}/{}", render_port_range(ports), proto.name())).collect()
+            }),
         }
-        units.push(unit("docker.service"));
-        units.push(unit("containerd.service"));
-        // containerd's CRI stream server listens on loopback, on a port it picks at each start.
-        listeners.push(listener("tcp", ANY_PORT, "loopback", "containerd"));
-        groups.push("docker".to_string());
-    }
-    let cloudflared_args = model.cloudflared.as_ref().map(|c| {
-        packages.push("cloudflared".into());
-        units.push(unit("cloudflared.service"));
-        secret_files.push(SecretFile { path: lower::cloudflared_token_path(), present: true });
-        lower::cloudflared_args(c.ingress.is_some())
-    });
-    let tailscale_up_args = model.tailscale.as_ref().map(|t| {
-        packages.push("tailscale".into());
-        units.push(unit("tailscaled.service"));
-        listeners.push(listener("udp", 41641, "any", "tailscaled"));
-        secret_files.push(SecretFile { path: lower::tailscale_auth_key_path(), present: false });
-        lower::tailscale_up_command(t)[1..].to_vec()
     });
     let wireguard = model.wireguard.as_ref().map(|w| {
-        packages.push("wireguard-tools".into());
-        units.push(unit(&lower::wireguard::unit(&w.interface)));
-        listeners.push(listener("udp", w.listen_port, "any", KERNEL_SOCKET));
-        secret_files.push(SecretFile { path: lower::wireguard::key_path(&w.interface), present: true });
         let mut peers: Vec<String> = w.peers.iter().map(|p| p.public_key.clone()).collect();
         peers.sort();
         ExpectedWireguard {
@@ -196,47 +179,39 @@ pub fn expect(model: &Model) -> ExpectedState {
             public_key_file: lower::wireguard::public_key_path(&w.interface),
         }
     });
-    let firewall = model.firewall.as_ref().map(|f| {
-        packages.push("ufw".into());
-        units.push(unit("ufw.service"));
-        let mut rules = ufw_rules(&f.allow, &f.allow_in_on);
-        if let Some(w) = &model.wireguard {
-            rules.extend(wireguard_rules(w));
-            rules.sort();
-        }
-        ExpectedFirewall {
-            incoming: f.incoming.name().into(),
-            outgoing: f.outgoing.name().into(),
-            rules,
-            docker_user: model.docker.as_ref().filter(|d| d.block_from_outside).map(|d| {
-                d.open.iter().map(|(ports, proto)| format!("{}/{}", render_port_range(ports), proto.name())).collect()
-            }),
-        }
-    });
-    packages.extend(model.packages.iter().map(|p| p.split('=').next().unwrap_or(p).to_string()));
+    let user = lower::user_entry(model);
+    let sshd = |keyword: &str| facts.sshd_setting(keyword).expect("the ssh component sets it").to_string();
     ExpectedState {
         hostname: model.host.hostname.split('.').next().unwrap_or(&model.host.hostname).to_string(),
         user: ExpectedUser {
-            name: model.user.name.clone(),
-            shell: model.user.shell.clone(),
-            groups,
-            authorized_keys: model.user.ssh_keys.clone(),
-            passwordless_sudo: model.user.sudo,
-            password_locked: true,
+            name: user.name,
+            shell: user.shell,
+            groups: facts.deploy_user_groups.clone(),
+            authorized_keys: user.ssh_authorized_keys,
+            passwordless_sudo: user.sudo.is_some(),
+            password_locked: user.lock_passwd,
         },
         ssh: ExpectedSsh {
-            password_authentication: yes_no(model.ssh.password_authentication).into(),
-            permit_root_login: if model.ssh.permit_root_login { "without-password" } else { "no" }.into(),
-            kbd_interactive_authentication: "no".into(),
+            password_authentication: sshd("PasswordAuthentication"),
+            // `sshd -T` prints prohibit-password by its older name.
+            permit_root_login: match sshd("PermitRootLogin").as_str() {
+                "prohibit-password" => "without-password".into(),
+                value => value.into(),
+            },
+            kbd_interactive_authentication: sshd("KbdInteractiveAuthentication"),
         },
-        packages,
-        units,
+        packages: facts.packages.iter().map(|p| p.name.clone()).collect(),
+        units: units.iter().map(|u| ExpectedUnit { name: u.name.clone(), active: true, enabled: true }).collect(),
         firewall,
-        listeners,
-        secret_files,
-        cloudflared_args,
-        tailscale_up_args,
-        outside: outside_probes(model),
+        listeners: units.iter().flat_map(|u| &u.listeners).map(expected_listener).collect(),
+        secret_files: facts
+            .secret_files
+            .iter()
+            .map(|f| SecretFile { path: f.path.clone(), present: f.lifetime == SecretLifetime::Kept })
+            .collect(),
+        cloudflared_args: facts.cloudflared_args.clone(),
+        tailscale_up_args: facts.tailscale_up.as_ref().map(|command| command[1..].to_vec()),
+        outside: outside_probes(facts),
         wireguard,
         timezone: model.host.timezone.clone(),
         locale: model.host.locale.clone(),
@@ -254,34 +229,39 @@ pub fn expect(model: &Model) -> ExpectedState {
     }
 }
 
-/// The rules `lower::wireguard::ufw_commands` adds, as UFW stores them (both address families).
-fn wireguard_rules(wireguard: &crate::model::Wireguard) -> Vec<UfwRule> {
-    let interface = &wireguard.interface;
-    let mut rules = Vec::new();
-    for ipv6 in [false, true] {
-        let anywhere = if ipv6 { "::/0" } else { "0.0.0.0/0" };
-        rules.push(UfwRule {
-            ipv6,
-            action: "allow".into(),
-            proto: "udp".into(),
-            port: wireguard.listen_port.to_string(),
-            from: anywhere.into(),
-            interface: None,
-            comment: Some(format!("WireGuard {interface}")),
-        });
-        if wireguard.ssh_only_through_tunnel {
-            rules.push(UfwRule {
-                ipv6,
-                action: "allow".into(),
-                proto: "tcp".into(),
-                port: SSH_PORT.to_string(),
-                from: anywhere.into(),
-                interface: Some(interface.clone()),
-                comment: Some(format!("SSH through WireGuard {interface}")),
-            });
+/// A rule as UFW stores it after `lower::ufw_command` added it: one `### tuple ###` per address family.
+pub fn ufw_stored(rule: &FirewallRule) -> Vec<UfwRule> {
+    rule.families()
+        .iter()
+        .map(|family| UfwRule {
+            ipv6: *family == AddressFamily::Ipv6,
+            action: rule.action.name().into(),
+            proto: rule.proto.map_or("any", |p| p.name()).into(),
+            port: rule.port_text(),
+            from: rule.from.as_ref().map_or_else(|| family.anywhere().into(), ufw::source_text),
+            interface: rule.interface.clone(),
+            comment: rule.comment.clone(),
+        })
+        .collect()
+}
+
+fn expected_listener(listener: &facts::Listener) -> Listener {
+    Listener {
+        proto: listener.proto.name().into(),
+        port: match listener.port {
+            ListenPort::Fixed(port) => port,
+            ListenPort::Picked => ANY_PORT,
+        },
+        scope: match listener.scope {
+            ListenScope::Any => "any",
+            ListenScope::Loopback => "loopback",
         }
+        .into(),
+        process: match &listener.owner {
+            SocketOwner::Program(name) => name.clone(),
+            SocketOwner::Kernel => KERNEL_SOCKET.into(),
+        },
     }
-    rules
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -289,79 +269,27 @@ fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unit(name: &str) -> ExpectedUnit {
-    ExpectedUnit { name: name.into(), active: true, enabled: true }
-}
-
-fn listener(proto: &str, port: u16, scope: &str, process: &str) -> Listener {
-    Listener { proto: proto.into(), port, scope: scope.into(), process: process.into() }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
-}
-
-/// The rules UFW stores for the profile: one per address family, as `ufw` adds them (IPv6 is on by
-/// default in Debian's ufw; a rule with an IPv4 source exists only for IPv4, and vice versa).
-fn ufw_rules(allow: &[AllowRule], interfaces: &[String]) -> Vec<UfwRule> {
-    let mut rules = Vec::new();
-    for rule in allow {
-        let families: Vec<bool> = match rule.from.map(|f| f.address) {
-            Some(IpAddr::V4(_)) => vec![false],
-            Some(IpAddr::V6(_)) => vec![true],
-            None => vec![false, true],
-        };
-        for ipv6 in families {
-            let anywhere = if ipv6 { "::/0" } else { "0.0.0.0/0" };
-            rules.push(UfwRule {
-                ipv6,
-                action: "allow".into(),
-                proto: rule.proto.name().into(),
-                port: render_port_range(&rule.ports),
-                from: rule.from.as_ref().map_or_else(|| anywhere.into(), ufw::source_text),
-                interface: None,
-                comment: rule.comment.clone(),
-            });
-        }
+/// What a client on the public network must see: SSH closed unless open to everyone, and one probe
+/// (its first port) for each other TCP port range a rule opens to everyone. Container ports are the
+/// harness's own probes.
+fn outside_probes(facts: &Facts) -> Vec<OutsideProbe> {
+    if facts.firewall.is_none() {
+        return Vec::new();
     }
-    for interface in interfaces {
-        for ipv6 in [false, true] {
-            rules.push(UfwRule {
-                ipv6,
-                action: "allow".into(),
-                proto: "any".into(),
-                port: "any".into(),
-                from: if ipv6 { "::/0" } else { "0.0.0.0/0" }.into(),
-                interface: Some(interface.clone()),
-                comment: None,
-            });
-        }
-    }
-    rules.sort();
-    rules
-}
-
-/// What a client on the public network must see: SSH closed unless a rule opens it to everyone, each
-/// allowed TCP port open, container ports blocked unless declared open.
-fn outside_probes(model: &Model) -> Vec<OutsideProbe> {
-    let Some(firewall) = &model.firewall else { return Vec::new() };
-    let open_to_all = |port: u16| {
-        firewall.incoming == Policy::Allow
-            || firewall.allow.iter().any(|r| r.proto == Proto::Tcp && r.from.is_none() && r.ports.contains(port))
-    };
+    let ssh_open = facts.open_to_everyone(Proto::Tcp, SSH_PORT);
     let mut probes = vec![OutsideProbe {
         port: SSH_PORT,
         proto: "tcp".into(),
-        reachable: open_to_all(SSH_PORT),
-        why: if open_to_all(SSH_PORT) { "a firewall rule opens SSH to everyone" } else { "SSH only through the VPN" }
-            .into(),
+        reachable: ssh_open,
+        why: if ssh_open { "a firewall rule opens SSH to everyone" } else { "SSH only through the VPN" }.into(),
     }];
-    for rule in firewall.allow.iter().filter(|r| r.proto == Proto::Tcp && r.from.is_none()) {
-        if !rule.ports.contains(SSH_PORT) {
+    for rule in &facts.firewall_rules {
+        let Some(ports) = rule.ports else { continue };
+        if rule.lets_in_from_everywhere(Proto::Tcp, ports.start) && !ports.contains(SSH_PORT) {
             probes.push(OutsideProbe {
-                port: rule.ports.start,
+                port: ports.start,
                 proto: "tcp".into(),
-                reachable: true,
+                reachable: facts.open_to_everyone(Proto::Tcp, ports.start),
                 why: "opened by a firewall rule".into(),
             });
         }
@@ -375,30 +303,16 @@ mod tests {
     use crate::model::{Cidr, PortRange};
 
     #[test]
-    fn ufw_rules_cover_both_families_unless_the_source_picks_one() {
-        let allow = vec![
-            AllowRule {
-                ports: PortRange { start: 41641, end: 41641 },
-                proto: Proto::Udp,
-                from: None,
-                comment: Some("ts".into()),
-            },
-            AllowRule {
-                ports: PortRange { start: 22, end: 22 },
-                proto: Proto::Tcp,
-                from: Cidr::parse("10.0.0.0/8"),
-                comment: None,
-            },
-            AllowRule {
-                ports: PortRange { start: 80, end: 81 },
-                proto: Proto::Tcp,
-                from: Cidr::parse("192.0.2.7/32"),
-                comment: None,
-            },
+    fn ufw_stores_a_rule_for_both_families_unless_the_source_picks_one() {
+        let rules = [
+            FirewallRule::allow(Proto::Udp, PortRange { start: 41641, end: 41641 }).comment(Some("ts".into())),
+            FirewallRule::allow(Proto::Tcp, PortRange { start: 22, end: 22 }).from(Cidr::parse("10.0.0.0/8")),
+            FirewallRule::allow(Proto::Tcp, PortRange { start: 80, end: 81 }).from(Cidr::parse("192.0.2.7/32")),
+            FirewallRule::allow_in_on("tailscale0"),
         ];
-        let rules = ufw_rules(&allow, &["tailscale0".into()]);
-        assert_eq!(rules.len(), 2 + 1 + 1 + 2);
-        assert!(rules.iter().any(|r| r.port == "80:81" && r.from == "192.0.2.7" && !r.ipv6));
-        assert!(rules.iter().any(|r| r.interface.as_deref() == Some("tailscale0") && r.ipv6));
+        let stored: Vec<UfwRule> = rules.iter().flat_map(ufw_stored).collect();
+        assert_eq!(stored.len(), 2 + 1 + 1 + 2);
+        assert!(stored.iter().any(|r| r.port == "80:81" && r.from == "192.0.2.7" && !r.ipv6));
+        assert!(stored.iter().any(|r| r.interface.as_deref() == Some("tailscale0") && r.ipv6 && r.port == "any"));
     }
 }

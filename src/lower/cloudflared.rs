@@ -53,22 +53,20 @@ pub(super) fn lower(cloudflared: &Cloudflared, token: &Secret, parts: &mut Parts
     parts.package("cloudflared");
     parts.claim_prefix("/etc/cloudflared/");
     parts.claim_unit("cloudflared.service");
-    let mut token_file = WriteFile::new(token_path(), 0o600, format!("{}\n", token.expose()));
-    token_file.owner = "root:root".into();
-    parts.boot_file(token_file);
+    parts.kept_secret_file(&token_path(), Some(token));
     if let Some(rules) = &cloudflared.ingress {
         parts.bake_file(WriteFile::new(CONFIG_PATH, 0o644, ingress_config(rules)));
     }
-    let unit = templates::render(
-        templates::CLOUDFLARED_UNIT,
-        minijinja::context! { args => args(cloudflared.ingress.is_some()).join(" ") },
-    );
+    let args = args(cloudflared.ingress.is_some());
+    let unit = templates::render(templates::CLOUDFLARED_UNIT, minijinja::context! { args => args.join(" ") });
+    parts.facts.cloudflared_args = Some(args);
     // The unit is baked but only enabled at boot, once the token it reads is there.
     parts.bake_file(WriteFile::new(UNIT_PATH, 0o644, unit));
     // systemd must learn about the unit written in this boot; an instance of a golden image loads the
     // baked unit when it boots, so its own boot skips the reload (seconds, under emulation).
     parts.bake_step(Step::new("cloudflared: install the unit", vec![cmd(&["systemctl", "daemon-reload"])]));
-    parts.boot_step(Step::new("cloudflared: start the tunnel", vec![cmd(&["ensure_running", "cloudflared.service"])]));
+    let start = parts.ensure_running("cloudflared.service", Vec::new());
+    parts.boot_step(Step::new("cloudflared: start the tunnel", vec![start]));
 }
 
 fn ingress_config(rules: &[IngressRule]) -> String {

@@ -4,9 +4,10 @@
 use serde::Serialize;
 
 use super::Parts;
-use super::script::{Step, cmd};
+use super::facts::{ListenPort, ListenScope, Listener, SocketOwner, StartedBy};
+use super::script::Step;
 use crate::cloud_config::WriteFile;
-use crate::model::{Docker, DockerSource, Model, render_port_range};
+use crate::model::{Docker, DockerSource, Model, PortRange, Proto, render_port_range};
 
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 pub const DOCKER_USER_RULES: &str = "/etc/kiln/ufw-docker-user.rules";
@@ -54,6 +55,10 @@ pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
     for package in packages(docker.source) {
         parts.package(package);
     }
+    if docker.source == DockerSource::Distro {
+        // docker.io depends on Debian's containerd, which the host must then have too.
+        parts.package_as_dependency("containerd", "docker.io");
+    }
     let daemon = DaemonJson {
         ip: docker.default_bind.to_string(),
         log_driver: "json-file",
@@ -67,17 +72,30 @@ pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
         parts.claim_unit(unit);
     }
     if docker.block_from_outside && model.firewall.is_some() {
-        parts.bake_file(WriteFile::new(DOCKER_USER_RULES, 0o644, docker_user_rules(docker, model)));
+        parts.bake_file(WriteFile::new(DOCKER_USER_RULES, 0o644, docker_user_rules(&docker.open, model)));
+        // The firewall component loads these rules into UFW (it lowers after this one).
+        parts.facts.docker_user_open = Some(docker.open.clone());
     }
-    parts.bake_step(Step::new(
-        "docker: start and let the deploy user use it",
-        vec![cmd(&["ensure_running", "docker.service"]), cmd(&["usermod", "-aG", "docker", &model.user.name])],
-    ));
+    let start = parts.ensure_running("docker.service", Vec::new());
+    let join_group = parts.add_deploy_user_to_group(&model.user.name, "docker");
+    parts.bake_step(Step::new("docker: start and let the deploy user use it", vec![start, join_group]));
+    // docker.service requires containerd.service (both packages' units say so), which then runs too.
+    parts.running_without_script(
+        "containerd.service",
+        StartedBy::Dependency,
+        // containerd's CRI stream server listens on loopback, on a port it picks at each start.
+        vec![Listener {
+            proto: Proto::Tcp,
+            port: ListenPort::Picked,
+            scope: ListenScope::Loopback,
+            owner: SocketOwner::Program("containerd".into()),
+        }],
+    );
 }
 
 /// iptables-restore input appended to UFW's after.rules. Published ports are DNATed, so the filter sees
 /// the container's port: `--ctorigdstport` matches the port the client actually connected to.
-fn docker_user_rules(docker: &Docker, model: &Model) -> String {
+fn docker_user_rules(open: &[(PortRange, Proto)], model: &Model) -> String {
     let mut rules = vec![
         DOCKER_USER_MARKER.to_string(),
         "# Managed by kiln: new connections from outside may not reach published container ports.".into(),
@@ -92,7 +110,7 @@ fn docker_user_rules(docker: &Docker, model: &Model) -> String {
     for interface in trusted {
         rules.push(format!("-A DOCKER-USER -i {interface} -j RETURN"));
     }
-    for (ports, proto) in &docker.open {
+    for (ports, proto) in open {
         rules.push(format!(
             "-A DOCKER-USER -p {} -m conntrack --ctorigdstport {} -j RETURN",
             proto.name(),

@@ -1,5 +1,7 @@
 //! Lowering: `Model` + resolved secrets → `CloudConfig`. One file per component; each contributes
-//! files, packages and provisioning steps, and `script` joins the steps into the one runcmd entry.
+//! files, provisioning steps and the paths it claims, and `script` joins the steps into the one runcmd
+//! entry. Each also declares the facts the booted host must show (`facts`: packages, units, firewall
+//! rules, secret files…), which the cloud-config and the script are made from and `kiln expect` reads.
 //!
 //! Order matters and follows docs/design.md §4.1: files first (write_files runs in cloud-init's init stage),
 //! then packages (final stage, after `apt-get update`), then the provisioning script, whose last step
@@ -12,6 +14,7 @@
 mod apt;
 mod cloudflared;
 pub mod docker;
+pub mod facts;
 mod firewall;
 mod host;
 mod script;
@@ -22,10 +25,16 @@ pub mod wireguard;
 
 use crate::cloud_config::{AptConfig, CloudConfig, Swap, WriteFile};
 use crate::model::Model;
-use crate::secrets::Secrets;
+use crate::secrets::{Secret, Secrets};
 pub use cloudflared::{args as cloudflared_args, token_path as cloudflared_token_path};
+use facts::{Facts, FirewallRule, Listener, Package, SecretFile, SecretLifetime, StartedBy, Unit};
+pub use firewall::ufw_command;
+use script::cmd;
 pub use script::{PROVISION_PATH, Step, provision_path};
+pub use ssh::SSH_PORT;
+pub use tailscale::PORT as TAILSCALE_PORT;
 pub use tailscale::{auth_key_path as tailscale_auth_key_path, up_command as tailscale_up_command};
+pub use users::entry as user_entry;
 
 /// Where kiln keeps secrets on the host: root-only directory, 0600 files.
 pub const SECRETS_DIR: &str = "/etc/kiln/secrets";
@@ -93,9 +102,11 @@ impl Claim {
 #[derive(Default)]
 struct Parts {
     files: Vec<(When, WriteFile)>,
-    packages: Vec<String>,
     steps: Vec<(When, Step)>,
     claims: Vec<Claim>,
+    /// What the host must show for it (packages among them): the helpers below declare a fact and
+    /// hand back the command that makes it true, so the script and `kiln expect` cannot drift apart.
+    facts: Facts,
     /// The section being lowered: what it writes is claimed in its name.
     component: &'static str,
 }
@@ -124,10 +135,59 @@ impl Parts {
         }
     }
 
-    fn package(&mut self, name: &str) {
-        if !self.packages.iter().any(|p| p == name) {
-            self.packages.push(name.to_string());
+    /// A package cloud-init installs (`name`, or `name=version` as a profile pins it).
+    fn package(&mut self, spec: &str) {
+        self.facts.packages.push(Package::listed(spec));
+    }
+
+    /// A package the host gets because `of`, which kiln installs, depends on it.
+    fn package_as_dependency(&mut self, name: &str, of: &str) {
+        self.facts.packages.push(Package {
+            name: name.to_string(),
+            version: None,
+            install: facts::Install::DependencyOf(of.to_string()),
+        });
+    }
+
+    /// Declares a unit the provisioning script starts, and returns the script's command for it.
+    fn ensure_running(&mut self, unit: &str, listeners: Vec<Listener>) -> Vec<String> {
+        self.facts.units.push(Unit { name: unit.to_string(), started_by: StartedBy::Script, listeners });
+        cmd(&["ensure_running", unit])
+    }
+
+    /// Declares a unit that must run although the script does not start it (the image's, a dependency's).
+    fn running_without_script(&mut self, unit: &str, started_by: StartedBy, listeners: Vec<Listener>) {
+        self.facts.units.push(Unit { name: unit.to_string(), started_by, listeners });
+    }
+
+    /// Declares a UFW rule, and returns the `ufw` command that adds it.
+    fn firewall_rule(&mut self, rule: FirewallRule) -> Vec<String> {
+        let command = ufw_command(&rule);
+        self.facts.firewall_rules.push(rule);
+        command
+    }
+
+    /// Declares that the deploy user is in `group`, and returns the command that adds it there.
+    fn add_deploy_user_to_group(&mut self, user: &str, group: &str) -> Vec<String> {
+        self.facts.deploy_user_groups.push(group.to_string());
+        cmd(&["usermod", "-aG", group, user])
+    }
+
+    /// A secret file that stays: written at the instance's boot from `secret` (0600, root's), or, with
+    /// no value, made on the host by the component's own step (a generated WireGuard key).
+    fn kept_secret_file(&mut self, path: &str, secret: Option<&Secret>) {
+        if let Some(secret) = secret {
+            self.boot_file(WriteFile::new(path, 0o600, format!("{}\n", secret.expose())));
         }
+        self.facts.secret_files.push(SecretFile { path: path.to_string(), lifetime: SecretLifetime::Kept });
+    }
+
+    /// A secret file the script uses once: written at the instance's boot (0600, root's); returns the
+    /// command that removes it, to run right after the one that uses it.
+    fn used_once_secret_file(&mut self, path: &str, secret: &Secret) -> Vec<String> {
+        self.boot_file(WriteFile::new(path, 0o600, format!("{}\n", secret.expose())));
+        self.facts.secret_files.push(SecretFile { path: path.to_string(), lifetime: SecretLifetime::RemovedOnceUsed });
+        cmd(&["rm", "-f", path])
     }
 
     fn bake_file(&mut self, file: WriteFile) {
@@ -157,7 +217,11 @@ pub fn lower(model: &Model, secrets: &Secrets) -> CloudConfig {
 /// Builds the cloud-config for one stage. Pure and deterministic: same model, secrets and stage, same
 /// value. The bake stage reads no secret, so it renders the same with or without them.
 pub fn lower_stage(model: &Model, secrets: &Secrets, stage: Stage) -> CloudConfig {
-    let mut parts = components(model, secrets);
+    assemble(model, components(model, secrets), stage)
+}
+
+/// Joins what the components contributed, and the profile's own files, into one stage's cloud-config.
+fn assemble(model: &Model, mut parts: Parts, stage: Stage) -> CloudConfig {
     for file in &model.files {
         let mut entry = WriteFile::new(&file.path, file.mode, file.content.clone());
         entry.owner = format!("{}:{}", file.owner, file.group);
@@ -165,9 +229,6 @@ pub fn lower_stage(model: &Model, secrets: &Secrets, stage: Stage) -> CloudConfi
         entry.defer = file.owner != "root" || file.group != "root";
         // Profile files never see secrets (templates get host, user and vars), so they can be baked.
         parts.files.push((When::Bake, entry));
-    }
-    for package in &model.packages {
-        parts.package(package);
     }
     let steps: Vec<Step> =
         parts.steps.iter().filter(|(when, _)| stage.includes(*when)).map(|(_, s)| s.clone()).collect();
@@ -205,12 +266,12 @@ pub fn lower_stage(model: &Model, secrets: &Secrets, stage: Stage) -> CloudConfi
         package_update: baking_or_full,
         package_upgrade: false,
         package_reboot_if_required: false,
-        packages: if baking_or_full { parts.packages } else { Vec::new() },
+        packages: if baking_or_full { parts.facts.listed_packages() } else { Vec::new() },
         runcmd: vec![vec![provision_path(stage)]],
     }
 }
 
-/// Lowers every section but the profile's own `files`.
+/// Lowers every section but the profile's own `files`, which need no lowering.
 fn components(model: &Model, secrets: &Secrets) -> Parts {
     let mut parts = Parts { component: "kiln", ..Parts::default() };
     // kiln's own trees, and cloud-init's: a profile file there changes how the user-data is applied.
@@ -243,9 +304,21 @@ fn components(model: &Model, secrets: &Secrets) -> Parts {
     ssh::lower(model, &mut parts);
     if let Some(firewall) = &model.firewall {
         parts.component = "`firewall`";
-        firewall::lower(firewall, model, &mut parts);
+        firewall::lower(firewall, &mut parts);
+    }
+    parts.component = "`packages`";
+    for package in &model.packages {
+        parts.package(package);
     }
     parts
+}
+
+/// What the host booted from this model must show, as the components declare it (placeholder secrets
+/// suffice, as for `claims`: cloudflared and tailscale lower only when their secret is there, and
+/// what they declare never depends on its value).
+pub fn facts(model: &Model) -> Facts {
+    let placeholders = crate::secrets::resolve(model, None).unwrap_or_default();
+    components(model, &placeholders).facts
 }
 
 /// Every path kiln writes or manages for this model, and the section that decides it (placeholder
@@ -282,3 +355,6 @@ pub fn header(model: &Model, secrets: &Secrets, stage: Stage) -> Vec<String> {
     }
     lines
 }
+
+#[cfg(test)]
+mod tests;

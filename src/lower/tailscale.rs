@@ -1,10 +1,14 @@
 //! Tailscale: package, auth key file (0600, removed once used) and a bounded `tailscale up`.
 
-use super::script::{Step, cmd};
+use super::facts::{ListenPort, ListenScope, Listener, SocketOwner};
+use super::script::Step;
 use super::{Parts, SECRETS_DIR};
-use crate::cloud_config::WriteFile;
-use crate::model::Tailscale;
+use crate::model::{Proto, Tailscale};
 use crate::secrets::Secret;
+
+/// The UDP port tailscaled listens on (its default; `/etc/default/tailscaled` could change it, and
+/// is claimed for that reason).
+pub const PORT: u16 = 41641;
 
 pub fn auth_key_path() -> String {
     format!("{SECRETS_DIR}/tailscale-auth-key")
@@ -38,14 +42,18 @@ pub(super) fn lower(tailscale: &Tailscale, key: &Secret, parts: &mut Parts) {
     parts.claim_prefix("/var/lib/tailscale/");
     parts.claim("/etc/default/tailscaled");
     parts.claim_unit("tailscaled.service");
-    parts.boot_file(WriteFile::new(auth_key_path(), 0o600, format!("{}\n", key.expose())));
-    parts.boot_step(Step::new(
-        "tailscale: join the tailnet",
-        vec![
-            cmd(&["ensure_running", "tailscaled.service"]),
-            up_command(tailscale),
-            // The node is registered now; the key has done its job and should not linger on disk.
-            cmd(&["rm", "-f", &auth_key_path()]),
-        ],
-    ));
+    let remove_key = parts.used_once_secret_file(&auth_key_path(), key);
+    let start = parts.ensure_running(
+        "tailscaled.service",
+        vec![Listener {
+            proto: Proto::Udp,
+            port: ListenPort::Fixed(PORT),
+            scope: ListenScope::Any,
+            owner: SocketOwner::Program("tailscaled".into()),
+        }],
+    );
+    let up = up_command(tailscale);
+    parts.facts.tailscale_up = Some(up.clone());
+    // The node is registered once `up` returns; the key has done its job and should not linger on disk.
+    parts.boot_step(Step::new("tailscale: join the tailnet", vec![start, up, remove_key]));
 }

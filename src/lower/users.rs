@@ -4,7 +4,7 @@ use super::Parts;
 use crate::cloud_config::UserEntry;
 use crate::model::Model;
 
-pub(super) fn entry(model: &Model) -> UserEntry {
+pub fn entry(model: &Model) -> UserEntry {
     UserEntry {
         name: model.user.name.clone(),
         shell: model.user.shell.clone(),

@@ -2,10 +2,12 @@
 //! a 0600 file (written from a secret, or generated on the host), `wg-quick@IFACE` enabled, and the UFW
 //! rules: the listen port, and SSH in on the tunnel when SSH goes only through it.
 
+use super::facts::{FirewallRule, ListenPort, ListenScope, Listener, SocketOwner};
 use super::script::{Step, cmd};
+use super::ssh::SSH_PORT;
 use super::{Parts, SECRETS_DIR};
 use crate::cloud_config::WriteFile;
-use crate::model::{Model, Wireguard};
+use crate::model::{Model, PortRange, Proto, Wireguard};
 use crate::secrets::Secret;
 
 /// The helper that generates (or checks) the key and prints the public key.
@@ -29,43 +31,22 @@ pub fn unit(interface: &str) -> String {
     format!("wg-quick@{interface}.service")
 }
 
-/// The UFW commands WireGuard adds: its UDP port, and SSH in on the tunnel interface only.
-pub fn ufw_commands(wireguard: &Wireguard) -> Vec<Vec<String>> {
+/// The UFW rules WireGuard adds: its UDP port, and SSH in on the tunnel interface only.
+pub fn firewall_rules(wireguard: &Wireguard) -> Vec<FirewallRule> {
     let interface = &wireguard.interface;
-    let mut commands = vec![cmd(&[
-        "ufw",
-        "allow",
-        "proto",
-        "udp",
-        "from",
-        "any",
-        "to",
-        "any",
-        "port",
-        &wireguard.listen_port.to_string(),
-        "comment",
-        &format!("WireGuard {interface}"),
-    ])];
+    let port = wireguard.listen_port;
+    let mut rules = vec![
+        FirewallRule::allow(Proto::Udp, PortRange { start: port, end: port })
+            .comment(Some(format!("WireGuard {interface}"))),
+    ];
     if wireguard.ssh_only_through_tunnel {
-        commands.push(cmd(&[
-            "ufw",
-            "allow",
-            "in",
-            "on",
-            interface,
-            "proto",
-            "tcp",
-            "from",
-            "any",
-            "to",
-            "any",
-            "port",
-            "22",
-            "comment",
-            &format!("SSH through WireGuard {interface}"),
-        ]));
+        rules.push(
+            FirewallRule::allow(Proto::Tcp, PortRange { start: SSH_PORT, end: SSH_PORT })
+                .on(interface)
+                .comment(Some(format!("SSH through WireGuard {interface}"))),
+        );
     }
-    commands
+    rules
 }
 
 /// The wg-quick configuration. The private key is loaded by PostUp from its 0600 file (the form
@@ -103,21 +84,28 @@ pub(super) fn lower(wireguard: &Wireguard, key: Option<&Secret>, model: &Model, 
     // Baked: the package, the key helper and the firewall rules. Per instance: the key (a secret, or
     // generated on the instance: a key in an image would be shared by every host booted from it), the
     // configuration (the tunnel address is the host's own) and bringing the interface up.
-    if let Some(key) = key {
-        parts.boot_file(WriteFile::new(key_path(interface), 0o600, format!("{}\n", key.expose())));
-    }
+    parts.kept_secret_file(&key_path(interface), key);
     parts.bake_file(WriteFile::new(KEY_HELPER_PATH, 0o700, include_str!("../../templates/wireguard-key.sh")));
     parts.boot_file(WriteFile::new(config_path(interface), 0o600, config(wireguard, model)));
+    // The kernel's socket: `ss -p` names no process for it.
+    let socket = Listener {
+        proto: Proto::Udp,
+        port: ListenPort::Fixed(wireguard.listen_port),
+        scope: ListenScope::Any,
+        owner: SocketOwner::Kernel,
+    };
+    let start = parts.ensure_running(&unit(interface), vec![socket]);
     parts.boot_step(Step::new(
         &format!("wireguard: bring up {interface}"),
         vec![
             // write_files created the directory (0755) before the package did: make it root's only.
             cmd(&["install", "-d", "-m", "0700", "-o", "root", "-g", "root", "/etc/wireguard"]),
             cmd(&[KEY_HELPER_PATH, interface, &key_path(interface), &public_key_path(interface)]),
-            cmd(&["ensure_running", &unit(interface)]),
+            start,
         ],
     ));
     if model.firewall.is_some() {
-        parts.bake_step(Step::new(&format!("wireguard: firewall rules for {interface}"), ufw_commands(wireguard)));
+        let commands = firewall_rules(wireguard).into_iter().map(|rule| parts.firewall_rule(rule)).collect();
+        parts.bake_step(Step::new(&format!("wireguard: firewall rules for {interface}"), commands));
     }
 }

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use super::{Model, Policy, Proto};
 use crate::catalog::Code;
 use crate::diag::{Diagnostic, Report};
+use crate::lower::SSH_PORT;
 
-const SSH_PORT: u16 = 22;
 const TAILSCALE_INTERFACE: &str = "tailscale0";
 
 pub(super) fn check(model: &Model, one_off_key: bool, report: &mut Report) {

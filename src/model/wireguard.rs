@@ -8,10 +8,8 @@ use base64::Engine as _;
 use super::{Cidr, SecretRef, error};
 use crate::catalog::Code;
 use crate::diag::{Diagnostic, Report};
+use crate::lower::{SSH_PORT, TAILSCALE_PORT};
 use crate::profile::v1::{self, Proto, RawProfile};
-
-const SSH_PORT: u16 = 22;
-const TAILSCALE_PORT: u16 = 41641;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wireguard {

@@ -2,6 +2,7 @@
 
 mod cli;
 mod cloudflared_regexp;
+mod facts;
 mod generated;
 mod golden;
 mod keys;
