@@ -30,29 +30,8 @@ struct LogOpts<'a> {
     max_file: String,
 }
 
-/// The packages each source installs.
-pub fn packages(source: DockerSource) -> &'static [&'static str] {
-    match source {
-        DockerSource::Distro => &["docker.io"],
-        DockerSource::DockerCe => &["docker-ce", "docker-ce-cli", "containerd.io"],
-    }
-}
-
-/// Packages that cannot be installed beside a source's: Docker's install guide for Debian
-/// ("Uninstall old versions": docker.io, docker-doc, docker-compose, podman-docker, containerd, runc
-/// conflict with Docker CE), and the other way round Docker's own packages, which Debian's archive
-/// does not have.
-pub fn conflicting_packages(source: DockerSource) -> &'static [&'static str] {
-    match source {
-        DockerSource::Distro => {
-            &["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
-        }
-        DockerSource::DockerCe => &["docker.io", "docker-doc", "docker-compose", "podman-docker", "containerd", "runc"],
-    }
-}
-
 pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
-    for package in packages(docker.source) {
+    for package in crate::model::docker_packages(docker.source) {
         parts.package(package);
     }
     if docker.source == DockerSource::Distro {

@@ -8,8 +8,7 @@ use crate::model::{Model, Proto};
 
 pub const SSHD_DROP_IN: &str = "/etc/ssh/sshd_config.d/10-kiln.conf";
 
-/// sshd's port: kiln leaves Debian's default.
-pub const SSH_PORT: u16 = 22;
+pub use crate::model::SSH_PORT;
 
 /// Modern host keys only. DSA is refused by OpenSSH since 7.0 and RSA is only needed by clients older
 /// than OpenSSH 5.7 (2011); net-ssh, which Kamal uses, speaks ECDSA without extra gems. Generating a

@@ -6,9 +6,7 @@ use super::{Parts, SECRETS_DIR};
 use crate::model::{Proto, Tailscale};
 use crate::secrets::Secret;
 
-/// The UDP port tailscaled listens on (its default; `/etc/default/tailscaled` could change it, and
-/// is claimed for that reason).
-pub const PORT: u16 = 41641;
+pub use crate::model::TAILSCALE_PORT as PORT;
 
 pub fn auth_key_path() -> String {
     format!("{SECRETS_DIR}/tailscale-auth-key")

@@ -28,7 +28,7 @@ fn extra_component(parts: &mut Parts, secret: &Secret) {
 
 fn example_model() -> Model {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/app.yaml");
-    let loaded = crate::cli::load(&path).expect("profiles/app.yaml loads");
+    let loaded = crate::pipeline::load(&path).expect("profiles/app.yaml loads");
     assert!(!loaded.report.has_errors());
     loaded.model.expect("profiles/app.yaml is valid")
 }

@@ -30,7 +30,7 @@ pub(super) fn check(model: &Model, report: &mut Report) {
 /// one only Docker's repository has): apt would refuse the whole install.
 fn packages_vs_docker(model: &Model, report: &mut Report) {
     let Some(docker) = &model.docker else { return };
-    let conflicts = crate::lower::docker::conflicting_packages(docker.source);
+    let conflicts = super::network::docker_conflicting_packages(docker.source);
     for (i, package) in model.packages.iter().enumerate() {
         let name = package.split('=').next().unwrap_or(package);
         if conflicts.contains(&name) {
@@ -44,7 +44,7 @@ fn packages_vs_docker(model: &Model, report: &mut Report) {
                     format!("$.packages[{i}]"),
                     format!(
                         "`{name}` cannot be installed with `docker.source: {source}` ({})",
-                        crate::lower::docker::packages(docker.source).join(", ")
+                        super::network::docker_packages(docker.source).join(", ")
                     ),
                 )
                 .with_help("remove it: the `docker` section installs Docker; pick the source there"),

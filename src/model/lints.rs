@@ -3,10 +3,10 @@
 
 use std::net::IpAddr;
 
+use super::SSH_PORT;
 use super::{Model, Policy, Proto};
 use crate::catalog::Code;
 use crate::diag::{Diagnostic, Report};
-use crate::lower::SSH_PORT;
 
 const TAILSCALE_INTERFACE: &str = "tailscale0";
 

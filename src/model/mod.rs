@@ -10,6 +10,7 @@ mod files;
 mod host;
 mod lints;
 mod network;
+pub use network::{docker_conflicting_packages, docker_packages};
 mod services;
 mod user;
 mod wireguard;
@@ -161,6 +162,12 @@ pub enum RepositoryKey {
     /// Key bytes written to `/etc/apt/keyrings/<name>.<asc|gpg>`.
     Embedded { bytes: Vec<u8>, armored: bool },
 }
+
+/// sshd's port: kiln leaves Debian's default.
+pub const SSH_PORT: u16 = 22;
+/// The UDP port tailscaled listens on (its default; `/etc/default/tailscaled` could change it, and is
+/// claimed by the tailscale component for that reason).
+pub const TAILSCALE_PORT: u16 = 41641;
 
 /// Validates a raw profile. Returns the model only when there are no errors (warnings are fine).
 /// `pipeline::validate` adds what needs the lowering (files on paths kiln writes).

@@ -1,5 +1,6 @@
 //! Ports, the UFW firewall and Docker's published-port policy.
 
+use crate::profile::v1::DockerSource;
 use std::net::IpAddr;
 
 use super::{AllowRule, Cidr, Docker, Firewall, Proto, error};
@@ -215,6 +216,28 @@ pub(super) fn docker(raw: &v1::Docker, report: &mut Report) -> Docker {
         default_bind,
         block_from_outside: raw.published_ports.block_from_outside,
         open,
+    }
+}
+
+/// The packages each Docker source installs: stated here once, installed by the lowering and checked
+/// against the profile's own packages by validation.
+pub fn docker_packages(source: DockerSource) -> &'static [&'static str] {
+    match source {
+        DockerSource::Distro => &["docker.io"],
+        DockerSource::DockerCe => &["docker-ce", "docker-ce-cli", "containerd.io"],
+    }
+}
+
+/// Packages that cannot be installed beside a source's: Docker's install guide for Debian
+/// ("Uninstall old versions": docker.io, docker-doc, docker-compose, podman-docker, containerd, runc
+/// conflict with Docker CE), and the other way round Docker's own packages, which Debian's archive
+/// does not have.
+pub fn docker_conflicting_packages(source: DockerSource) -> &'static [&'static str] {
+    match source {
+        DockerSource::Distro => {
+            &["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
+        }
+        DockerSource::DockerCe => &["docker.io", "docker-doc", "docker-compose", "podman-docker", "containerd", "runc"],
     }
 }
 

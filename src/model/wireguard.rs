@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use base64::Engine as _;
 
 use super::{Cidr, SecretRef, error};
+use super::{SSH_PORT, TAILSCALE_PORT};
 use crate::catalog::Code;
 use crate::diag::{Diagnostic, Report};
-use crate::lower::{SSH_PORT, TAILSCALE_PORT};
 use crate::profile::v1::{self, Proto, RawProfile};
 
 #[derive(Debug, Clone, PartialEq)]
