@@ -3,7 +3,9 @@
 //! A failing check means the host is not as declared; a harness that cannot observe returns an error
 //! instead (DESIGN.md principle 8: "the check failed" and "the harness broke" are different types).
 
+pub mod cloud_init;
 pub mod observe;
+pub mod protocol;
 pub mod report;
 mod wireguard;
 

@@ -23,7 +23,7 @@ use crate::lower::Stage;
 use crate::model::{Model, Repository, RepositoryKey, SecretRef};
 use crate::secrets::{self, SecretSource};
 use crate::verify::report::Verdict;
-use crate::verify::{self, Check, SecretDigests, observe};
+use crate::verify::{self, Check, SecretDigests, cloud_init, observe};
 
 /// What a scenario boots and what it does besides the profile's own checks.
 #[derive(Debug, Clone)]
@@ -496,40 +496,6 @@ pub(crate) fn wait_for_cloud_init_watching(
     Ok(console.lines().rfind(|l| l.contains(" finished at ")).unwrap_or("").trim().to_string())
 }
 
-/// Every way cloud-init can say something went wrong: errors in `result.json` and in each stage of
-/// `status.json`, a failed cloud-init unit, or a module logged as failed (22.4 records some module
-/// failures only in its log and its unit's exit status).
-pub fn cloud_init_errors(sections: &BTreeMap<String, String>) -> Vec<String> {
-    let mut errors = Vec::new();
-    let json =
-        |name: &str| serde_json::from_str::<serde_json::Value>(sections.get(name).map_or("", |s| s.as_str())).ok();
-    if let Some(result) = json("result") {
-        errors.extend(result["v1"]["errors"].as_array().into_iter().flatten().map(|e| format!("result.json: {e}")));
-    }
-    if let Some(status) = json("status")
-        && let Some(stages) = status["v1"].as_object()
-    {
-        for (stage, body) in stages {
-            for e in body["errors"].as_array().into_iter().flatten() {
-                errors.push(format!("{stage}: {e}"));
-            }
-        }
-    }
-    for line in sections.get("units").map_or("", |s| s.as_str()).lines() {
-        if let Some(unit) = line.strip_suffix(" failed") {
-            errors.push(format!("unit {unit} failed"));
-        }
-    }
-    for line in sections.get("modules").map_or("", |s| s.as_str()).lines() {
-        if let Some(rest) = line.split("Running module ").nth(1) {
-            errors.push(format!("module {} failed", rest.split_whitespace().next().unwrap_or("?")));
-        }
-    }
-    errors.sort();
-    errors.dedup();
-    errors
-}
-
 /// What cloud-init and the provisioning script say about a finished boot.
 pub(crate) struct CloudInitOutcome {
     /// Every error cloud-init recorded, in any of the places it records them.
@@ -553,27 +519,11 @@ impl CloudInitOutcome {
 }
 
 pub(crate) fn cloud_init_outcome(agent: &mut Agent) -> Result<CloudInitOutcome> {
-    // 22.4 exits 0/1, ≥ 23.4 exits 0/1/2 (2 = recoverable errors): the files are read, not the code.
-    // result.json is cloud-init's last write; waiting for it in bash spares a Python start (seconds,
-    // under emulation) that `cloud-init status --wait` would cost.
-    let script = r#"for _ in $(seq 600); do [ -e /run/cloud-init/result.json ] && break; sleep 0.2; done
-echo "@@kiln:result@@"; cat /run/cloud-init/result.json 2>/dev/null
-echo "@@kiln:status@@"; cat /run/cloud-init/status.json 2>/dev/null
-echo "@@kiln:units@@"
-for u in cloud-init-local cloud-init cloud-config cloud-final; do echo "$u $(systemctl is-failed $u.service 2>/dev/null)"; done
-echo "@@kiln:modules@@"; grep -a 'WARNING\]: Running module .* failed' /var/log/cloud-init.log 2>/dev/null
-echo "@@kiln:kiln@@"; grep -a 'kiln: ' /var/log/cloud-init-output.log 2>/dev/null
-"#;
-    let out = agent.shell(script, Duration::from_secs(180))?;
-    let sections = observe::sections(&out.stdout);
-    let errors = cloud_init_errors(&sections);
-    let log = sections.get("kiln").cloned().unwrap_or_default();
-    // The script's trap prints `kiln: provisioning FAILED in step: NAME (exit N)`.
-    let failed_step = log.lines().find_map(|l| l.split("provisioning FAILED in step: ").nth(1)).map(|s| {
-        let s = s.trim();
-        s.rsplit_once(" (exit ").map_or(s, |(step, _)| step).to_string()
-    });
-    Ok(CloudInitOutcome { errors, failed_step, complete: log.contains("kiln: provisioning complete") })
+    let out = agent.shell(&cloud_init::script().text(), cloud_init::PROBE_TIMEOUT)?;
+    let probe = cloud_init::CloudInitProbe::parse(&out.stdout, out.code, &out.stderr)?;
+    let errors = cloud_init::errors(&probe)?;
+    let provisioning = cloud_init::provisioning(&probe)?;
+    Ok(CloudInitOutcome { errors, failed_step: provisioning.failed.map(|f| f.step), complete: provisioning.complete })
 }
 
 /// cloud-init's own verdict; "finished with errors" is a failed check, never a pass.
