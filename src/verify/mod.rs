@@ -7,6 +7,7 @@ pub mod cloud_init;
 pub mod observe;
 pub mod protocol;
 pub mod report;
+pub mod secret_scan;
 mod wireguard;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -23,7 +23,7 @@ use crate::lower::Stage;
 use crate::model::{Model, Repository, RepositoryKey, SecretRef};
 use crate::secrets::{self, SecretSource};
 use crate::verify::report::Verdict;
-use crate::verify::{self, Check, SecretDigests, cloud_init, observe};
+use crate::verify::{self, Check, SecretDigests, cloud_init, observe, secret_scan};
 
 /// What a scenario boots and what it does besides the profile's own checks.
 #[derive(Debug, Clone)]
@@ -670,43 +670,15 @@ fn start_secret_scan(agent: &mut Agent, secrets: &[String]) -> Result<Option<i64
     if secrets.is_empty() {
         return Ok(None);
     }
-    let script = r#"set -u
-pats=$(cat)
-echo "@@kiln:files@@"
-grep -rlsF --exclude-dir=dpkg --exclude-dir=apt --exclude-dir=docker --exclude-dir=containerd -f <(printf '%s\n' "$pats") /etc /var/log /var/lib /run /home /root /usr/local /tmp /opt 2>/dev/null | while read -r f; do stat -c '%a %U %n' "$f"; done
-echo "@@kiln:argv@@"
-for p in /proc/[0-9]*; do tr '\0' ' ' < "$p/cmdline" 2>/dev/null; echo; done | grep -cF -f <(printf '%s\n' "$pats") || true
-"#;
+    let script = secret_scan::script(secret_scan::SCANNED).text();
     let input = secrets.join("\n") + "\n";
-    agent.start("/bin/bash", &["-c", script], Some(input.as_bytes())).map(Some)
+    agent.start("/bin/bash", &["-c", &script], Some(input.as_bytes())).map(Some)
 }
 
 fn finish_secret_scan(agent: &mut Agent, scan: Option<i64>) -> Result<Vec<Check>> {
     let Some(pid) = scan else { return Ok(Vec::new()) };
-    let out = agent.finish(pid, "the secret scan", Duration::from_secs(180))?;
-    let sections = observe::sections(&out.stdout);
-    let files = sections.get("files").cloned().unwrap_or_default();
-    let argv_hits: usize = sections.get("argv").and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-    let loose: Vec<&str> =
-        files.lines().filter(|l| !l.starts_with("600 root ") && !l.starts_with("400 root ")).collect();
-    Ok(vec![
-        Check::new(
-            "files holding a secret are 0600 root",
-            "only 0600 root files",
-            if loose.is_empty() {
-                format!("{} file(s), all 0600 root", files.lines().count())
-            } else {
-                format!("too open: {}", loose.join(", "))
-            },
-            loose.is_empty(),
-        ),
-        Check::new(
-            "no secret in any process argument",
-            "0 processes",
-            format!("{argv_hits} processes"),
-            argv_hits == 0,
-        ),
-    ])
+    let out = agent.finish(pid, "the secret scan", secret_scan::SCAN_TIMEOUT)?;
+    Ok(secret_scan::checks(&secret_scan::parse(&out.stdout, out.code, &out.stderr)?))
 }
 
 /// The control for "SSH is closed from outside": sshd answers on the guest's own loopback, so silence
