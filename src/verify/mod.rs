@@ -4,6 +4,7 @@
 //! instead (DESIGN.md principle 8: "the check failed" and "the harness broke" are different types).
 
 pub mod cloud_init;
+pub mod identity;
 pub mod observe;
 pub mod protocol;
 pub mod report;
