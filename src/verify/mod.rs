@@ -7,6 +7,7 @@ pub mod cloud_init;
 pub mod identity;
 pub mod observe;
 pub mod protocol;
+pub mod reach;
 pub mod report;
 pub mod secret_scan;
 mod wireguard;
