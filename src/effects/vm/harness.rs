@@ -549,12 +549,15 @@ fn cloud_init_checks(agent: &mut Agent, scenario: &Scenario) -> Result<Vec<Check
                 observed.as_str(),
                 observed == *step,
             ));
-            let ufw = agent.shell("ufw status 2>/dev/null | head -n 1", Duration::from_secs(60))?.stdout;
+            const UFW_STATUS_TIMEOUT: Duration = Duration::from_secs(60);
+            let out = agent.shell(&observe::ufw_status_script().text(), UFW_STATUS_TIMEOUT)?;
+            let probe = observe::StateProbe::parse(&out.stdout, out.code, &out.stderr)?;
+            let ufw = observe::parse_ufw_status(probe.get(observe::Section::UfwStatus)?)?;
             checks.push(Check::new(
                 "the firewall stayed off (it is enabled only after every other step)",
                 "Status: inactive",
-                ufw.trim(),
-                ufw.contains("inactive"),
+                ufw.status,
+                ufw.status == "Status: inactive",
             ));
         }
     }
@@ -653,15 +656,14 @@ fn inside_checks(
     digests: &SecretDigests,
     log: &Path,
 ) -> Result<Vec<Check>> {
-    let script = observe::probe_script(expected);
-    let output = agent.shell(&script, Duration::from_secs(120))?;
+    let script = observe::probe_script(expected).text();
+    let output = agent.shell(&script, observe::PROBE_TIMEOUT)?;
     // Kept for people debugging a failed check, and as fixtures for the comparison's unit tests.
     std::fs::write(log, &output.stdout).with_context(|| format!("writing {}", log.display()))?;
-    let sections = observe::sections(&output.stdout);
-    if sections.len() < 10 {
-        bail!("the probe script produced {} sections; stderr: {}", sections.len(), output.stderr);
-    }
-    Ok(verify::verify(expected, &sections, &image_listeners(), digests))
+    let probe = observe::StateProbe::parse(&output.stdout, output.code, &output.stderr)
+        .with_context(|| format!("the probe's output is in {}", log.display()))?;
+    verify::verify(expected, &probe, &image_listeners(), digests)
+        .with_context(|| format!("the probe's output is in {}", log.display()))
 }
 
 /// No secret value in any process argument, unit file or log, and every file holding one is 0600

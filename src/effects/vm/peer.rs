@@ -25,9 +25,8 @@ use anyhow::{Context, Result, bail};
 use super::qga::Agent;
 use crate::lower::wireguard::{PUBLIC_KEY_LINE, key_path};
 use crate::model::{Model, Proto};
-use crate::verify::Check;
-use crate::verify::observe::parse_ss_line;
 use crate::verify::reach::{self, Reach};
+use crate::verify::{Check, observe};
 
 /// The guest's address on its public NIC, and the harness's across the link (TEST-NET-1, RFC 5737).
 pub const GUEST_PUBLIC: &str = "192.0.2.2";
@@ -558,14 +557,15 @@ fn ssh_listed_containers(out: &Output) -> bool {
 
 /// Every TCP port the guest listens on, whatever the address (from `ss` inside).
 fn listening_tcp_ports(agent: &mut Agent) -> Result<Vec<u16>> {
-    // With TCP and UDP both asked for, `ss` prints the Netid column that `parse_ss_line` expects.
-    let out = agent.shell("ss -H -ltnup", Duration::from_secs(30))?;
-    let mut ports: Vec<u16> =
-        out.stdout.lines().filter_map(parse_ss_line).filter(|l| l.proto == "tcp").map(|l| l.port).collect();
+    const SS_TIMEOUT: Duration = Duration::from_secs(30);
+    let out = agent.shell(&observe::listeners_script().text(), SS_TIMEOUT)?;
+    let probe = observe::StateProbe::parse(&out.stdout, out.code, &out.stderr)?;
+    let listeners = observe::parse_listeners(probe.get(observe::Section::Listeners)?)?;
+    let mut ports: Vec<u16> = listeners.iter().filter(|l| l.proto == "tcp").map(|l| l.port).collect();
     ports.sort_unstable();
     ports.dedup();
     if ports.is_empty() {
-        bail!("`ss` in the guest listed no listening TCP socket: {}", out.stderr);
+        bail!("`ss` in the guest listed no listening TCP socket");
     }
     Ok(ports)
 }
