@@ -3,17 +3,23 @@
 //! A failing check means the host is not as declared; a harness that cannot observe returns an error
 //! instead (docs/design.md §2, principle 8: "the check failed" and "the harness broke" are different types).
 
+pub mod cloud_init;
+pub mod identity;
 pub mod observe;
+pub mod protocol;
+pub mod reach;
 pub mod report;
+pub mod secret_scan;
 mod wireguard;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
+use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::expect::{ANY_PORT, ExpectedState, Listener, UfwRule};
-use observe::{parse_groups, parse_ss_line, parse_ufw_tuple};
+use observe::{Section, StateProbe};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
@@ -47,33 +53,26 @@ pub struct SecretDigests {
     pub tailscale_auth_key: Option<String>,
 }
 
-/// Compares the probe script's sections with the expected state.
+/// Compares the state probe's sections with the expected state. An error means a section is missing or
+/// is not what its command prints: the harness could not observe, which is not a failed check.
 pub fn verify(
     expected: &ExpectedState,
-    sections: &BTreeMap<String, String>,
+    probe: &StateProbe,
     image_listeners: &[Listener],
     digests: &SecretDigests,
-) -> Vec<Check> {
-    let get = |name: &str| sections.get(name).map(String::as_str).unwrap_or("");
-    let mut checks = vec![Check::equal("hostname", &expected.hostname, get("hostname"))];
-    checks.extend(user_checks(expected, &get));
+) -> Result<Vec<Check>> {
+    let mut checks = vec![Check::equal("hostname", &expected.hostname, probe.get(Section::Hostname)?)];
+    checks.extend(user_checks(expected, probe)?);
+    let sshd = observe::parse_sshd_options(probe.get(Section::Sshd)?);
     for (option, value) in [
         ("passwordauthentication", &expected.ssh.password_authentication),
         ("permitrootlogin", &expected.ssh.permit_root_login),
         ("kbdinteractiveauthentication", &expected.ssh.kbd_interactive_authentication),
     ] {
-        let observed = get("sshd")
-            .lines()
-            .find_map(|l| l.strip_prefix(option).map(|v| v.trim().to_string()))
-            .unwrap_or_else(|| "(not reported by sshd -T)".into());
+        let observed = sshd.get(option).map_or("(not reported by sshd -T)", |v| v.trim());
         checks.push(Check::equal(format!("sshd {option}"), value.as_str(), observed));
     }
-    let installed: BTreeSet<&str> = get("packages")
-        .lines()
-        .filter_map(|l| l.split_once('\t'))
-        .filter(|(_, status)| status.trim() == "ii")
-        .map(|(name, _)| name)
-        .collect();
+    let installed = observe::parse_installed_packages(probe.get(Section::Packages)?)?;
     for package in &expected.packages {
         let ok = installed.contains(package.as_str());
         checks.push(Check::new(
@@ -83,13 +82,7 @@ pub fn verify(
             ok,
         ));
     }
-    let units: BTreeMap<&str, (&str, &str)> = get("units")
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split('\t');
-            Some((f.next()?, (f.next().unwrap_or(""), f.next().unwrap_or(""))))
-        })
-        .collect();
+    let units = observe::parse_units(probe.get(Section::Units)?)?;
     for unit in &expected.units {
         let (active, enabled) = units.get(unit.name.as_str()).copied().unwrap_or(("unknown", "unknown"));
         checks.push(Check::equal(
@@ -103,44 +96,40 @@ pub fn verify(
             enabled,
         ));
     }
-    checks.extend(firewall_checks(expected, &get));
-    checks.push(listener_check(expected, image_listeners, get("listeners")));
+    checks.extend(firewall_checks(expected, probe)?);
+    checks.push(listener_check(expected, image_listeners, probe.get(Section::Listeners)?)?);
+    let secret_files = observe::parse_secret_files(probe.get(Section::SecretFiles)?)?;
     for file in &expected.secret_files {
-        let line = get("secret-files").lines().find(|l| l.starts_with(&format!("{}\t", file.path))).unwrap_or("");
-        let fields: Vec<&str> = line.split('\t').collect();
-        let observed = match fields.as_slice() {
-            [_, "missing", _] | [] | [_] => "absent".to_string(),
-            [_, mode, owner, ..] => format!("mode {mode} owner {owner}"),
-            _ => line.to_string(),
+        let observed = match secret_files.get(file.path.as_str()) {
+            Some(Some((mode, owner))) => format!("mode {mode} owner {owner}"),
+            Some(None) | None => "absent".to_string(),
         };
         let expected_text = if file.present { "mode 600 owner root" } else { "absent" };
         checks.push(Check::equal(format!("secret file {}", file.path), expected_text, observed));
     }
-    checks.extend(system_checks(expected, &get));
-    checks.extend(standin_checks(expected, &get, digests));
-    checks.extend(wireguard::checks(expected, &get));
-    let failed = get("failed-units");
+    checks.extend(system_checks(expected, probe)?);
+    checks.extend(standin_checks(expected, probe, digests)?);
+    checks.extend(wireguard::checks(expected, probe)?);
+    let failed = probe.get(Section::FailedUnits)?;
     checks.push(Check::new(
         "no failed units",
         "none",
         if failed.is_empty() { "none" } else { failed },
         failed.is_empty(),
     ));
-    checks
+    Ok(checks)
 }
 
-fn user_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) -> Vec<Check> {
+fn user_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<Check>> {
     let user = &expected.user;
-    let passwd = get("passwd");
-    let shell = passwd.split(':').nth(6).unwrap_or("(no such user)");
+    let shell = observe::parse_passwd_shell(probe.get(Section::Passwd)?)?.unwrap_or("(no such user)");
     let mut checks = vec![Check::equal(format!("user {} shell", user.name), &user.shell, shell)];
-    let groups = parse_groups(get("groups"));
+    let groups = observe::parse_groups(probe.get(Section::Groups)?);
     for group in &user.groups {
         let ok = groups.contains(group);
         checks.push(Check::new(format!("user {} in group {group}", user.name), "member", groups.join(" "), ok));
     }
-    let keys: BTreeSet<&str> =
-        get("keys").lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let keys = observe::parse_authorized_keys(probe.get(Section::Keys)?);
     let wanted: BTreeSet<&str> = user.authorized_keys.iter().map(String::as_str).collect();
     checks.push(Check::new(
         format!("user {} authorized keys", user.name),
@@ -148,21 +137,20 @@ fn user_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) -> V
         format!("{} key(s): {}", keys.len(), fingerprints(&keys)),
         keys == wanted,
     ));
-    let status = get("passwd-status").split_whitespace().nth(1).unwrap_or("?").to_string();
+    let status = observe::parse_passwd_status(probe.get(Section::PasswdStatus)?)?.unwrap_or("?");
     checks.push(Check::equal(
         format!("user {} password locked", user.name),
         if user.password_locked { "L" } else { "P" },
         status,
     ));
-    let sudo = get("sudo");
-    let nopasswd = sudo.contains("NOPASSWD: ALL");
+    let nopasswd = observe::parse_sudo_nopasswd_all(probe.get(Section::Sudo)?);
     checks.push(Check::new(
         format!("user {} passwordless sudo", user.name),
         if user.passwordless_sudo { "NOPASSWD: ALL" } else { "no NOPASSWD rule" },
         if nopasswd { "NOPASSWD: ALL" } else { "no NOPASSWD rule" },
         nopasswd == user.passwordless_sudo,
     ));
-    checks
+    Ok(checks)
 }
 
 /// Short, comparable key names for messages: the last 12 characters of the base64 body.
@@ -178,20 +166,14 @@ fn fingerprints(keys: &BTreeSet<&str>) -> String {
         .join(", ")
 }
 
-fn firewall_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) -> Vec<Check> {
-    let Some(firewall) = &expected.firewall else { return Vec::new() };
-    let status = get("ufw-status");
-    let mut checks = vec![Check::new(
-        "ufw active",
-        "Status: active",
-        status.lines().next().unwrap_or(""),
-        status.contains("Status: active"),
-    )];
-    let defaults = status.lines().find(|l| l.starts_with("Default:")).unwrap_or("").to_string();
+fn firewall_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<Check>> {
+    let Some(firewall) = &expected.firewall else { return Ok(Vec::new()) };
+    let status = observe::parse_ufw_status(probe.get(Section::UfwStatus)?)?;
+    let mut checks = vec![Check::new("ufw active", "Status: active", status.status, status.status == "Status: active")];
     let wanted = format!("{} (incoming), {} (outgoing)", firewall.incoming, firewall.outgoing);
-    checks.push(Check::new("ufw default policies", &wanted, &defaults, defaults.contains(&wanted)));
-    let mut observed: Vec<UfwRule> = get("ufw-rules4").lines().filter_map(|l| parse_ufw_tuple(l, false)).collect();
-    observed.extend(get("ufw-rules6").lines().filter_map(|l| parse_ufw_tuple(l, true)));
+    checks.push(Check::new("ufw default policies", &wanted, status.defaults, status.defaults.contains(&wanted)));
+    let mut observed = observe::parse_ufw_rules(probe.get(Section::UfwRules4)?, false)?;
+    observed.extend(observe::parse_ufw_rules(probe.get(Section::UfwRules6)?, true)?);
     observed.sort();
     let describe = |rules: &[UfwRule]| rules.iter().map(describe_rule).collect::<Vec<_>>().join("; ");
     checks.push(Check::new(
@@ -201,16 +183,18 @@ fn firewall_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) 
         observed == firewall.rules,
     ));
     // The kernel's tables must carry what UFW says it has: each rule appears in ufw(6)-user-input.
+    let v4 = observe::chain_rules(Section::Iptables4, probe.get(Section::Iptables4)?, "ufw-user-input")?;
+    let v6 = observe::chain_rules(Section::Iptables6, probe.get(Section::Iptables6)?, "ufw6-user-input")?;
     let mut missing = Vec::new();
     for rule in &firewall.rules {
-        let table = get(if rule.ipv6 { "iptables6" } else { "iptables4" });
+        let table = if rule.ipv6 { &v6 } else { &v4 };
         let needle = match (&rule.interface, rule.port.as_str()) {
             (Some(iface), _) => format!("-i {iface} "),
             // ufw loads a range with the multiport match (`-m multiport --dports 8000:8010`).
             (None, port) if port.contains(':') => format!("--dports {port}"),
             (None, port) => format!("--dport {port}"),
         };
-        if !table.lines().any(|l| l.contains(&needle) && l.contains("-j ACCEPT")) {
+        if !table.iter().any(|l| l.contains(&needle) && l.contains("-j ACCEPT")) {
             missing.push(describe_rule(rule));
         }
     }
@@ -221,8 +205,8 @@ fn firewall_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) 
         missing.is_empty(),
     ));
     if let Some(open) = &firewall.docker_user {
-        let chain = get("docker-user");
-        let drops = chain.lines().any(|l| l.contains("--ctstate NEW") && l.ends_with("-j DROP"));
+        let chain = observe::chain_rules(Section::DockerUser, probe.get(Section::DockerUser)?, "DOCKER-USER")?;
+        let drops = chain.iter().any(|l| l.contains("--ctstate NEW") && l.ends_with("-j DROP"));
         let mut problems: Vec<String> = Vec::new();
         if !drops {
             problems.push("no DROP of new connections".into());
@@ -230,7 +214,7 @@ fn firewall_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) 
         for port in open {
             let (ports, proto) = port.split_once('/').unwrap_or((port, "tcp"));
             if !chain
-                .lines()
+                .iter()
                 .any(|l| l.contains(&format!("-p {proto}")) && l.contains(&format!("--ctorigdstport {ports}")))
             {
                 problems.push(format!("no exception for {port}"));
@@ -243,7 +227,7 @@ fn firewall_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) 
             problems.is_empty(),
         ));
     }
-    checks
+    Ok(checks)
 }
 
 fn describe_rule(rule: &UfwRule) -> String {
@@ -255,28 +239,27 @@ fn describe_rule(rule: &UfwRule) -> String {
     format!("{family} {} {target}", rule.action)
 }
 
-fn listener_check(expected: &ExpectedState, image: &[Listener], ss: &str) -> Check {
+fn listener_check(expected: &ExpectedState, image: &[Listener], ss: &str) -> Result<Check> {
     let wanted: BTreeSet<Listener> = expected.listeners.iter().chain(image).cloned().collect();
     let picks_its_port = |l: &Listener| {
         wanted.iter().any(|w| w.port == ANY_PORT && w.proto == l.proto && w.scope == l.scope && w.process == l.process)
     };
-    let observed: BTreeSet<Listener> = ss
-        .lines()
-        .filter_map(parse_ss_line)
+    let observed: BTreeSet<Listener> = observe::parse_listeners(ss)?
+        .into_iter()
         .map(|l| if picks_its_port(&l) { Listener { port: ANY_PORT, ..l } } else { l })
         .collect();
     let show = |set: &BTreeSet<Listener>| {
         set.iter().map(|l| format!("{}/{} {} ({})", l.port, l.proto, l.scope, l.process)).collect::<Vec<_>>().join(", ")
     };
-    Check::new("listening sockets (exact)", show(&wanted), show(&observed), wanted == observed)
+    Ok(Check::new("listening sockets (exact)", show(&wanted), show(&observed), wanted == observed))
 }
 
 /// Time zone, locale and the profile's own files.
-fn system_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) -> Vec<Check> {
-    let lang = get("locale").lines().find_map(|l| l.strip_prefix("LANG=")).unwrap_or("(no LANG)").trim_matches('"');
-    let charmap = get("locale-charmap").trim();
+fn system_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<Check>> {
+    let lang = observe::parse_lang(probe.get(Section::Locale)?).unwrap_or("(no LANG)");
+    let charmap = probe.get(Section::LocaleCharmap)?.trim();
     let mut checks = vec![
-        Check::equal("timezone", &expected.timezone, get("timezone").trim()),
+        Check::equal("timezone", &expected.timezone, probe.get(Section::Timezone)?.trim()),
         Check::equal("locale LANG", &expected.locale, lang),
         Check::new(
             format!("locale {} usable", expected.locale),
@@ -285,25 +268,25 @@ fn system_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str) ->
             !charmap.is_empty() && !charmap.contains("Cannot"),
         ),
     ];
+    let files = observe::parse_files(probe.get(Section::Files)?)?;
     for file in &expected.files {
-        let line = get("files").lines().find(|l| l.starts_with(&format!("{}\t", file.path))).unwrap_or("");
-        let observed = match line.split('\t').collect::<Vec<_>>().as_slice() {
-            [_, mode, owner, group, sha256] => format!("mode {mode} owner {owner}:{group} sha256 {sha256}"),
-            _ => "missing".to_string(),
+        let observed = match files.get(file.path.as_str()) {
+            Some(Some(f)) => format!("mode {} owner {}:{} sha256 {}", f.mode, f.owner, f.group, f.sha256),
+            Some(None) | None => "missing".to_string(),
         };
         let wanted = format!("mode {} owner {}:{} sha256 {}", file.mode, file.owner, file.group, file.sha256);
         checks.push(Check::equal(format!("file {}", file.path), wanted, observed));
     }
-    checks
+    Ok(checks)
 }
 
-fn standin_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str, digests: &SecretDigests) -> Vec<Check> {
+fn standin_checks(expected: &ExpectedState, probe: &StateProbe, digests: &SecretDigests) -> Result<Vec<Check>> {
     let mut checks = Vec::new();
     let records = [
         (
             "cloudflared",
             &expected.cloudflared_args,
-            "standin-cloudflared",
+            Section::StandinCloudflared,
             "token_sha256",
             &digests.cloudflared_token,
             "token_file_mode",
@@ -311,7 +294,7 @@ fn standin_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str, d
         (
             "tailscale up",
             &expected.tailscale_up_args,
-            "standin-tailscale",
+            Section::StandinTailscale,
             "auth_key_sha256",
             &digests.tailscale_auth_key,
             "auth_key_file_mode",
@@ -319,7 +302,7 @@ fn standin_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str, d
     ];
     for (what, args, section, digest_key, digest, mode_key) in records {
         let Some(args) = args else { continue };
-        let record: Value = serde_json::from_str(get(section)).unwrap_or(Value::Null);
+        let record: Value = observe::parse_standin_record(section, probe.get(section)?)?;
         let argv: Vec<String> = record["argv"]
             .as_array()
             .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
@@ -341,7 +324,7 @@ fn standin_checks<'a>(expected: &ExpectedState, get: &dyn Fn(&str) -> &'a str, d
         let mode = record[mode_key].as_str().unwrap_or("(none recorded)");
         checks.push(Check::equal(format!("{what} secret file was 0600 when read"), "600", mode));
     }
-    checks
+    Ok(checks)
 }
 
 #[cfg(test)]

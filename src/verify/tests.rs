@@ -1,7 +1,9 @@
 //! Unit tests of the comparison: the probe output of a real guest booted from `profiles/app.yaml`
 //! passes every check, and each fact, made wrong on either side, fails the check that covers it.
-
-use std::collections::BTreeMap;
+//!
+//! The fixtures were captured before the probe recorded each section's exit status (its trailer), so
+//! they are read with `StateProbe::from_capture_without_status`, which only tests may use; the
+//! production parser refuses output without the trailer.
 
 use super::*;
 use crate::effects::vm::harness::image_listeners;
@@ -11,6 +13,10 @@ use crate::profile;
 
 /// Probe output captured from a VM scenario run (`target/vm-tests/seed-host/probe-first-boot.txt`).
 const PROBE: &str = include_str!("fixtures/seed-host-probe.txt");
+
+fn captured(capture: &str) -> StateProbe {
+    StateProbe::from_capture_without_status(capture).expect("a fixture capture")
+}
 /// The stand-ins recorded these digests; the run's test secrets are not kept, only their sha256.
 const FIXTURE_DIGESTS: &str = include_str!("fixtures/seed-host-digests.txt");
 
@@ -34,6 +40,10 @@ pub(super) fn validated(profile_yaml: &str, deploy_key: &'static [u8]) -> model:
     model.expect("the profile validates")
 }
 
+pub(crate) fn seed_expected() -> ExpectedState {
+    expected()
+}
+
 fn expected() -> ExpectedState {
     expect(&validated(include_str!("../../profiles/app.yaml"), include_bytes!("../../profiles/keys/deploy.pub")))
 }
@@ -46,8 +56,8 @@ fn digests() -> SecretDigests {
     }
 }
 
-fn run(expected: &ExpectedState, sections: &BTreeMap<String, String>, digests: &SecretDigests) -> Vec<Check> {
-    verify(expected, sections, &image_listeners(), digests)
+fn run(expected: &ExpectedState, probe: &StateProbe, digests: &SecretDigests) -> Vec<Check> {
+    verify(expected, probe, &image_listeners(), digests).expect("the probe reads")
 }
 
 fn failing(checks: &[Check]) -> Vec<String> {
@@ -56,7 +66,7 @@ fn failing(checks: &[Check]) -> Vec<String> {
 
 #[test]
 fn the_real_guest_passes_every_check() {
-    let checks = run(&expected(), &observe::sections(PROBE), &digests());
+    let checks = run(&expected(), &captured(PROBE), &digests());
     assert!(checks.len() > 40, "only {} checks", checks.len());
     assert!(failing(&checks).is_empty(), "{:#?}", checks.iter().filter(|c| !c.passed).collect::<Vec<_>>());
 }
@@ -111,50 +121,54 @@ fn each_expected_fact_made_wrong_fails_its_check() {
         ("timezone", |e| e.timezone = "Europe/Berlin".into()),
         ("locale LANG", |e| e.locale = "de_DE.UTF-8".into()),
     ];
-    let sections = observe::sections(PROBE);
+    let probe = captured(PROBE);
     for (name, mutate) in mutations {
         let mut wrong = expected();
         mutate(&mut wrong);
-        let failed = failing(&run(&wrong, &sections, &digests()));
+        let failed = failing(&run(&wrong, &probe, &digests()));
         assert!(failed.iter().any(|f| f == name), "making `{name}` wrong did not fail it; failed: {failed:?}");
     }
 }
 
 #[test]
 fn each_observed_fact_made_wrong_fails_its_check() {
-    type Mutation = (&'static str, &'static str, fn(&str) -> String);
+    type Mutation = (Section, &'static str, fn(&str) -> String);
     let mutations: Vec<Mutation> = vec![
-        ("ufw-status", "ufw active", |_| "Status: inactive".into()),
-        ("docker-user", "DOCKER-USER filters published ports", |s| {
+        (Section::UfwStatus, "ufw active", |_| "Status: inactive".into()),
+        (Section::DockerUser, "DOCKER-USER filters published ports", |s| {
             s.lines().filter(|l| !l.ends_with("-j DROP")).collect::<Vec<_>>().join("\n")
         }),
-        ("failed-units", "no failed units", |_| "cloud-config.service loaded failed failed Apply the settings".into()),
-        ("iptables4", "iptables agree with ufw", |_| String::new()),
-        ("listeners", "listening sockets (exact)", |s| {
+        (Section::FailedUnits, "no failed units", |_| {
+            "cloud-config.service loaded failed failed Apply the settings".into()
+        }),
+        (Section::Iptables4, "iptables agree with ufw", |_| String::new()),
+        (Section::Listeners, "listening sockets (exact)", |s| {
             format!("{s}\ntcp LISTEN 0 128 0.0.0.0:80 0.0.0.0:* users:((\"nginx\",pid=9,fd=3))")
         }),
-        ("standin-cloudflared", "cloudflared secret file was 0600 when read", |s| s.replace("\"600\"", "\"644\"")),
-        ("timezone", "timezone", |_| "Etc/GMT".into()),
-        ("locale", "locale LANG", |_| "LANG=en_US.UTF-8".into()),
-        ("locale-charmap", "locale C.UTF-8 usable", |_| {
+        (Section::StandinCloudflared, "cloudflared secret file was 0600 when read", |s| {
+            s.replace("\"600\"", "\"644\"")
+        }),
+        (Section::Timezone, "timezone", |_| "Etc/GMT".into()),
+        (Section::Locale, "locale LANG", |_| "LANG=en_US.UTF-8".into()),
+        (Section::LocaleCharmap, "locale C.UTF-8 usable", |_| {
             "locale: Cannot set LC_CTYPE to default locale: No such file or directory\nANSI_X3.4-1968".into()
         }),
-        ("keys", "user deploy authorized keys", |s| {
+        (Section::Keys, "user deploy authorized keys", |s| {
             format!("{s}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIntruderKeyIntruderKeyIntruderKeyIntrud x")
         }),
     ];
     for (section, name, mutate) in mutations {
-        let mut sections = observe::sections(PROBE);
-        let value = sections.get(section).cloned().unwrap_or_default();
-        sections.insert(section.to_string(), mutate(&value));
-        let failed = failing(&run(&expected(), &sections, &digests()));
+        let mut probe = captured(PROBE);
+        let value = probe.get(section).unwrap().to_string();
+        probe.set(section, mutate(&value));
+        let failed = failing(&run(&expected(), &probe, &digests()));
         assert!(
             failed.iter().any(|f| f == name),
-            "changing section `{section}` did not fail `{name}`; failed: {failed:?}"
+            "changing section `{section:?}` did not fail `{name}`; failed: {failed:?}"
         );
     }
     let wrong = SecretDigests { cloudflared_token: Some("0".repeat(64)), ..digests() };
-    let failed = failing(&run(&expected(), &observe::sections(PROBE), &wrong));
+    let failed = failing(&run(&expected(), &captured(PROBE), &wrong));
     assert_eq!(failed, ["cloudflared read the secret from its file"]);
 }
 
@@ -162,7 +176,7 @@ fn each_observed_fact_made_wrong_fails_its_check() {
 /// apostrophes and `$(…)`, a key with options, a non-C locale, a tzdata link, the profile's own files.
 const AWKWARD_PROBE: &str = include_str!("fixtures/awkward-probe.txt");
 
-fn awkward_expected() -> ExpectedState {
+pub(crate) fn awkward_expected() -> ExpectedState {
     expect(&validated(
         include_str!("../../vm-tests/profiles/awkward.yaml"),
         include_bytes!("../../vm-tests/profiles/keys/deploy.pub"),
@@ -171,7 +185,7 @@ fn awkward_expected() -> ExpectedState {
 
 #[test]
 fn the_awkward_guest_passes_every_check() {
-    let checks = run(&awkward_expected(), &observe::sections(AWKWARD_PROBE), &SecretDigests::default());
+    let checks = run(&awkward_expected(), &captured(AWKWARD_PROBE), &SecretDigests::default());
     assert!(failing(&checks).is_empty(), "{:#?}", checks.iter().filter(|c| !c.passed).collect::<Vec<_>>());
     for name in ["file /etc/awkward/motd.txt", "file /etc/awkward/app.env", "locale de_DE.UTF-8 usable", "timezone"] {
         assert!(checks.iter().any(|c| c.name == name), "no check `{name}`");
@@ -195,26 +209,51 @@ fn each_awkward_fact_made_wrong_fails_its_check() {
             v6.from = "2001:DB8:0:0::/32".into();
         }),
     ];
-    let sections = observe::sections(AWKWARD_PROBE);
+    let probe = captured(AWKWARD_PROBE);
     for (name, mutate) in expected_mutations {
         let mut wrong = awkward_expected();
         mutate(&mut wrong);
-        let failed = failing(&run(&wrong, &sections, &SecretDigests::default()));
+        let failed = failing(&run(&wrong, &probe, &SecretDigests::default()));
         assert!(failed.iter().any(|f| f == name), "making `{name}` wrong did not fail it; failed: {failed:?}");
     }
-    type Observed = (&'static str, &'static str, fn(&str) -> String);
+    type Observed = (Section, &'static str, fn(&str) -> String);
     let observed_mutations: Vec<Observed> = vec![
-        ("files", "file /etc/awkward/motd.txt", |s| {
+        (Section::Files, "file /etc/awkward/motd.txt", |s| {
             s.lines().filter(|l| !l.starts_with("/etc/awkward/motd.txt")).collect::<Vec<_>>().join("\n")
         }),
         // A range must be loaded as ufw loads it, with the multiport match.
-        ("iptables4", "iptables agree with ufw", |s| s.replace("--dports 8000:8010", "--dports 8000:8009")),
+        (Section::Iptables4, "iptables agree with ufw", |s| s.replace("--dports 8000:8010", "--dports 8000:8009")),
     ];
     for (section, name, mutate) in observed_mutations {
-        let mut sections = observe::sections(AWKWARD_PROBE);
-        let value = sections.get(section).cloned().unwrap_or_default();
-        sections.insert(section.to_string(), mutate(&value));
-        let failed = failing(&run(&awkward_expected(), &sections, &SecretDigests::default()));
-        assert!(failed.iter().any(|f| f == name), "changing `{section}` did not fail `{name}`; failed: {failed:?}");
+        let mut probe = captured(AWKWARD_PROBE);
+        let value = probe.get(section).unwrap().to_string();
+        probe.set(section, mutate(&value));
+        let failed = failing(&run(&awkward_expected(), &probe, &SecretDigests::default()));
+        assert!(failed.iter().any(|f| f == name), "changing `{section:?}` did not fail `{name}`; failed: {failed:?}");
+    }
+}
+
+/// The readers ask only for sections the script produces: each fixture, cut down to the sections the
+/// script for its expected state prints, gives the same checks; and a section missing is an error.
+#[test]
+fn readers_read_only_what_the_script_prints() {
+    let fixtures = [
+        (expected(), PROBE, digests()),
+        (awkward_expected(), AWKWARD_PROBE, SecretDigests::default()),
+        (super::wireguard::tests::expected(), include_str!("fixtures/wireguard-probe.txt"), SecretDigests::default()),
+    ];
+    for (expected, capture, digests) in fixtures {
+        let full = run(&expected, &captured(capture), &digests);
+        let script = observe::probe_script(&expected);
+        let mut cut = captured(capture);
+        cut.retain(script.sections());
+        assert_eq!(cut.names().collect::<Vec<_>>().len(), script.sections().len());
+        assert_eq!(run(&expected, &cut, &digests), full);
+        for section in script.sections() {
+            let mut without = captured(capture);
+            without.retain(&script.sections().iter().copied().filter(|s| s != section).collect::<Vec<_>>());
+            let error = verify(&expected, &without, &image_listeners(), &digests).unwrap_err().to_string();
+            assert!(error.contains("produced no section"), "{section:?}: {error}");
+        }
     }
 }

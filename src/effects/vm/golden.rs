@@ -144,13 +144,13 @@ pub struct Identity {
 }
 
 pub fn identity(agent: &mut Agent) -> Result<Identity> {
-    let out = agent.shell(
-        "cat /etc/machine-id; for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf \"$k\" | awk '{print $2}'; done",
-        Duration::from_secs(60),
-    )?;
-    let mut lines = out.stdout.lines().map(str::trim).filter(|l| !l.is_empty());
-    let machine_id = lines.next().unwrap_or_default().to_string();
-    Ok(Identity { machine_id, host_keys: lines.map(str::to_string).collect() })
+    use crate::verify::identity::{self, IdentityProbe, IdentitySection};
+    let out = agent.shell(&identity::script().text(), identity::PROBE_TIMEOUT)?;
+    let probe = IdentityProbe::parse(&out.stdout, out.code, &out.stderr)?;
+    Ok(Identity {
+        machine_id: probe.get(IdentitySection::MachineId)?.to_string(),
+        host_keys: identity::parse_fingerprints(probe.get(IdentitySection::HostKeys)?)?,
+    })
 }
 
 /// Converts `image` (and its backing chain) to raw in `scratch` and counts the secret values found

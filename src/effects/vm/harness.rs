@@ -25,7 +25,7 @@ use crate::model::{Model, Repository, RepositoryKey, SecretRef};
 use crate::pipeline;
 use crate::secrets::{self, SecretSource};
 use crate::verify::report::Verdict;
-use crate::verify::{self, Check, SecretDigests, observe};
+use crate::verify::{self, Check, SecretDigests, cloud_init, observe, secret_scan};
 
 /// What a scenario boots and what it does besides the profile's own checks.
 #[derive(Debug, Clone)]
@@ -477,40 +477,6 @@ pub(crate) fn wait_for_cloud_init_watching(
     Ok(console.lines().rfind(|l| l.contains(" finished at ")).unwrap_or("").trim().to_string())
 }
 
-/// Every way cloud-init can say something went wrong: errors in `result.json` and in each stage of
-/// `status.json`, a failed cloud-init unit, or a module logged as failed (22.4 records some module
-/// failures only in its log and its unit's exit status).
-pub fn cloud_init_errors(sections: &BTreeMap<String, String>) -> Vec<String> {
-    let mut errors = Vec::new();
-    let json =
-        |name: &str| serde_json::from_str::<serde_json::Value>(sections.get(name).map_or("", |s| s.as_str())).ok();
-    if let Some(result) = json("result") {
-        errors.extend(result["v1"]["errors"].as_array().into_iter().flatten().map(|e| format!("result.json: {e}")));
-    }
-    if let Some(status) = json("status")
-        && let Some(stages) = status["v1"].as_object()
-    {
-        for (stage, body) in stages {
-            for e in body["errors"].as_array().into_iter().flatten() {
-                errors.push(format!("{stage}: {e}"));
-            }
-        }
-    }
-    for line in sections.get("units").map_or("", |s| s.as_str()).lines() {
-        if let Some(unit) = line.strip_suffix(" failed") {
-            errors.push(format!("unit {unit} failed"));
-        }
-    }
-    for line in sections.get("modules").map_or("", |s| s.as_str()).lines() {
-        if let Some(rest) = line.split("Running module ").nth(1) {
-            errors.push(format!("module {} failed", rest.split_whitespace().next().unwrap_or("?")));
-        }
-    }
-    errors.sort();
-    errors.dedup();
-    errors
-}
-
 /// What cloud-init and the provisioning script say about a finished boot.
 pub(crate) struct CloudInitOutcome {
     /// Every error cloud-init recorded, in any of the places it records them.
@@ -534,27 +500,11 @@ impl CloudInitOutcome {
 }
 
 pub(crate) fn cloud_init_outcome(agent: &mut Agent) -> Result<CloudInitOutcome> {
-    // 22.4 exits 0/1, ≥ 23.4 exits 0/1/2 (2 = recoverable errors): the files are read, not the code.
-    // result.json is cloud-init's last write; waiting for it in bash spares a Python start (seconds,
-    // under emulation) that `cloud-init status --wait` would cost.
-    let script = r#"for _ in $(seq 600); do [ -e /run/cloud-init/result.json ] && break; sleep 0.2; done
-echo "@@kiln:result@@"; cat /run/cloud-init/result.json 2>/dev/null
-echo "@@kiln:status@@"; cat /run/cloud-init/status.json 2>/dev/null
-echo "@@kiln:units@@"
-for u in cloud-init-local cloud-init cloud-config cloud-final; do echo "$u $(systemctl is-failed $u.service 2>/dev/null)"; done
-echo "@@kiln:modules@@"; grep -a 'WARNING\]: Running module .* failed' /var/log/cloud-init.log 2>/dev/null
-echo "@@kiln:kiln@@"; grep -a 'kiln: ' /var/log/cloud-init-output.log 2>/dev/null
-"#;
-    let out = agent.shell(script, Duration::from_secs(180))?;
-    let sections = observe::sections(&out.stdout);
-    let errors = cloud_init_errors(&sections);
-    let log = sections.get("kiln").cloned().unwrap_or_default();
-    // The script's trap prints `kiln: provisioning FAILED in step: NAME (exit N)`.
-    let failed_step = log.lines().find_map(|l| l.split("provisioning FAILED in step: ").nth(1)).map(|s| {
-        let s = s.trim();
-        s.rsplit_once(" (exit ").map_or(s, |(step, _)| step).to_string()
-    });
-    Ok(CloudInitOutcome { errors, failed_step, complete: log.contains("kiln: provisioning complete") })
+    let out = agent.shell(&cloud_init::script().text(), cloud_init::PROBE_TIMEOUT)?;
+    let probe = cloud_init::CloudInitProbe::parse(&out.stdout, out.code, &out.stderr)?;
+    let errors = cloud_init::errors(&probe)?;
+    let provisioning = cloud_init::provisioning(&probe)?;
+    Ok(CloudInitOutcome { errors, failed_step: provisioning.failed.map(|f| f.step), complete: provisioning.complete })
 }
 
 /// cloud-init's own verdict; "finished with errors" is a failed check, never a pass.
@@ -580,12 +530,15 @@ fn cloud_init_checks(agent: &mut Agent, scenario: &Scenario) -> Result<Vec<Check
                 observed.as_str(),
                 observed == *step,
             ));
-            let ufw = agent.shell("ufw status 2>/dev/null | head -n 1", Duration::from_secs(60))?.stdout;
+            const UFW_STATUS_TIMEOUT: Duration = Duration::from_secs(60);
+            let out = agent.shell(&observe::ufw_status_script().text(), UFW_STATUS_TIMEOUT)?;
+            let probe = observe::StateProbe::parse(&out.stdout, out.code, &out.stderr)?;
+            let ufw = observe::parse_ufw_status(probe.get(observe::Section::UfwStatus)?)?;
             checks.push(Check::new(
                 "the firewall stayed off (it is enabled only after every other step)",
                 "Status: inactive",
-                ufw.trim(),
-                ufw.contains("inactive"),
+                ufw.status,
+                ufw.status == "Status: inactive",
             ));
         }
     }
@@ -684,15 +637,14 @@ fn inside_checks(
     digests: &SecretDigests,
     log: &Path,
 ) -> Result<Vec<Check>> {
-    let script = observe::probe_script(expected);
-    let output = agent.shell(&script, Duration::from_secs(120))?;
+    let script = observe::probe_script(expected).text();
+    let output = agent.shell(&script, observe::PROBE_TIMEOUT)?;
     // Kept for people debugging a failed check, and as fixtures for the comparison's unit tests.
     std::fs::write(log, &output.stdout).with_context(|| format!("writing {}", log.display()))?;
-    let sections = observe::sections(&output.stdout);
-    if sections.len() < 10 {
-        bail!("the probe script produced {} sections; stderr: {}", sections.len(), output.stderr);
-    }
-    Ok(verify::verify(expected, &sections, &image_listeners(), digests))
+    let probe = observe::StateProbe::parse(&output.stdout, output.code, &output.stderr)
+        .with_context(|| format!("the probe's output is in {}", log.display()))?;
+    verify::verify(expected, &probe, &image_listeners(), digests)
+        .with_context(|| format!("the probe's output is in {}", log.display()))
 }
 
 /// No secret value in any process argument, unit file or log, and every file holding one is 0600
@@ -701,43 +653,15 @@ fn start_secret_scan(agent: &mut Agent, secrets: &[String]) -> Result<Option<i64
     if secrets.is_empty() {
         return Ok(None);
     }
-    let script = r#"set -u
-pats=$(cat)
-echo "@@kiln:files@@"
-grep -rlsF --exclude-dir=dpkg --exclude-dir=apt --exclude-dir=docker --exclude-dir=containerd -f <(printf '%s\n' "$pats") /etc /var/log /var/lib /run /home /root /usr/local /tmp /opt 2>/dev/null | while read -r f; do stat -c '%a %U %n' "$f"; done
-echo "@@kiln:argv@@"
-for p in /proc/[0-9]*; do tr '\0' ' ' < "$p/cmdline" 2>/dev/null; echo; done | grep -cF -f <(printf '%s\n' "$pats") || true
-"#;
+    let script = secret_scan::script(secret_scan::SCANNED).text();
     let input = secrets.join("\n") + "\n";
-    agent.start("/bin/bash", &["-c", script], Some(input.as_bytes())).map(Some)
+    agent.start("/bin/bash", &["-c", &script], Some(input.as_bytes())).map(Some)
 }
 
 fn finish_secret_scan(agent: &mut Agent, scan: Option<i64>) -> Result<Vec<Check>> {
     let Some(pid) = scan else { return Ok(Vec::new()) };
-    let out = agent.finish(pid, "the secret scan", Duration::from_secs(180))?;
-    let sections = observe::sections(&out.stdout);
-    let files = sections.get("files").cloned().unwrap_or_default();
-    let argv_hits: usize = sections.get("argv").and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-    let loose: Vec<&str> =
-        files.lines().filter(|l| !l.starts_with("600 root ") && !l.starts_with("400 root ")).collect();
-    Ok(vec![
-        Check::new(
-            "files holding a secret are 0600 root",
-            "only 0600 root files",
-            if loose.is_empty() {
-                format!("{} file(s), all 0600 root", files.lines().count())
-            } else {
-                format!("too open: {}", loose.join(", "))
-            },
-            loose.is_empty(),
-        ),
-        Check::new(
-            "no secret in any process argument",
-            "0 processes",
-            format!("{argv_hits} processes"),
-            argv_hits == 0,
-        ),
-    ])
+    let out = agent.finish(pid, "the secret scan", secret_scan::SCAN_TIMEOUT)?;
+    Ok(secret_scan::checks(&secret_scan::parse(&out.stdout, out.code, &out.stderr)?))
 }
 
 /// The control for "SSH is closed from outside": sshd answers on the guest's own loopback, so silence

@@ -25,8 +25,8 @@ use super::qga::Agent;
 use crate::effects::process::die_with_parent;
 use crate::lower::wireguard::{PUBLIC_KEY_LINE, key_path};
 use crate::model::{Model, Proto};
-use crate::verify::Check;
-use crate::verify::observe::parse_ss_line;
+use crate::verify::reach::{self, Reach};
+use crate::verify::{Check, observe};
 
 /// The guest's address on its public NIC, and the harness's across the link (TEST-NET-1, RFC 5737).
 pub const GUEST_PUBLIC: &str = "192.0.2.2";
@@ -245,9 +245,18 @@ impl TunnelPeer {
     /// The guest's generated private key, read through the agent (stdout, never an argument), so that
     /// the secret scan can look for it in every process argument and file.
     pub fn guest_secrets(&self, agent: &mut Agent) -> Result<Vec<String>> {
-        let out = agent.exec("/bin/cat", &[&key_path(&self.guest_interface)], None, Duration::from_secs(30))?;
+        const READ_TIMEOUT: Duration = Duration::from_secs(30);
+        let path = key_path(&self.guest_interface);
+        let out = agent.exec("/bin/cat", &[&path], None, READ_TIMEOUT)?;
+        if !out.ok() {
+            bail!("reading the guest's WireGuard key {path} failed (exit {}): {}", out.code, out.stderr.trim());
+        }
         let key = out.stdout.trim();
-        Ok(if crate::model::is_wireguard_key(key) { vec![key.to_string()] } else { Vec::new() })
+        // Never shown: it is the secret the scan looks for.
+        if !crate::model::is_wireguard_key(key) {
+            bail!("the guest's {path} does not hold a WireGuard key ({} bytes)", key.len());
+        }
+        Ok(vec![key.to_string()])
     }
 
     /// Every check through the tunnel and from the public network. `label` names the phase in timings;
@@ -412,7 +421,16 @@ impl TunnelPeer {
 
     fn latest_handshake(&self) -> Result<bool> {
         let out = self.wg_output(&["show", &self.interface, "latest-handshakes"])?;
-        Ok(out.lines().any(|l| l.split_whitespace().nth(1).is_some_and(|t| t != "0")))
+        // `PUBLIC-KEY<TAB>UNIX-TIME` per peer, 0 for a peer never heard from.
+        let mut any = false;
+        for line in out.lines().filter(|l| !l.is_empty()) {
+            let time = line
+                .split_once('\t')
+                .and_then(|(_, t)| t.parse::<u64>().ok())
+                .with_context(|| format!("`wg show latest-handshakes` printed `{line}`, not KEY<TAB>TIME"))?;
+            any |= time != 0;
+        }
+        Ok(any)
     }
 
     /// The real OpenSSH client, in the namespace, as the deploy user with the harness's key.
@@ -445,9 +463,14 @@ impl TunnelPeer {
 
     /// Whether sshd's banner comes back from the guest's public address within a few seconds.
     fn public_banner(&self) -> Result<bool> {
-        let script = format!("exec 3<>/dev/tcp/{GUEST_PUBLIC}/{SSH_PORT} && head -c 4 <&3");
-        let out = self.in_namespace("timeout").args(["8", "bash", "-c", &script]).output()?;
-        Ok(out.stdout.starts_with(b"SSH-"))
+        let out = self
+            .in_namespace("timeout")
+            .arg(reach::BANNER_TIMEOUT.as_secs().to_string())
+            .args(["bash", "-c", reach::CONNECT_AND_READ_BANNER, GUEST_PUBLIC, &SSH_PORT.to_string()])
+            .output()?;
+        // Refused or silent is "no banner"; an attempt that could not be made is an error.
+        let connected = reach::classify(out.status.code(), &String::from_utf8_lossy(&out.stderr))? == Reach::Connected;
+        Ok(connected && out.stdout.starts_with(b"SSH-"))
     }
 
     /// Which of `ports` accept a TCP connection at `address` from the namespace (all tried at once; a
@@ -456,16 +479,18 @@ impl TunnelPeer {
         if ports.is_empty() {
             return Ok(Vec::new());
         }
-        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-        let script = format!(
-            "for p in {}; do (timeout 5 bash -c \"exec 3<>/dev/tcp/{address}/$p\" 2>/dev/null && echo \"$p\") & done; wait",
-            list.join(" ")
-        );
+        let script = reach::ports_script(address, ports);
         let out = self.in_namespace("bash").args(["-c", &script]).output()?;
-        let mut open: Vec<u16> =
-            String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
-        open.sort_unstable();
-        Ok(open)
+        if !out.status.success() {
+            bail!(
+                "probing ports from {} failed ({}): {}",
+                self.netns,
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        reach::parse_ports(&String::from_utf8_lossy(&out.stdout), ports)
+            .with_context(|| format!("probing ports of {address} from {}", self.netns))
     }
 
     fn in_namespace(&self, program: &str) -> Command {
@@ -524,14 +549,15 @@ fn ssh_listed_containers(out: &Output) -> bool {
 
 /// Every TCP port the guest listens on, whatever the address (from `ss` inside).
 fn listening_tcp_ports(agent: &mut Agent) -> Result<Vec<u16>> {
-    // With TCP and UDP both asked for, `ss` prints the Netid column that `parse_ss_line` expects.
-    let out = agent.shell("ss -H -ltnup", Duration::from_secs(30))?;
-    let mut ports: Vec<u16> =
-        out.stdout.lines().filter_map(parse_ss_line).filter(|l| l.proto == "tcp").map(|l| l.port).collect();
+    const SS_TIMEOUT: Duration = Duration::from_secs(30);
+    let out = agent.shell(&observe::listeners_script().text(), SS_TIMEOUT)?;
+    let probe = observe::StateProbe::parse(&out.stdout, out.code, &out.stderr)?;
+    let listeners = observe::parse_listeners(probe.get(observe::Section::Listeners)?)?;
+    let mut ports: Vec<u16> = listeners.iter().filter(|l| l.proto == "tcp").map(|l| l.port).collect();
     ports.sort_unstable();
     ports.dedup();
     if ports.is_empty() {
-        bail!("`ss` in the guest listed no listening TCP socket: {}", out.stderr);
+        bail!("`ss` in the guest listed no listening TCP socket");
     }
     Ok(ports)
 }
