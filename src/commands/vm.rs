@@ -92,8 +92,8 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
         output_is_not_an_input(junit, &inputs)?;
     }
     BaseImage::check(&args.image)?;
-    let image_is_golden = args.stage == Stage::Boot;
-    if !image_is_golden {
+    let boot = if args.stage == Stage::Boot { harness::Boot::Golden } else { harness::Boot::Provision };
+    if boot == harness::Boot::Provision {
         // A base image is provisioned from kiln's mirror, built from what the image lacks.
         harness::dpkg_status_of(&args.image).map_err(Failure::io)?;
     }
@@ -102,15 +102,14 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
     let scenario = harness::Scenario {
         name,
         profile: args.profile.clone(),
-        base_image: args.image.clone(),
+        image: args.image.clone(),
+        boot,
+        outcome: harness::Outcome::Healthy,
         run_dir: run_dir.clone(),
         reboot: !args.no_reboot,
         containers: Vec::new(),
         listen: Vec::new(),
         tamper: Vec::new(),
-        expect_provisioning_failure: None,
-        bake: false,
-        image_is_golden,
         boot_timeout: Duration::from_secs(args.timeout),
         wireguard_peer: false,
     };

@@ -226,3 +226,18 @@ fn the_cycle_finder_finds_a_cycle_it_is_shown() {
     .into();
     assert_eq!(cycles(&graph), vec![vec!["a.rs".to_string(), "b.rs".into(), "c.rs".into()]]);
 }
+#[test]
+fn no_two_files_import_each_other() {
+    let found = cycles(&import_graph());
+    assert!(found.is_empty(), "files in import cycles: {found:#?}");
+}
+
+#[test]
+fn the_command_line_module_holds_clap_types_and_dispatch_only() {
+    let text = std::fs::read_to_string(repo_root().join("src/cli.rs")).unwrap();
+    let code = text.split("#[cfg(test)]").next().unwrap();
+    let functions: Vec<&str> =
+        code.lines().filter(|l| l.trim_start().starts_with("pub fn ") || l.trim_start().starts_with("fn ")).collect();
+    assert_eq!(functions.len(), 1, "only `run` (dispatch) in src/cli.rs: {functions:?}");
+    assert!(functions[0].contains("pub fn run("), "{functions:?}");
+}

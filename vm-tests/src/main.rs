@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kiln::effects::vm::harness::{self, Container, Scenario, Tamper};
+use kiln::effects::vm::harness::{self, Boot, Container, Outcome, Scenario, Tamper};
 use kiln::effects::vm::{peer, qemu};
 use kiln::verify::report::{self, Verdict};
 
@@ -20,15 +20,14 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
     let scenario = |name: &str, profile: PathBuf| Scenario {
         name: name.into(),
         profile,
-        base_image: image.to_path_buf(),
+        image: image.to_path_buf(),
+        boot: Boot::Provision,
+        outcome: Outcome::Healthy,
         run_dir: out.join(name),
         reboot: true,
         containers: Vec::new(),
         listen: Vec::new(),
         tamper: Vec::new(),
-        expect_provisioning_failure: None,
-        bake: false,
-        image_is_golden: false,
         boot_timeout: Duration::from_secs(900),
         wireguard_peer: false,
     };
@@ -99,16 +98,16 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
         },
         Scenario {
             reboot: false,
-            expect_provisioning_failure: Some("tailscale: join the tailnet".into()),
+            outcome: Outcome::ProvisioningFails { step: "tailscale: join the tailnet".into() },
             ..scenario("broken", root.join("vm-tests/profiles/broken.yaml"))
         },
         // The seed host again, as a golden image: bake, boot an instance with the boot stage (every
         // check of `seed-host` must pass), reboot it, scan disks for secrets, boot a second instance.
-        Scenario { bake: true, ..scenario("golden", root.join("profiles/app.yaml")) },
+        Scenario { boot: Boot::BakeThenBoot, ..scenario("golden", root.join("profiles/app.yaml")) },
         Scenario {
-            bake: true,
+            boot: Boot::BakeThenBoot,
             reboot: false,
-            expect_provisioning_failure: Some("ssh: apply hardening".into()),
+            outcome: Outcome::ProvisioningFails { step: "ssh: apply hardening".into() },
             ..scenario("golden-broken", root.join("vm-tests/profiles/broken-bake.yaml"))
         },
     ]

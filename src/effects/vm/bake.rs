@@ -17,9 +17,10 @@ use anyhow::{Context, anyhow};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::harness::{boot_to_cloud_init, cloud_init_outcome};
+use super::boot::{boot_to_cloud_init, cloud_init_outcome};
 use super::progress::Progress;
-use super::qemu::{Accel, QemuConfig, image_format};
+use super::qemu::{Accel, Instance, QemuConfig, image_format};
+use super::qga::Agent;
 use super::wait::{self, wait_until};
 use crate::effects::fs::{sha256_file, write_atomic};
 use crate::effects::interrupt;
@@ -164,6 +165,10 @@ fn partial_path(output: &Path) -> PathBuf {
     sibling(output, ".partial")
 }
 
+fn manifest_partial_path(output: &Path) -> PathBuf {
+    sibling(&manifest_path(output), ".partial")
+}
+
 fn sibling(output: &Path, suffix: &str) -> PathBuf {
     let mut name = output.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(suffix);
@@ -253,27 +258,64 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
     if !request.force
         && let Some(manifest) = up_to_date(request.output, &key)
     {
-        progress.say(&format!(
-            "{} is up to date (cache key {}); --force bakes again",
-            request.output.display(),
-            &key[..16]
-        ));
+        let (output, short_key) = (request.output.display(), &key[..16]);
+        progress.say(&format!("{output} is up to date (cache key {short_key}); --force bakes again"));
         return Ok((Outcome::UpToDate, manifest));
     }
-
-    let partial = partial_path(request.output);
-    let manifest_partial = sibling(&manifest_path(request.output), ".partial");
-    for stale in [&partial, &manifest_partial] {
+    for stale in [partial_path(request.output), manifest_partial_path(request.output)] {
         // Left by a bake that was killed with SIGKILL, the one signal nothing can clean up after.
         let _ = fs::remove_file(stale);
     }
+    let (mut instance, mut agent) = provision(request, &user_data, &progress, &mut timings)?;
+    progress.say("provisioned; listing packages");
+    let packages = installed_packages(&mut agent)?;
+    generalize_and_power_off(agent, &mut instance, &progress, &mut timings)?;
+    let manifest = Manifest {
+        kiln_version: env!("CARGO_PKG_VERSION").to_string(),
+        cache_key: key,
+        profile: Digested {
+            path: request.profile_path.display().to_string(),
+            sha256: sha256_file(request.profile_path).unwrap_or_default(),
+        },
+        bake_user_data_sha256: crate::encoding::sha256_hex(&user_data),
+        base_image: Digested { path: base.path.display().to_string(), sha256: base_sha256 },
+        // Filled in by `place` once the image exists.
+        output: Output {
+            path: String::new(),
+            format: request.format,
+            sha256: String::new(),
+            bytes: 0,
+            virtual_size: 0,
+        },
+        accelerator: request.accel.name().to_string(),
+        packages,
+        timings,
+    };
+    let manifest = place(request, manifest, &progress)?;
+    progress.say(&format!(
+        "wrote {} ({:.0} MB, {}) and {}",
+        request.output.display(),
+        manifest.output.bytes as f64 / 1e6,
+        manifest.output.format.name(),
+        manifest_path(request.output).display()
+    ));
+    Ok((Outcome::Baked, manifest))
+}
+
+/// Boots the base image with the bake-stage seed and waits for provisioning to succeed.
+fn provision(
+    request: &BakeRequest,
+    user_data: &str,
+    progress: &Progress,
+    timings: &mut BTreeMap<String, f64>,
+) -> Result<(Instance, Agent), BakeError> {
     fs::create_dir_all(request.work_dir).with_context(|| format!("creating {}", request.work_dir.display()))?;
     let seed_path = request.work_dir.join("seed.img");
     // The build VM is no particular host; each instance gets its own name from the boot stage.
-    let seed = pipeline::seed(&user_data, "kiln-bake", None).map_err(|e| anyhow!("{e}"))?;
+    let seed = pipeline::seed(user_data, "kiln-bake", None).map_err(|e| anyhow!("{e}"))?;
     write_atomic(&seed_path, &seed.image, 0o600)?;
     let config = QemuConfig {
-        base_image: base.path.clone(),
+        base_image: request.base_image.path.clone(),
         run_dir: request.work_dir.to_path_buf(),
         seed: Some(seed_path),
         memory_mib: 2048,
@@ -284,43 +326,59 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
         internet: request.mirror_port.is_none(),
         public_nic: None,
     };
-
     progress.say(&format!("booting the build VM ({}) and provisioning (bake stage)", request.accel.name()));
-    let provision_started = Instant::now();
-    let mut shown = 0;
-    let mut watch = |console: &str| {
-        if !request.verbose {
-            return;
-        }
-        // Whole lines only, and never from inside a character: the console is read while QEMU writes it,
-        // so an earlier read may have ended in the middle of one.
-        while shown < console.len() && !console.is_char_boundary(shown) {
-            shown += 1;
-        }
-        let new = console.get(shown..).unwrap_or_default();
-        if let Some(end) = new.rfind('\n') {
-            for line in new[..end].lines() {
-                eprintln!("  console| {line}");
-            }
-            shown += end + 1;
-        }
-    };
-    let booted = boot_to_cloud_init(&config, request.timeout, &mut watch)?;
+    let started = Instant::now();
+    let mut console = ConsoleEcho { enabled: request.verbose, shown: 0 };
+    let booted = boot_to_cloud_init(&config, request.timeout, &mut |text| console.echo(text))?;
     if booted.retried.is_some() {
         progress.say("the build VM hung in early boot (emulated timers stalled) and was booted again once");
     }
-    let mut instance = booted.instance;
+    let instance = booted.instance;
     let mut agent = instance.agent(wait::AGENT_CONNECT)?;
     let outcome = cloud_init_outcome(&mut agent)?;
     if !outcome.errors.is_empty() || !outcome.complete {
         return Err(BakeError::Provisioning { detail: outcome.describe(), console_tail: instance.console_tail(25) });
     }
-    timings.insert("boot and provision".to_string(), provision_started.elapsed().as_secs_f64());
-    progress.say("provisioned; listing packages");
-    let packages = installed_packages(&mut agent)?;
+    timings.insert("boot and provision".to_string(), started.elapsed().as_secs_f64());
+    Ok((instance, agent))
+}
 
+/// `kiln bake -v`: the build VM's console on stderr as it grows.
+struct ConsoleEcho {
+    enabled: bool,
+    /// How many bytes of the console were shown.
+    shown: usize,
+}
+
+impl ConsoleEcho {
+    fn echo(&mut self, console: &str) {
+        if !self.enabled {
+            return;
+        }
+        // Whole lines only, and never from inside a character: the console is read while QEMU writes it,
+        // so an earlier read may have ended in the middle of one.
+        while self.shown < console.len() && !console.is_char_boundary(self.shown) {
+            self.shown += 1;
+        }
+        let new = console.get(self.shown..).unwrap_or_default();
+        if let Some(end) = new.rfind('\n') {
+            for line in new[..end].lines() {
+                eprintln!("  console| {line}");
+            }
+            self.shown += end + 1;
+        }
+    }
+}
+
+/// Makes the disk generic and powers the build VM off.
+fn generalize_and_power_off(
+    mut agent: Agent,
+    instance: &mut Instance,
+    progress: &Progress,
+    timings: &mut BTreeMap<String, f64>,
+) -> Result<(), BakeError> {
     progress.say("making the image generic (cloud-init state, machine-id, host keys, logs, caches)");
-    let generalize_started = Instant::now();
+    let started = Instant::now();
     let out = agent.shell(GENERALIZE, GENERALIZE_TIMEOUT)?;
     if !out.ok() {
         return Err(anyhow!("making the image generic failed: {}{}", out.stdout, out.stderr).into());
@@ -329,62 +387,41 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
     if wait_until(wait::SHUTDOWN, POWER_OFF_POLL, || Ok((!instance.running()).then_some(())))?.is_none() {
         return Err(anyhow!("the build VM did not power off within {} s", wait::SHUTDOWN.as_secs()).into());
     }
-    timings.insert("generalize and power off".to_string(), generalize_started.elapsed().as_secs_f64());
+    timings.insert("generalize and power off".to_string(), started.elapsed().as_secs_f64());
+    Ok(())
+}
 
+/// Converts the build VM's disk into the output and writes the manifest beside it: as `.partial`
+/// files renamed into place, image first, so a manifest always describes an image that is there.
+/// Nothing is left behind on failure.
+fn place(request: &BakeRequest, mut manifest: Manifest, progress: &Progress) -> Result<Manifest, BakeError> {
+    let (partial, manifest_partial) = (partial_path(request.output), manifest_partial_path(request.output));
     progress.say(&format!("converting to {}", request.format.name()));
-    let convert_started = Instant::now();
+    let started = Instant::now();
     interrupt::remove_on_interrupt(&partial);
-    let converted = convert(&request.work_dir.join("overlay.qcow2"), &partial, request.format);
-    let placed = converted.and_then(|_| {
-        timings.insert("convert".to_string(), convert_started.elapsed().as_secs_f64());
-        let manifest = Manifest {
-            kiln_version: env!("CARGO_PKG_VERSION").to_string(),
-            cache_key: key,
-            profile: Digested {
-                path: request.profile_path.display().to_string(),
-                sha256: sha256_file(request.profile_path).unwrap_or_default(),
-            },
-            bake_user_data_sha256: crate::encoding::sha256_hex(&user_data),
-            base_image: Digested { path: base.path.display().to_string(), sha256: base_sha256 },
-            output: Output {
-                path: request.output.display().to_string(),
-                format: request.format,
-                sha256: sha256_file(&partial).context("hashing the converted image")?,
-                bytes: fs::metadata(&partial)?.len(),
-                virtual_size: virtual_size(&partial, request.format)?,
-            },
-            accelerator: request.accel.name().to_string(),
-            packages,
-            timings: {
-                timings.insert("total".to_string(), progress.elapsed());
-                timings.clone()
-            },
+    let placed = convert(&request.work_dir.join("overlay.qcow2"), &partial, request.format).and_then(|_| {
+        manifest.timings.insert("convert".to_string(), started.elapsed().as_secs_f64());
+        manifest.timings.insert("total".to_string(), progress.elapsed());
+        manifest.output = Output {
+            path: request.output.display().to_string(),
+            format: request.format,
+            sha256: sha256_file(&partial).context("hashing the converted image")?,
+            bytes: fs::metadata(&partial)?.len(),
+            virtual_size: virtual_size(&partial, request.format)?,
         };
         let text = serde_json::to_string_pretty(&manifest)? + "\n";
         write_atomic(&manifest_partial, text.as_bytes(), 0o644)?;
-        // Image first, manifest second: a manifest always describes an image that is in place.
         fs::rename(&partial, request.output).with_context(|| format!("renaming into {}", request.output.display()))?;
         fs::rename(&manifest_partial, manifest_path(request.output))?;
-        Ok(manifest)
+        Ok(())
     });
     interrupt::forget(&partial);
-    match placed {
-        Ok(manifest) => {
-            progress.say(&format!(
-                "wrote {} ({:.0} MB, {}) and {}",
-                request.output.display(),
-                manifest.output.bytes as f64 / 1e6,
-                manifest.output.format.name(),
-                manifest_path(request.output).display()
-            ));
-            Ok((Outcome::Baked, manifest))
-        }
-        Err(e) => {
-            let _ = fs::remove_file(&partial);
-            let _ = fs::remove_file(&manifest_partial);
-            Err(e.into())
-        }
+    if let Err(e) = placed {
+        let _ = fs::remove_file(&partial);
+        let _ = fs::remove_file(&manifest_partial);
+        return Err(e.into());
     }
+    Ok(manifest)
 }
 
 /// Run in the build VM after provisioning. Everything that must differ between instances, or that

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::bake::{self, BakeError, BakeRequest, BaseImage, ImageFormat, manifest_path};
-use super::harness::{Scenario, boot_to_cloud_init, cloud_init_outcome};
-use super::qemu::{Accel, QemuConfig};
+use super::boot::{boot_to_cloud_init, cloud_init_outcome};
+use super::qemu::{Accel, Instance, QemuConfig};
 use super::qga::Agent;
+use super::wait;
 use crate::model::Model;
 use crate::verify::Check;
 
@@ -26,92 +27,45 @@ pub enum Baked {
     Failed { checks: Vec<Check>, message: String },
 }
 
-pub fn bake_golden(scenario: &Scenario, model: &Model, accel: Accel, mirror_port: u16) -> Result<Baked> {
-    let output = scenario.run_dir.join("golden.qcow2");
-    let base = BaseImage::check(&scenario.base_image)?;
+/// What a scenario bakes, and whether the bake is meant to fail.
+pub struct GoldenBake<'a> {
+    pub model: &'a Model,
+    pub profile: &'a Path,
+    pub base_image: &'a Path,
+    /// Where `golden.qcow2` and the build VM's work directory go.
+    pub run_dir: &'a Path,
+    pub accel: Accel,
+    pub mirror_port: u16,
+    pub timeout: Duration,
+    /// The provisioning step that must fail, for a bake meant to fail.
+    pub failing_step: Option<&'a str>,
+}
+
+pub fn bake_golden(golden: &GoldenBake) -> Result<Baked> {
+    let output = golden.run_dir.join("golden.qcow2");
+    let base = BaseImage::check(golden.base_image)?;
+    let model = golden.model;
     let request = BakeRequest {
         model,
-        profile_path: &scenario.profile,
+        profile_path: golden.profile,
         base_image: &base,
         output: &output,
         format: ImageFormat::Qcow2,
-        work_dir: &scenario.run_dir.join("bake"),
-        accel,
-        mirror_port: Some(mirror_port),
+        work_dir: &golden.run_dir.join("bake"),
+        accel: golden.accel,
+        mirror_port: Some(golden.mirror_port),
         // A test bakes every time: the cache would skip exactly what is under test.
         force: true,
         verbose: false,
-        timeout: scenario.boot_timeout,
+        timeout: golden.timeout,
     };
     let _ = fs::remove_file(&output);
     let result = bake::bake(&request);
     let partial_left = output.with_file_name("golden.qcow2.partial").exists();
-    match (result, &scenario.expect_provisioning_failure) {
-        (Ok((_, manifest)), None) => {
-            let mut checks = Vec::new();
-            let on_disk = crate::effects::fs::sha256_file(&output).unwrap_or_default();
-            checks.push(Check::new(
-                "golden image: the manifest's sha256 is the image's",
-                manifest.output.sha256.as_str(),
-                on_disk.as_str(),
-                on_disk == manifest.output.sha256,
-            ));
-            let installed: Vec<&str> = manifest.packages.iter().map(|p| p.name.as_str()).collect();
-            let secrets = crate::pipeline::placeholder_secrets(model);
-            let wanted = crate::lower::lower_stage(model, &secrets, crate::lower::Stage::Bake).packages;
-            let missing: Vec<&String> = wanted.iter().filter(|p| !installed.contains(&p.as_str())).collect();
-            checks.push(Check::new(
-                "golden image: the manifest lists every package of the profile, with versions",
-                wanted.join(", "),
-                if missing.is_empty() {
-                    format!("{} packages listed", installed.len())
-                } else {
-                    format!("missing: {missing:?}")
-                },
-                missing.is_empty() && manifest.packages.iter().all(|p| !p.version.is_empty()),
-            ));
-            checks.push(no_partial_check(partial_left));
-            // Baking again with the same inputs must keep the image: no boot, same bytes.
-            let again = bake::bake(&BakeRequest { force: false, ..request });
-            let reused =
-                matches!(&again, Ok((bake::Outcome::UpToDate, m)) if m.output.sha256 == manifest.output.sha256);
-            checks.push(Check::new(
-                "golden image: baking again with the same inputs reuses it",
-                "up to date, same sha256",
-                match &again {
-                    Ok((outcome, _)) => format!("{outcome:?}"),
-                    Err(e) => format!("error: {e}"),
-                },
-                reused,
-            ));
-            let timings = manifest.timings.iter().map(|(phase, s)| (format!("bake: {phase}"), *s)).collect();
-            let note = format!(
-                "golden image: {:.0} MB compressed qcow2 ({} packages), virtual size {} GiB",
-                manifest.output.bytes as f64 / 1e6,
-                manifest.packages.len(),
-                manifest.output.virtual_size >> 30
-            );
-            Ok(Baked::Image { path: output, checks, timings, note })
-        }
+    match (result, golden.failing_step) {
+        (Ok((_, manifest)), None) => Ok(image_checks(&request, &manifest, partial_left)),
         (Err(BakeError::Provisioning { detail, .. }), Some(step)) => {
-            let named = detail.contains(&format!("kiln step failed: {step}"));
-            Ok(Baked::Failed {
-                message: format!("kiln bake said: provisioning failed in the build VM: {detail}"),
-                checks: vec![
-                    Check::new("bake: the error names the failing step", step.as_str(), detail.as_str(), named),
-                    Check::new(
-                        "bake: no image and no manifest are written",
-                        "neither exists",
-                        format!(
-                            "image {}, manifest {}",
-                            if output.exists() { "exists" } else { "absent" },
-                            if manifest_path(&output).exists() { "exists" } else { "absent" }
-                        ),
-                        !output.exists() && !manifest_path(&output).exists(),
-                    ),
-                    no_partial_check(partial_left),
-                ],
-            })
+            Ok(failure_checks(&output, &detail, step, partial_left))
         }
         (Ok(_), Some(step)) => Ok(Baked::Failed {
             message: "the bake succeeded".into(),
@@ -124,6 +78,120 @@ pub fn bake_golden(scenario: &Scenario, model: &Model, accel: Accel, mirror_port
         }),
         (Err(e), _) => Err(anyhow::Error::new(e).context("baking the golden image")),
     }
+}
+
+/// A bake that succeeded: its manifest is true to the image and the profile, it left no partial file,
+/// and baking again with the same inputs reuses the image.
+fn image_checks(request: &BakeRequest, manifest: &bake::Manifest, partial_left: bool) -> Baked {
+    let output = request.output;
+    let mut checks = Vec::new();
+    let on_disk = crate::effects::fs::sha256_file(output).unwrap_or_default();
+    checks.push(Check::new(
+        "golden image: the manifest's sha256 is the image's",
+        manifest.output.sha256.as_str(),
+        on_disk.as_str(),
+        on_disk == manifest.output.sha256,
+    ));
+    let installed: Vec<&str> = manifest.packages.iter().map(|p| p.name.as_str()).collect();
+    let secrets = crate::pipeline::placeholder_secrets(request.model);
+    let wanted = crate::lower::lower_stage(request.model, &secrets, crate::lower::Stage::Bake).packages;
+    let missing: Vec<&String> = wanted.iter().filter(|p| !installed.contains(&p.as_str())).collect();
+    checks.push(Check::new(
+        "golden image: the manifest lists every package of the profile, with versions",
+        wanted.join(", "),
+        if missing.is_empty() {
+            format!("{} packages listed", installed.len())
+        } else {
+            format!("missing: {missing:?}")
+        },
+        missing.is_empty() && manifest.packages.iter().all(|p| !p.version.is_empty()),
+    ));
+    checks.push(no_partial_check(partial_left));
+    // Baking again with the same inputs must keep the image: no boot, same bytes.
+    let again = bake::bake(&BakeRequest { force: false, ..*request });
+    let reused = matches!(&again, Ok((bake::Outcome::UpToDate, m)) if m.output.sha256 == manifest.output.sha256);
+    checks.push(Check::new(
+        "golden image: baking again with the same inputs reuses it",
+        "up to date, same sha256",
+        match &again {
+            Ok((outcome, _)) => format!("{outcome:?}"),
+            Err(e) => format!("error: {e}"),
+        },
+        reused,
+    ));
+    let timings = manifest.timings.iter().map(|(phase, s)| (format!("bake: {phase}"), *s)).collect();
+    let note = format!(
+        "golden image: {:.0} MB compressed qcow2 ({} packages), virtual size {} GiB",
+        manifest.output.bytes as f64 / 1e6,
+        manifest.packages.len(),
+        manifest.output.virtual_size >> 30
+    );
+    Baked::Image { path: output.to_path_buf(), checks, timings, note }
+}
+
+/// A bake meant to fail: the error names the failing step, and nothing is written.
+fn failure_checks(output: &Path, detail: &str, step: &str, partial_left: bool) -> Baked {
+    let named = detail.contains(&format!("kiln step failed: {step}"));
+    let exists = |path: &Path| if path.exists() { "exists" } else { "absent" };
+    Baked::Failed {
+        message: format!("kiln bake said: provisioning failed in the build VM: {detail}"),
+        checks: vec![
+            Check::new("bake: the error names the failing step", step, detail, named),
+            Check::new(
+                "bake: no image and no manifest are written",
+                "neither exists",
+                format!("image {}, manifest {}", exists(output), exists(&manifest_path(output))),
+                !output.exists() && !manifest_path(output).exists(),
+            ),
+            no_partial_check(partial_left),
+        ],
+    }
+}
+
+/// What golden images promise about a running instance: no test secret anywhere on the image's disk
+/// (with the control that the same scan finds them on this instance's disk), and a second instance of
+/// the image that shares neither machine-id nor SSH host keys with this one. Stops the instance.
+pub fn instance_proofs(
+    mut agent: Agent,
+    instance: &mut Instance,
+    config: &QemuConfig,
+    golden_image: &Path,
+    secret_values: &[String],
+    timeout: Duration,
+    timings: &mut Vec<(String, f64)>,
+) -> Result<Vec<Check>> {
+    let first = identity(&mut agent)?;
+    agent.shell("sync", wait::GUEST_COMMAND)?;
+    drop(agent);
+    instance.kill();
+    let run_dir = &config.run_dir;
+    let mut checks = Vec::new();
+    // The control first: the scan must find the values where they are (the instance's disk).
+    let on_instance = secrets_on_disk(&run_dir.join("overlay.qcow2"), secret_values, run_dir)?;
+    checks.push(Check::new(
+        "control: the disk scan finds the test secrets on an instance's disk",
+        "at least one found",
+        format!("{on_instance} of {} found", secret_values.len()),
+        on_instance > 0,
+    ));
+    let on_golden = secrets_on_disk(golden_image, secret_values, run_dir)?;
+    checks.push(Check::new(
+        "no test secret value anywhere on the golden image's disk",
+        "0 found",
+        format!("{on_golden} of {} found", secret_values.len()),
+        on_golden == 0 && !secret_values.is_empty(),
+    ));
+    let second_config = QemuConfig { run_dir: run_dir.join("second-instance"), ..config.clone() };
+    let (second, errors, seconds) = second_instance(&second_config, timeout)?;
+    timings.push(("second instance: QEMU start to cloud-init finished".into(), seconds));
+    checks.push(Check::new(
+        "second instance: cloud-init finished without errors",
+        "no errors",
+        if errors.is_empty() { "no errors".to_string() } else { errors.join("; ") },
+        errors.is_empty(),
+    ));
+    checks.extend(identity_checks(&first, &second));
+    Ok(checks)
 }
 
 fn no_partial_check(partial_left: bool) -> Check {
@@ -199,7 +267,7 @@ fn scan_file(path: &Path, secrets: &[String]) -> Result<usize> {
 pub fn second_instance(config: &QemuConfig, timeout: Duration) -> Result<(Identity, Vec<String>, f64)> {
     let started = Instant::now();
     let instance = boot_to_cloud_init(config, timeout, &mut |_| {})?.instance;
-    let mut agent = instance.agent(Duration::from_secs(120))?;
+    let mut agent = instance.agent(wait::AGENT_CONNECT)?;
     let outcome = cloud_init_outcome(&mut agent)?;
     let identity = identity(&mut agent)?;
     Ok((identity, outcome.errors, started.elapsed().as_secs_f64()))

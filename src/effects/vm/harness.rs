@@ -11,11 +11,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
+use super::boot::{
+    CloudInitOutcome, GuestHung, boot_to_cloud_init, cloud_init_outcome, console_check, wait_for_cloud_init,
+};
 use super::golden;
 use super::peer::{self, TunnelPeer};
 use super::progress::Progress;
 use super::qemu::{Accel, HostForward, Instance, QemuConfig};
 use super::qga::Agent;
+use super::wait;
 use crate::effects::fs::write_atomic;
 use crate::effects::mirror::{self, MirrorRequest};
 use crate::expect::{self, ExpectedState, Listener};
@@ -23,16 +27,19 @@ use crate::failure::Failure;
 use crate::lower::Stage;
 use crate::model::{Model, Repository, RepositoryKey, SecretRef};
 use crate::pipeline;
-use crate::secrets::{self, SecretSource};
+use crate::secrets::{self, SecretSource, Secrets};
 use crate::verify::report::Verdict;
-use crate::verify::{self, Check, SecretDigests, cloud_init, observe, secret_scan};
+use crate::verify::{self, Check, SecretDigests, observe, secret_scan};
 
 /// What a scenario boots and what it does besides the profile's own checks.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub name: String,
     pub profile: PathBuf,
-    pub base_image: PathBuf,
+    /// The disk the scenario starts from; `boot` says what kind of image it is.
+    pub image: PathBuf,
+    pub boot: Boot,
+    pub outcome: Outcome,
     /// `target/vm-tests/<name>/`: console log, seed, overlay, qemu command line.
     pub run_dir: PathBuf,
     pub reboot: bool,
@@ -43,17 +50,41 @@ pub struct Scenario {
     /// Changes made to the guest at the end, each of which a named check must then report as failed:
     /// the harness's checks shown failing on a real VM whose state is wrong.
     pub tamper: Vec<Tamper>,
-    /// The scenario is meant to fail provisioning: the verdict checks that the failure is reported.
-    pub expect_provisioning_failure: Option<String>,
-    /// Bake a golden image from the profile first, then boot that image with the boot stage (instead
-    /// of the base image with the full user-data), and prove what golden images promise.
-    pub bake: bool,
-    /// `base_image` is a golden image already baked from this profile: boot it with the boot stage.
-    pub image_is_golden: bool,
     pub boot_timeout: Duration,
     /// The harness joins the profile's WireGuard tunnel as its first peer, from a network namespace on
     /// a second guest NIC (`peer.rs`), and checks SSH through the tunnel and silence outside it.
     pub wireguard_peer: bool,
+}
+
+/// What the scenario's image is, and so which user-data the guest gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// A base image (with `IMAGE.dpkg-status` beside it), provisioned at first boot with the full
+    /// user-data from kiln's test mirror.
+    Provision,
+    /// A golden image already baked from this profile: booted with the boot stage, no mirror.
+    Golden,
+    /// A base image from which a golden image is baked first (with the mirror); an instance of it is
+    /// then booted with the boot stage, and what golden images promise is proven.
+    BakeThenBoot,
+}
+
+/// How the scenario is meant to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every check passes.
+    Healthy,
+    /// Provisioning fails at this step (`kiln step failed: STEP`), and that is reported, not hidden.
+    ProvisioningFails { step: String },
+}
+
+impl Outcome {
+    fn failing_step(&self) -> Option<&str> {
+        match self {
+            Outcome::Healthy => None,
+            Outcome::ProvisioningFails { step } => Some(step),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -147,87 +178,25 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-const FINISHED: &str = "Cloud-init v. ";
-const FATAL_PATTERNS: &[&str] =
-    &["Kernel panic", "Oops:", "BUG: ", "emergency mode", "Give root password for maintenance", "end Kernel panic"];
-
-fn finished_count(console: &str) -> usize {
-    console.lines().filter(|l| l.contains(FINISHED) && l.contains(" finished at ")).count()
-}
-
 /// Runs one scenario with the profile's validated model (`pipeline::load`, then `validated`).
 pub fn run(scenario: &Scenario, mut model: Model, accel: Accel) -> Result<Verdict> {
     let progress = Progress::start(&scenario.name);
     std::fs::create_dir_all(&scenario.run_dir).with_context(|| format!("creating {}", scenario.run_dir.display()))?;
+    let mut verdict = Verdict { scenario: scenario.name.clone(), accel: accel.name().into(), ..Verdict::default() };
     let peer = if scenario.wireguard_peer { Some(TunnelPeer::create(&scenario.run_dir, &mut model)?) } else { None };
     let expected = expect::expect(&model);
-    let mut test_secrets = TestSecrets::new();
-    test_secrets.wireguard_key = model.wireguard.as_ref().and_then(|w| w.private_key.clone());
-    let secrets =
-        secrets::resolve(&model, Some(&test_secrets)).map_err(|errors| anyhow!("{}", Failure::Secrets(errors)))?;
-
-    // A golden image installs nothing at boot: it needs no mirror (and has no dpkg status beside it).
-    let server = if scenario.image_is_golden {
-        if !scenario.containers.is_empty() || !scenario.listen.is_empty() {
-            bail!("test containers and listeners need the mirror, which golden-image boots do not start");
-        }
-        None
-    } else {
-        progress.say("building the package mirror");
-        let packages = crate::lower::lower(&model, &secrets).packages;
-        let status = dpkg_status_of(&scenario.base_image)?;
-        let request = MirrorRequest { packages: &packages, dpkg_status: &status };
-        let mirror = mirror::build_mirror_with_cache(&scenario.run_dir, &request, &mirror::default_cache_dir())?;
-        add_test_data(&mirror.root)?;
-        use_mirror(&mut model, &mirror.public_key);
-        Some(mirror::serve(&mirror.root)?)
-    };
+    let secrets = test_secrets(&model)?;
+    let server = serve_mirror(scenario, &mut model, &secrets, &progress)?;
     let mirror_port = server.as_ref().map(|s| s.port());
-    let mut verdict = Verdict { scenario: scenario.name.clone(), accel: accel.name().into(), ..Verdict::default() };
-
-    let (boot_image, stage, golden_image) = if scenario.bake {
-        progress.say("baking the golden image (bake stage)");
-        let port = mirror_port.context("baking needs the mirror")?;
-        match golden::bake_golden(scenario, &model, accel, port)? {
-            golden::Baked::Image { path, checks, timings, note } => {
-                progress.say(&note);
-                verdict.timings.extend(timings);
-                verdict.notes.push(note);
-                verdict.phases.push(("golden image".into(), checks));
-                progress.say("baked; booting an instance of it (boot stage)");
-                (path.clone(), Stage::Boot, Some(path))
-            }
-            golden::Baked::Failed { checks, message } => {
-                progress.say(&message);
-                verdict.timings.push(("bake start to failure reported".into(), progress.elapsed()));
-                verdict.notes.push(message);
-                verdict.phases.push(("bake whose provisioning fails".into(), checks));
-                return Ok(verdict);
-            }
-        }
-    } else if scenario.image_is_golden {
-        (scenario.base_image.clone(), Stage::Boot, None)
-    } else {
-        (scenario.base_image.clone(), Stage::Full, None)
+    let Some((image, stage)) = image_to_boot(scenario, &model, accel, mirror_port, &progress, &mut verdict)? else {
+        return Ok(verdict);
     };
-    let user_data = pipeline::user_data(&model, &secrets, stage)?;
-    write_atomic(&scenario.run_dir.join("user-data"), user_data.as_bytes(), 0o600)?;
-    let network_config = peer.is_some().then(peer::network_config);
-    let seed = pipeline::seed(&user_data, &model.host.hostname, network_config.as_deref())?;
-    let seed_path = scenario.run_dir.join("seed.img");
-    write_atomic(&seed_path, &seed.image, 0o600)?;
-
-    let mut forwards = Vec::new();
-    for probe in &expected.outside {
-        forwards.push(HostForward { host_port: free_port()?, guest_port: probe.port });
-    }
-    for container in &scenario.containers {
-        forwards.push(HostForward { host_port: free_port()?, guest_port: container.host_port });
-    }
+    let seed = write_seed(scenario, &model, &secrets, stage, peer.as_ref())?;
+    let forwards = forwards(&expected, scenario)?;
     let config = QemuConfig {
-        base_image: boot_image,
+        base_image: image.clone(),
         run_dir: scenario.run_dir.clone(),
-        seed: Some(seed_path),
+        seed: Some(seed),
         memory_mib: 2048,
         cpus: 2,
         accel,
@@ -236,41 +205,11 @@ pub fn run(scenario: &Scenario, mut model: Model, accel: Accel) -> Result<Verdic
         internet: false,
         public_nic: peer.as_ref().map(TunnelPeer::nic),
     };
-    progress.say(&format!("starting QEMU ({})", accel.name()));
-    let booted = boot_to_cloud_init(&config, scenario.boot_timeout, &mut |_| {})?;
-    let (mut instance, first) = (booted.instance, booted.finished);
-    if let Some(hang) = booted.retried {
-        progress.say("the guest hung (emulated timers stalled); it was retried once on a fresh overlay");
-        verdict.notes.push(format!("first boot retried: {hang}"));
-    }
-    let digests = SecretDigests {
-        cloudflared_token: secrets.cloudflared_token.as_ref().map(|s| sha256_hex(s.expose())),
-        tailscale_auth_key: secrets.tailscale_auth_key.as_ref().map(|s| sha256_hex(s.expose())),
-    };
-    // Not secret (sha256 of random test values), and what the comparison's unit-test fixtures need.
-    let digest_lines: Vec<String> = [&digests.cloudflared_token, &digests.tailscale_auth_key]
-        .into_iter()
-        .map(|d| d.clone().unwrap_or_default())
-        .collect();
-    std::fs::write(scenario.run_dir.join("secret-digests.txt"), digest_lines.join("\n") + "\n")?;
-    let secret_values: Vec<String> =
-        [&secrets.cloudflared_token, &secrets.tailscale_auth_key, &secrets.wireguard_private_key]
-            .into_iter()
-            .flatten()
-            .map(|s| s.expose().to_string())
-            .collect();
-
+    let (mut instance, mut agent) = first_boot(&config, scenario, &model, &progress, &mut verdict)?;
+    let evidence = SecretEvidence::of(&secrets, &scenario.run_dir)?;
     let boot_started = instance.started;
-    verdict.timings.push(("QEMU start to cloud-init finished".into(), boot_started.elapsed().as_secs_f64()));
-    progress.say(&format!("cloud-init finished ({first})"));
-    if let Some(key) =
-        model.wireguard.as_ref().and_then(|w| peer::reported_public_key(&instance.console_text(), &w.interface))
-    {
-        verdict.notes.push(format!("the guest's WireGuard public key: {key}"));
-    }
-    let mut agent = instance.agent(Duration::from_secs(120))?;
-    let mut checks = cloud_init_checks(&mut agent, scenario)?;
-    if scenario.expect_provisioning_failure.is_some() {
+    let mut checks = cloud_init_checks(&mut agent, &scenario.outcome)?;
+    if scenario.outcome != Outcome::Healthy {
         checks.push(console_check(&instance));
         verdict.phases.push(("first boot".into(), checks));
         verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
@@ -278,86 +217,229 @@ pub fn run(scenario: &Scenario, mut model: Model, accel: Accel) -> Result<Verdic
     }
     let phase = Phase {
         expected: &expected,
-        digests: &digests,
-        secret_values: &secret_values,
+        digests: &evidence.digests,
+        secret_values: &evidence.values,
         scenario,
         forwards: &forwards,
         peer: peer.as_ref(),
     };
     verdict.phases.extend(phase.run(&mut agent, &instance, "first boot", checks)?);
     verdict.timings.push(("QEMU start to first verdict".into(), boot_started.elapsed().as_secs_f64()));
-    // Where first boot's time went, for whoever makes it faster (not a check).
-    let analysis = agent.shell(
-        "systemd-analyze 2>&1; systemd-analyze blame 2>&1 | head -n 15; cloud-init analyze blame 2>&1 | head -n 30",
-        Duration::from_secs(120),
-    )?;
-    std::fs::write(scenario.run_dir.join("boot-analysis.txt"), analysis.stdout)?;
-
+    save_boot_analysis(&mut agent, &scenario.run_dir)?;
     if scenario.reboot {
         progress.say("rebooting");
-        agent.shutdown("reboot")?;
-        let reboot_started = Instant::now();
-        instance.restart_after_reboot(Duration::from_secs(180))?;
-        if let Err(e) = wait_for_cloud_init(&mut instance, 0, scenario.boot_timeout) {
-            if e.downcast_ref::<GuestHung>().is_none() {
-                return Err(e);
-            }
-            progress.say("the guest hung after the reboot; booting it again once");
-            verdict.notes.push(format!("boot after reboot retried: {e}"));
-            instance.kill();
-            instance.restart_after_reboot(Duration::from_secs(10))?;
-            wait_for_cloud_init(&mut instance, 0, scenario.boot_timeout)?;
-        }
-        verdict.timings.push(("reboot to cloud-init finished".into(), reboot_started.elapsed().as_secs_f64()));
-        agent = instance.agent(Duration::from_secs(120))?;
+        agent = reboot(agent, &mut instance, scenario.boot_timeout, &progress, &mut verdict)?;
         verdict.phases.extend(phase.run(&mut agent, &instance, "after reboot", Vec::new())?);
     }
     verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
     if !scenario.tamper.is_empty() {
         progress.say("breaking the guest on purpose");
-        verdict
-            .phases
-            .push(("deliberately broken guest (each change must be detected)".into(), phase.tampered(&mut agent)?));
+        let detected = phase.tampered(&mut agent)?;
+        verdict.phases.push(("deliberately broken guest (each change must be detected)".into(), detected));
     }
     verdict.timings.extend(peer.iter().flat_map(TunnelPeer::timings));
-    if let Some(golden_image) = golden_image {
+    if scenario.boot == Boot::BakeThenBoot {
         progress.say("scanning disks for secrets; booting a second instance of the golden image");
-        let first = golden::identity(&mut agent)?;
-        agent.shell("sync", Duration::from_secs(60))?;
-        drop(agent);
-        instance.kill();
-        let mut checks = Vec::new();
-        // The control first: the scan must find the values where they are (the instance's disk).
-        let on_instance =
-            golden::secrets_on_disk(&scenario.run_dir.join("overlay.qcow2"), &secret_values, &scenario.run_dir)?;
-        checks.push(Check::new(
-            "control: the disk scan finds the test secrets on an instance's disk",
-            "at least one found",
-            format!("{on_instance} of {} found", secret_values.len()),
-            on_instance > 0,
-        ));
-        let on_golden = golden::secrets_on_disk(&golden_image, &secret_values, &scenario.run_dir)?;
-        checks.push(Check::new(
-            "no test secret value anywhere on the golden image's disk",
-            "0 found",
-            format!("{on_golden} of {} found", secret_values.len()),
-            on_golden == 0 && !secret_values.is_empty(),
-        ));
-        let second_config = QemuConfig { run_dir: scenario.run_dir.join("second-instance"), ..config.clone() };
-        let (second, errors, seconds) = golden::second_instance(&second_config, scenario.boot_timeout)?;
-        verdict.timings.push(("second instance: QEMU start to cloud-init finished".into(), seconds));
-        checks.push(Check::new(
-            "second instance: cloud-init finished without errors",
-            "no errors",
-            if errors.is_empty() { "no errors".to_string() } else { errors.join("; ") },
-            errors.is_empty(),
-        ));
-        checks.extend(golden::identity_checks(&first, &second));
-        verdict.phases.push(("golden image: secrets and per-instance identity".into(), checks));
+        let (values, timeout) = (&evidence.values, scenario.boot_timeout);
+        let proofs =
+            golden::instance_proofs(agent, &mut instance, &config, &image, values, timeout, &mut verdict.timings)?;
+        verdict.phases.push(("golden image: secrets and per-instance identity".into(), proofs));
     }
     progress.say("done");
     drop(server);
     Ok(verdict)
+}
+
+/// The profile's secrets, answered with labelled random test values (a valid key for WireGuard).
+fn test_secrets(model: &Model) -> Result<Secrets> {
+    let mut source = TestSecrets::new();
+    source.wireguard_key = model.wireguard.as_ref().and_then(|w| w.private_key.clone());
+    secrets::resolve(model, Some(&source)).map_err(|errors| anyhow!("{}", Failure::Secrets(errors)))
+}
+
+/// Builds and serves the signed package mirror a base image is provisioned from, and points the
+/// model's repositories at it. A golden image installs nothing at boot: it needs none.
+fn serve_mirror(
+    scenario: &Scenario,
+    model: &mut Model,
+    secrets: &Secrets,
+    progress: &Progress,
+) -> Result<Option<mirror::MirrorServer>> {
+    if scenario.boot == Boot::Golden {
+        if !scenario.containers.is_empty() || !scenario.listen.is_empty() {
+            bail!("test containers and listeners need the mirror, which golden-image boots do not start");
+        }
+        return Ok(None);
+    }
+    progress.say("building the package mirror");
+    let packages = crate::lower::lower(model, secrets).packages;
+    let status = dpkg_status_of(&scenario.image)?;
+    let request = MirrorRequest { packages: &packages, dpkg_status: &status };
+    let mirror = mirror::build_mirror_with_cache(&scenario.run_dir, &request, &mirror::default_cache_dir())?;
+    add_test_data(&mirror.root)?;
+    use_mirror(model, &mirror.public_key);
+    Ok(Some(mirror::serve(&mirror.root)?))
+}
+
+/// The disk to boot and the stage of user-data it gets; `None` when the scenario ended in its bake
+/// (a bake meant to fail, whose checks are in the verdict).
+fn image_to_boot(
+    scenario: &Scenario,
+    model: &Model,
+    accel: Accel,
+    mirror_port: Option<u16>,
+    progress: &Progress,
+    verdict: &mut Verdict,
+) -> Result<Option<(PathBuf, Stage)>> {
+    match scenario.boot {
+        Boot::Provision => return Ok(Some((scenario.image.clone(), Stage::Full))),
+        Boot::Golden => return Ok(Some((scenario.image.clone(), Stage::Boot))),
+        Boot::BakeThenBoot => {}
+    }
+    progress.say("baking the golden image (bake stage)");
+    let bake = golden::GoldenBake {
+        model,
+        profile: &scenario.profile,
+        base_image: &scenario.image,
+        run_dir: &scenario.run_dir,
+        accel,
+        mirror_port: mirror_port.context("baking needs the mirror")?,
+        timeout: scenario.boot_timeout,
+        failing_step: scenario.outcome.failing_step(),
+    };
+    match golden::bake_golden(&bake)? {
+        golden::Baked::Image { path, checks, timings, note } => {
+            progress.say(&note);
+            verdict.timings.extend(timings);
+            verdict.notes.push(note);
+            verdict.phases.push(("golden image".into(), checks));
+            progress.say("baked; booting an instance of it (boot stage)");
+            Ok(Some((path, Stage::Boot)))
+        }
+        golden::Baked::Failed { checks, message } => {
+            progress.say(&message);
+            verdict.timings.push(("bake start to failure reported".into(), progress.elapsed()));
+            verdict.notes.push(message);
+            verdict.phases.push(("bake whose provisioning fails".into(), checks));
+            Ok(None)
+        }
+    }
+}
+
+/// Renders the stage's user-data (kept in the run directory, 0600) and packs the seed image.
+fn write_seed(
+    scenario: &Scenario,
+    model: &Model,
+    secrets: &Secrets,
+    stage: Stage,
+    peer: Option<&TunnelPeer>,
+) -> Result<PathBuf> {
+    let user_data = pipeline::user_data(model, secrets, stage)?;
+    write_atomic(&scenario.run_dir.join("user-data"), user_data.as_bytes(), 0o600)?;
+    let network_config = peer.is_some().then(peer::network_config);
+    let seed = pipeline::seed(&user_data, &model.host.hostname, network_config.as_deref())?;
+    let seed_path = scenario.run_dir.join("seed.img");
+    write_atomic(&seed_path, &seed.image, 0o600)?;
+    Ok(seed_path)
+}
+
+/// A host port for every guest port probed from outside: the expected probes and the containers.
+fn forwards(expected: &ExpectedState, scenario: &Scenario) -> Result<Vec<HostForward>> {
+    let guest_ports = expected.outside.iter().map(|p| p.port).chain(scenario.containers.iter().map(|c| c.host_port));
+    guest_ports.map(|guest_port| Ok(HostForward { host_port: free_port()?, guest_port })).collect()
+}
+
+/// Boots to the end of cloud-init (a hang retried once) and connects to the guest agent.
+fn first_boot(
+    config: &QemuConfig,
+    scenario: &Scenario,
+    model: &Model,
+    progress: &Progress,
+    verdict: &mut Verdict,
+) -> Result<(Instance, Agent)> {
+    progress.say(&format!("starting QEMU ({})", config.accel.name()));
+    let booted = boot_to_cloud_init(config, scenario.boot_timeout, &mut |_| {})?;
+    if let Some(hang) = &booted.retried {
+        progress.say("the guest hung (emulated timers stalled); it was retried once on a fresh overlay");
+        verdict.notes.push(format!("first boot retried: {hang}"));
+    }
+    let instance = booted.instance;
+    verdict.timings.push(("QEMU start to cloud-init finished".into(), instance.started.elapsed().as_secs_f64()));
+    progress.say(&format!("cloud-init finished ({})", booted.finished));
+    if let Some(key) =
+        model.wireguard.as_ref().and_then(|w| peer::reported_public_key(&instance.console_text(), &w.interface))
+    {
+        verdict.notes.push(format!("the guest's WireGuard public key: {key}"));
+    }
+    let agent = instance.agent(wait::AGENT_CONNECT)?;
+    Ok((instance, agent))
+}
+
+/// What the checks about secrets need: the values to look for, and digests to compare files with.
+struct SecretEvidence {
+    digests: SecretDigests,
+    values: Vec<String>,
+}
+
+impl SecretEvidence {
+    /// Also writes the digests to the run directory: not secret (sha256 of random test values), and
+    /// what the comparison's unit-test fixtures need.
+    fn of(secrets: &Secrets, run_dir: &Path) -> Result<SecretEvidence> {
+        let digests = SecretDigests {
+            cloudflared_token: secrets.cloudflared_token.as_ref().map(|s| sha256_hex(s.expose())),
+            tailscale_auth_key: secrets.tailscale_auth_key.as_ref().map(|s| sha256_hex(s.expose())),
+        };
+        let lines: Vec<String> = [&digests.cloudflared_token, &digests.tailscale_auth_key]
+            .into_iter()
+            .map(|d| d.clone().unwrap_or_default())
+            .collect();
+        std::fs::write(run_dir.join("secret-digests.txt"), lines.join("\n") + "\n")?;
+        let values = [&secrets.cloudflared_token, &secrets.tailscale_auth_key, &secrets.wireguard_private_key]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose().to_string())
+            .collect();
+        Ok(SecretEvidence { digests, values })
+    }
+}
+
+/// Where first boot's time went, for whoever makes it faster (not a check).
+fn save_boot_analysis(agent: &mut Agent, run_dir: &Path) -> Result<()> {
+    let analysis = agent.shell(
+        "systemd-analyze 2>&1; systemd-analyze blame 2>&1 | head -n 15; cloud-init analyze blame 2>&1 | head -n 30",
+        wait::GUEST_PROBE,
+    )?;
+    std::fs::write(run_dir.join("boot-analysis.txt"), analysis.stdout).context("writing boot-analysis.txt")
+}
+
+/// How long a guest that was killed after hanging takes to go down before it is started again.
+const KILLED_GUEST_DOWN: Duration = Duration::from_secs(10);
+
+/// Reboots the guest (QEMU exits and is started again on the same disk), waits for cloud-init, and
+/// connects to the agent again; a hang after the reboot is retried once.
+fn reboot(
+    mut agent: Agent,
+    instance: &mut Instance,
+    timeout: Duration,
+    progress: &Progress,
+    verdict: &mut Verdict,
+) -> Result<Agent> {
+    agent.shutdown("reboot")?;
+    drop(agent);
+    let reboot_started = Instant::now();
+    instance.restart_after_reboot(wait::SHUTDOWN)?;
+    if let Err(e) = wait_for_cloud_init(instance, 0, timeout) {
+        if e.downcast_ref::<GuestHung>().is_none() {
+            return Err(e);
+        }
+        progress.say("the guest hung after the reboot; booting it again once");
+        verdict.notes.push(format!("boot after reboot retried: {e}"));
+        instance.kill();
+        instance.restart_after_reboot(KILLED_GUEST_DOWN)?;
+        wait_for_cloud_init(instance, 0, timeout)?;
+    }
+    verdict.timings.push(("reboot to cloud-init finished".into(), reboot_started.elapsed().as_secs_f64()));
+    instance.agent(wait::AGENT_CONNECT)
 }
 
 /// The base image's dpkg status file, written beside it by `kiln image build`.
@@ -400,119 +482,12 @@ fn add_test_data(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The guest stopped making progress: emulated timers stalled (seen here, rarely, in early boot under
-/// TCG with two vCPUs: an RCU stall report, then silence with QEMU idle). The harness retries such a
-/// boot once, and says so.
-#[derive(Debug, thiserror::Error)]
-#[error("the guest hung (RCU stall, then no console output for {silent_secs} s); console tail:\n{tail}")]
-pub struct GuestHung {
-    pub silent_secs: u64,
-    pub tail: String,
-}
-
-const HANG_SILENCE: Duration = Duration::from_secs(90);
-
-/// A guest booted on a fresh overlay up to the end of cloud-init.
-pub(crate) struct Booted {
-    pub instance: Instance,
-    /// cloud-init's "finished" console line.
-    pub finished: String,
-    /// Why the first attempt was abandoned, when the guest hung and was booted again.
-    pub retried: Option<String>,
-}
-
-/// Starts QEMU and waits for cloud-init to finish; a guest that hangs in early boot (`GuestHung`) is
-/// started once more on a fresh overlay. `watch` sees the console as it grows.
-pub(crate) fn boot_to_cloud_init(
-    config: &QemuConfig,
-    timeout: Duration,
-    watch: &mut dyn FnMut(&str),
-) -> Result<Booted> {
-    let mut instance = Instance::start(config)?;
-    match wait_for_cloud_init_watching(&mut instance, 0, timeout, &mut *watch) {
-        Ok(finished) => Ok(Booted { instance, finished, retried: None }),
-        Err(e) if e.downcast_ref::<GuestHung>().is_some() => {
-            instance.kill();
-            let mut instance = Instance::start(config)?;
-            let finished = wait_for_cloud_init_watching(&mut instance, 0, timeout, watch)?;
-            Ok(Booted { instance, finished, retried: Some(e.to_string()) })
-        }
-        Err(e) => Err(e),
-    }
-}
-
-pub(crate) fn wait_for_cloud_init(instance: &mut Instance, already: usize, timeout: Duration) -> Result<String> {
-    wait_for_cloud_init_watching(instance, already, timeout, |_| {})
-}
-
-/// `wait_for_cloud_init`, handing `watch` the console text as it grows (for `kiln bake -v`).
-pub(crate) fn wait_for_cloud_init_watching(
-    instance: &mut Instance,
-    already: usize,
-    timeout: Duration,
-    mut watch: impl FnMut(&str),
-) -> Result<String> {
-    let mut last_len = 0;
-    let mut last_growth = Instant::now();
-    let mut hung = false;
-    let ok = instance.wait_console(timeout, |console| {
-        if console.len() != last_len {
-            last_len = console.len();
-            last_growth = Instant::now();
-            watch(console);
-        }
-        hung = console.contains("detected stalls on CPUs") && last_growth.elapsed() > HANG_SILENCE;
-        hung || finished_count(console) > already || FATAL_PATTERNS.iter().any(|p| console.contains(p))
-    })?;
-    if hung {
-        return Err(GuestHung { silent_secs: HANG_SILENCE.as_secs(), tail: instance.console_tail(15) }.into());
-    }
-    let console = instance.console_text();
-    if let Some(pattern) = FATAL_PATTERNS.iter().find(|p| console.contains(*p)) {
-        bail!("the guest hit `{pattern}` during boot; console tail:\n{}", instance.console_tail(30));
-    }
-    if !ok {
-        bail!("cloud-init did not finish within {} s; console tail:\n{}", timeout.as_secs(), instance.console_tail(30));
-    }
-    Ok(console.lines().rfind(|l| l.contains(" finished at ")).unwrap_or("").trim().to_string())
-}
-
-/// What cloud-init and the provisioning script say about a finished boot.
-pub(crate) struct CloudInitOutcome {
-    /// Every error cloud-init recorded, in any of the places it records them.
-    pub errors: Vec<String>,
-    /// The provisioning step that failed, as the script's trap printed it.
-    pub failed_step: Option<String>,
-    /// The script printed `kiln: provisioning complete`.
-    pub complete: bool,
-}
-
-impl CloudInitOutcome {
-    /// One line for an error message: the errors and the failing step.
-    pub fn describe(&self) -> String {
-        let step = self.failed_step.as_ref().map(|s| format!("; kiln step failed: {s}")).unwrap_or_default();
-        if self.errors.is_empty() {
-            format!("no cloud-init error, but the provisioning script did not complete{step}")
-        } else {
-            format!("{} error(s): {}{step}", self.errors.len(), self.errors.join("; "))
-        }
-    }
-}
-
-pub(crate) fn cloud_init_outcome(agent: &mut Agent) -> Result<CloudInitOutcome> {
-    let out = agent.shell(&cloud_init::script().text(), cloud_init::PROBE_TIMEOUT)?;
-    let probe = cloud_init::CloudInitProbe::parse(&out.stdout, out.code, &out.stderr)?;
-    let errors = cloud_init::errors(&probe)?;
-    let provisioning = cloud_init::provisioning(&probe)?;
-    Ok(CloudInitOutcome { errors, failed_step: provisioning.failed.map(|f| f.step), complete: provisioning.complete })
-}
-
 /// cloud-init's own verdict; "finished with errors" is a failed check, never a pass.
-fn cloud_init_checks(agent: &mut Agent, scenario: &Scenario) -> Result<Vec<Check>> {
+fn cloud_init_checks(agent: &mut Agent, expected: &Outcome) -> Result<Vec<Check>> {
     let outcome = cloud_init_outcome(agent)?;
     let CloudInitOutcome { errors, failed_step, complete } = &outcome;
     let mut checks = Vec::new();
-    match &scenario.expect_provisioning_failure {
+    match expected.failing_step() {
         None => {
             let observed = if errors.is_empty() { "no errors".to_string() } else { outcome.describe() };
             checks.push(Check::new("cloud-init finished without errors", "no errors", observed, errors.is_empty()));
@@ -526,9 +501,9 @@ fn cloud_init_checks(agent: &mut Agent, scenario: &Scenario) -> Result<Vec<Check
             let observed = failed_step.clone().unwrap_or_else(|| "(no failed step in cloud-init-output.log)".into());
             checks.push(Check::new(
                 "the failing provisioning step is named",
-                step.as_str(),
+                step,
                 observed.as_str(),
-                observed == *step,
+                observed == step,
             ));
             const UFW_STATUS_TIMEOUT: Duration = Duration::from_secs(60);
             let out = agent.shell(&observe::ufw_status_script().text(), UFW_STATUS_TIMEOUT)?;
@@ -680,18 +655,6 @@ fn ssh_answers_inside(agent: &mut Agent) -> Result<Check> {
         if banner { "SSH banner" } else { "no banner" },
         banner,
     ))
-}
-
-fn console_check(instance: &Instance) -> Check {
-    let console = instance.console_text();
-    let bad: Vec<&str> =
-        console.lines().filter(|l| FATAL_PATTERNS.iter().any(|p| l.contains(p)) || l.contains("[FAILED]")).collect();
-    Check::new(
-        "console: no panic, oops, emergency shell or failed unit",
-        "clean",
-        if bad.is_empty() { "clean".into() } else { bad.join(" | ") },
-        bad.is_empty(),
-    )
 }
 
 /// How many times (a second apart) the harness tries a test server or container it started before

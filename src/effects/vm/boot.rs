@@ -1,0 +1,134 @@
+//! Booting a guest up to the end of cloud-init, and what cloud-init says about it: the primitives
+//! `kiln bake` and `kiln test` share (a hang in early boot is retried once on a fresh overlay).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use super::qemu::{Instance, QemuConfig};
+use super::qga::Agent;
+use crate::verify::{Check, cloud_init};
+
+const FINISHED: &str = "Cloud-init v. ";
+const FATAL_PATTERNS: &[&str] =
+    &["Kernel panic", "Oops:", "BUG: ", "emergency mode", "Give root password for maintenance", "end Kernel panic"];
+
+fn finished_count(console: &str) -> usize {
+    console.lines().filter(|l| l.contains(FINISHED) && l.contains(" finished at ")).count()
+}
+
+/// The guest stopped making progress: emulated timers stalled (seen here, rarely, in early boot under
+/// TCG with two vCPUs: an RCU stall report, then silence with QEMU idle). The harness retries such a
+/// boot once, and says so.
+#[derive(Debug, thiserror::Error)]
+#[error("the guest hung (RCU stall, then no console output for {silent_secs} s); console tail:\n{tail}")]
+pub struct GuestHung {
+    pub silent_secs: u64,
+    pub tail: String,
+}
+
+const HANG_SILENCE: Duration = Duration::from_secs(90);
+
+/// A guest booted on a fresh overlay up to the end of cloud-init.
+pub struct Booted {
+    pub instance: Instance,
+    /// cloud-init's "finished" console line.
+    pub finished: String,
+    /// Why the first attempt was abandoned, when the guest hung and was booted again.
+    pub retried: Option<String>,
+}
+
+/// Starts QEMU and waits for cloud-init to finish; a guest that hangs in early boot (`GuestHung`) is
+/// started once more on a fresh overlay. `watch` sees the console as it grows.
+pub fn boot_to_cloud_init(config: &QemuConfig, timeout: Duration, watch: &mut dyn FnMut(&str)) -> Result<Booted> {
+    let mut instance = Instance::start(config)?;
+    match wait_for_cloud_init_watching(&mut instance, 0, timeout, &mut *watch) {
+        Ok(finished) => Ok(Booted { instance, finished, retried: None }),
+        Err(e) if e.downcast_ref::<GuestHung>().is_some() => {
+            instance.kill();
+            let mut instance = Instance::start(config)?;
+            let finished = wait_for_cloud_init_watching(&mut instance, 0, timeout, watch)?;
+            Ok(Booted { instance, finished, retried: Some(e.to_string()) })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub fn wait_for_cloud_init(instance: &mut Instance, already: usize, timeout: Duration) -> Result<String> {
+    wait_for_cloud_init_watching(instance, already, timeout, |_| {})
+}
+
+/// `wait_for_cloud_init`, handing `watch` the console text as it grows (for `kiln bake -v`).
+pub fn wait_for_cloud_init_watching(
+    instance: &mut Instance,
+    already: usize,
+    timeout: Duration,
+    mut watch: impl FnMut(&str),
+) -> Result<String> {
+    let mut last_len = 0;
+    let mut last_growth = Instant::now();
+    let mut hung = false;
+    let ok = instance.wait_console(timeout, |console| {
+        if console.len() != last_len {
+            last_len = console.len();
+            last_growth = Instant::now();
+            watch(console);
+        }
+        hung = console.contains("detected stalls on CPUs") && last_growth.elapsed() > HANG_SILENCE;
+        hung || finished_count(console) > already || FATAL_PATTERNS.iter().any(|p| console.contains(p))
+    })?;
+    if hung {
+        return Err(GuestHung { silent_secs: HANG_SILENCE.as_secs(), tail: instance.console_tail(15) }.into());
+    }
+    let console = instance.console_text();
+    if let Some(pattern) = FATAL_PATTERNS.iter().find(|p| console.contains(*p)) {
+        bail!("the guest hit `{pattern}` during boot; console tail:\n{}", instance.console_tail(30));
+    }
+    if !ok {
+        bail!("cloud-init did not finish within {} s; console tail:\n{}", timeout.as_secs(), instance.console_tail(30));
+    }
+    Ok(console.lines().rfind(|l| l.contains(" finished at ")).unwrap_or("").trim().to_string())
+}
+
+/// What cloud-init and the provisioning script say about a finished boot.
+pub struct CloudInitOutcome {
+    /// Every error cloud-init recorded, in any of the places it records them.
+    pub errors: Vec<String>,
+    /// The provisioning step that failed, as the script's trap printed it.
+    pub failed_step: Option<String>,
+    /// The script printed `kiln: provisioning complete`.
+    pub complete: bool,
+}
+
+impl CloudInitOutcome {
+    /// One line for an error message: the errors and the failing step.
+    pub fn describe(&self) -> String {
+        let step = self.failed_step.as_ref().map(|s| format!("; kiln step failed: {s}")).unwrap_or_default();
+        if self.errors.is_empty() {
+            format!("no cloud-init error, but the provisioning script did not complete{step}")
+        } else {
+            format!("{} error(s): {}{step}", self.errors.len(), self.errors.join("; "))
+        }
+    }
+}
+
+pub fn cloud_init_outcome(agent: &mut Agent) -> Result<CloudInitOutcome> {
+    let out = agent.shell(&cloud_init::script().text(), cloud_init::PROBE_TIMEOUT)?;
+    let probe = cloud_init::CloudInitProbe::parse(&out.stdout, out.code, &out.stderr)?;
+    let errors = cloud_init::errors(&probe)?;
+    let provisioning = cloud_init::provisioning(&probe)?;
+    Ok(CloudInitOutcome { errors, failed_step: provisioning.failed.map(|f| f.step), complete: provisioning.complete })
+}
+
+/// The console shows no panic, oops, emergency shell or failed unit.
+pub fn console_check(instance: &Instance) -> Check {
+    let console = instance.console_text();
+    let bad: Vec<&str> =
+        console.lines().filter(|l| FATAL_PATTERNS.iter().any(|p| l.contains(p)) || l.contains("[FAILED]")).collect();
+    Check::new(
+        "console: no panic, oops, emergency shell or failed unit",
+        "clean",
+        if bad.is_empty() { "clean".into() } else { bad.join(" | ") },
+        bad.is_empty(),
+    )
+}
