@@ -429,7 +429,8 @@ fn place(request: &BakeRequest, mut manifest: Manifest, progress: &Progress) -> 
 const GENERALIZE: &str = r#"set -eu
 # Daemons that keep per-host identity or state: stopped before their state is removed.
 for unit in cloudflared.service tailscaled.service docker.service docker.socket containerd.service; do
-  systemctl stop "$unit" 2>/dev/null || true
+  # A unit the profile does not install is not loaded: there is nothing to stop.
+  if [ "$(systemctl show -p LoadState --value "$unit")" = loaded ]; then systemctl stop "$unit"; fi
 done
 rm -rf /var/lib/tailscale/*            # tailscaled's node key and state
 rm -f /etc/docker/key.json             # dockerd's engine identity
@@ -442,7 +443,7 @@ rm -f /etc/ssh/ssh_host_*              # cloud-init's ssh module makes new ones 
 rm -f /var/lib/systemd/random-seed /var/lib/systemd/credential.secret
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
-journalctl --rotate >/dev/null 2>&1 || true
+journalctl --rotate
 rm -rf /var/log/journal/* /run/log/journal/*
 find /var/log -type f \( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \) -delete
 find /var/log -type f -exec truncate -s 0 {} +
