@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use kiln::effects::vm::harness::{self, Boot, Container, Outcome, Scenario, Tamper};
 use kiln::effects::vm::{peer, qemu};
+use kiln::verify::check_names;
 use kiln::verify::report::{self, Verdict};
 
 fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
@@ -50,22 +51,19 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
                 container("default-bind", "8082:8080", 8082, false),
             ],
             tamper: vec![
-                tamper("ufw delete allow 8000/tcp", "ufw rule set (exact)"),
-                tamper(
-                    "iptables -D DOCKER-USER -m conntrack --ctstate NEW -j DROP",
-                    "DOCKER-USER filters published ports",
-                ),
+                tamper("ufw delete allow 8000/tcp", check_names::UFW_RULE_SET),
+                tamper("iptables -D DOCKER-USER -m conntrack --ctstate NEW -j DROP", check_names::DOCKER_USER_FILTER),
                 tamper("true", "from outside, container undeclared (-p 0.0.0.0:8081:8080)"),
-                tamper("systemctl stop tailscaled.service", "unit tailscaled.service active"),
-                tamper("gpasswd -d deploy docker", "user deploy in group docker"),
+                tamper("systemctl stop tailscaled.service", &check_names::unit_active("tailscaled.service")),
+                tamper("gpasswd -d deploy docker", &check_names::user_in_group("deploy", "docker")),
                 // A process whose argv carries the secret (taken from cloud-init's copy of the user-data).
                 tamper(
                     "setsid bash -c 'exec -a \"$(grep -ao \"kiln-test-secret-[0-9a-f]*-[0-9a-f]*\" /var/lib/cloud/instance/user-data.txt | head -n 1)\" sleep 600' </dev/null >/dev/null 2>&1 &",
-                    "no secret in any process argument",
+                    check_names::NO_SECRET_IN_ARGV,
                 ),
                 tamper(
                     "chmod 0644 /etc/ssh/sshd_config.d/10-kiln.conf && printf 'PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/05-tamper.conf",
-                    "sshd passwordauthentication",
+                    &check_names::sshd_option("passwordauthentication"),
                 ),
             ],
             ..scenario("ports", root.join("vm-tests/profiles/ports.yaml"))
@@ -75,10 +73,10 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
             tamper: vec![
                 tamper("ufw allow 22/tcp", peer::CHECK_PUBLIC_SSH),
                 tamper("true", peer::CHECK_PUBLIC_PORTS),
-                tamper("true", "from outside, 22/tcp is closed"),
+                tamper("true", &check_names::from_outside(22, "tcp", false)),
                 // The harness's peer removed from the guest's interface: the tunnel must stop carrying SSH.
                 tamper("wg set wg0 peer \"$(wg show wg0 peers | head -n 1)\" remove", peer::CHECK_SSH_TUNNEL),
-                tamper("true", "wireguard wg0 peers (exact)"),
+                tamper("true", &check_names::wireguard_peers("wg0")),
             ],
             ..scenario("wireguard", root.join("vm-tests/profiles/wireguard.yaml"))
         },
@@ -88,11 +86,11 @@ fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
             reboot: false,
             listen: vec![8000],
             tamper: vec![
-                tamper("printf 'x' >> /etc/awkward/motd.txt", "file /etc/awkward/motd.txt"),
-                tamper("echo Etc/UTC > /etc/timezone", "timezone"),
-                tamper("sed -i 's/^LANG=.*/LANG=C.UTF-8/' /etc/default/locale", "locale LANG"),
-                tamper("rm /usr/lib/locale/locale-archive", "locale de_DE.UTF-8 usable"),
-                tamper("ufw delete allow proto udp from 2001:db8::/32 to any port 9000", "ufw rule set (exact)"),
+                tamper("printf 'x' >> /etc/awkward/motd.txt", &check_names::file("/etc/awkward/motd.txt")),
+                tamper("echo Etc/UTC > /etc/timezone", check_names::TIMEZONE),
+                tamper("sed -i 's/^LANG=.*/LANG=C.UTF-8/' /etc/default/locale", check_names::LOCALE_LANG),
+                tamper("rm /usr/lib/locale/locale-archive", &check_names::locale_usable("de_DE.UTF-8")),
+                tamper("ufw delete allow proto udp from 2001:db8::/32 to any port 9000", check_names::UFW_RULE_SET),
             ],
             ..scenario("awkward", root.join("vm-tests/profiles/awkward.yaml"))
         },

@@ -763,9 +763,8 @@ fn outside_checks(expected: &ExpectedState, scenario: &Scenario, forwards: &[Hos
     let mut probes: Vec<(String, u16, bool, bool)> = Vec::new();
     for probe in &expected.outside {
         if let Some(host_port) = by_guest.get(&probe.port) {
-            let verb = if probe.reachable { "answers" } else { "is closed" };
             probes.push((
-                format!("from outside, {}/{} {verb}", probe.port, probe.proto),
+                verify::check_names::from_outside(probe.port, &probe.proto, probe.reachable),
                 *host_port,
                 probe.port != 22,
                 probe.reachable,
