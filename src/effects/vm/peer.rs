@@ -23,6 +23,7 @@ use anyhow::{Context, Result, bail};
 
 use super::qga::Agent;
 use crate::effects::process::die_with_parent;
+use crate::lower::facts::Facts;
 use crate::lower::wireguard::{PUBLIC_KEY_LINE, key_path};
 use crate::model::{Model, Proto};
 use crate::verify::reach::{self, Reach};
@@ -113,8 +114,9 @@ pub struct TunnelPeer {
     guest_interface: String,
     guest_tunnel: IpAddr,
     guest_port: u16,
-    /// TCP ports the profile opens to everyone on the public interface.
-    declared_open: Vec<u16>,
+    /// What the profile's components decided, for which TCP ports its firewall opens to everyone on the
+    /// public interface (`Facts::open_to_everyone`, as `kiln expect` decides it).
+    facts: Facts,
     guest_key: RefCell<Option<String>>,
     timings: RefCell<Vec<(String, f64)>>,
 }
@@ -166,13 +168,7 @@ impl TunnelPeer {
         if !model.user.ssh_keys.contains(&ssh_public) {
             model.user.ssh_keys.push(ssh_public);
         }
-        let declared_open = model
-            .firewall
-            .iter()
-            .flat_map(|f| f.allow.iter())
-            .filter(|r| r.proto == Proto::Tcp && r.from.is_none())
-            .flat_map(|r| r.ports.start..=r.ports.end)
-            .collect();
+        let facts = crate::lower::facts(model);
 
         let netns = format!("{NETNS_PREFIX}{pid}");
         let mut peer = TunnelPeer {
@@ -188,7 +184,7 @@ impl TunnelPeer {
             guest_interface,
             guest_tunnel,
             guest_port,
-            declared_open,
+            facts,
             guest_key: RefCell::new(None),
             timings: RefCell::new(Vec::new()),
         };
@@ -331,7 +327,8 @@ impl TunnelPeer {
             !banner,
         ));
         let public = self.answering_ports(GUEST_PUBLIC, &listening)?;
-        let mut wanted: Vec<u16> = listening.iter().copied().filter(|p| self.declared_open.contains(p)).collect();
+        let mut wanted: Vec<u16> =
+            listening.iter().copied().filter(|p| self.facts.open_to_everyone(Proto::Tcp, *p)).collect();
         wanted.sort_unstable();
         checks.push(Check::new(
             CHECK_PUBLIC_PORTS,
