@@ -12,7 +12,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
 use super::boot::{
-    CloudInitOutcome, GuestHung, boot_to_cloud_init, cloud_init_outcome, console_check, wait_for_cloud_init,
+    CloudInitOutcome, GuestHung, boot_to_cloud_init, cloud_init_outcome, console_check, reported_public_key,
+    wait_for_cloud_init,
 };
 use super::golden;
 use super::peer::{self, TunnelPeer};
@@ -203,7 +204,7 @@ pub fn run(scenario: &Scenario, mut model: Model, accel: Accel) -> Result<Verdic
         mirror_port,
         forwards: forwards.clone(),
         internet: false,
-        public_nic: peer.as_ref().map(TunnelPeer::nic),
+        extra_nic: peer.as_ref().map(|p| std::sync::Arc::new(p.nic()) as std::sync::Arc<dyn super::qemu::ExtraNic>),
     };
     let (mut instance, mut agent) = first_boot(&config, scenario, &model, &progress, &mut verdict)?;
     let evidence = SecretEvidence::of(&secrets, &scenario.run_dir)?;
@@ -367,7 +368,7 @@ fn first_boot(
     verdict.timings.push(("QEMU start to cloud-init finished".into(), instance.started.elapsed().as_secs_f64()));
     progress.say(&format!("cloud-init finished ({})", booted.finished));
     if let Some(key) =
-        model.wireguard.as_ref().and_then(|w| peer::reported_public_key(&instance.console_text(), &w.interface))
+        model.wireguard.as_ref().and_then(|w| reported_public_key(&instance.console_text(), &w.interface))
     {
         verdict.notes.push(format!("the guest's WireGuard public key: {key}"));
     }

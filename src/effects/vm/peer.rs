@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::qemu::ExtraNic;
 use super::qga::Agent;
 use crate::effects::process::die_with_parent;
 use crate::lower::facts::Facts;
@@ -57,10 +58,10 @@ pub struct TapNic {
     pub netns: String,
 }
 
-impl TapNic {
+impl ExtraNic for TapNic {
     /// QEMU arguments for the NIC, on a PCI slot clear of the automatically placed devices (the guest
     /// names it `ens16`; the network-config matches it by MAC anyway).
-    pub fn qemu_args(&self) -> Vec<String> {
+    fn qemu_args(&self) -> Vec<String> {
         vec![
             "-netdev".into(),
             format!("tap,id=n1,ifname={},script=no,downscript=no", self.ifname),
@@ -71,7 +72,7 @@ impl TapNic {
 
     /// Moves the tap QEMU just created into the namespace and addresses the harness's end. Called after
     /// every QEMU start: the tap is QEMU's and disappears when QEMU exits (at each reboot).
-    pub fn move_into_namespace(&self, qemu_running: &mut dyn FnMut() -> bool) -> Result<()> {
+    fn after_start(&self, qemu_running: &mut dyn FnMut() -> bool) -> Result<()> {
         let in_root = Path::new("/sys/class/net").join(&self.ifname);
         let deadline = Instant::now() + Duration::from_secs(20);
         // Moved the instant it appears, the device was gone from the namespace right after (QEMU was
@@ -261,7 +262,7 @@ impl TunnelPeer {
     pub fn checks(&self, agent: &mut Agent, console: Option<&str>, label: &str, wrong_key: bool) -> Result<Vec<Check>> {
         let mut checks = Vec::new();
         if self.guest_key.borrow().is_none() {
-            let key = console.and_then(|c| reported_public_key(c, &self.guest_interface));
+            let key = console.and_then(|c| super::boot::reported_public_key(c, &self.guest_interface));
             checks.push(Check::new(
                 CHECK_KEY_REPORTED,
                 format!("`{PUBLIC_KEY_LINE} ({}): KEY`", self.guest_interface),
@@ -529,17 +530,6 @@ pub fn network_config() -> String {
     )
 }
 
-/// The public key the guest printed (`kiln: wireguard public key (IFACE): KEY`), if it did.
-pub fn reported_public_key(console: &str, interface: &str) -> Option<String> {
-    let marker = format!("{PUBLIC_KEY_LINE} ({interface}): ");
-    console
-        .lines()
-        .filter_map(|l| l.split(&marker).nth(1))
-        .map(str::trim)
-        .rfind(|k| crate::model::is_wireguard_key(k))
-        .map(str::to_string)
-}
-
 fn ssh_listed_containers(out: &Output) -> bool {
     out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("CONTAINER ID")
 }
@@ -618,17 +608,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_reported_key_is_read_from_the_console() {
-        let console = "[  198.1] cloud-init[410]: kiln: step: wireguard: bring up wg0\n[  198.5] cloud-init[410]: kiln: wireguard public key (wg0): TG+auU5uUQmkpMcrQbM5iWv2ayKYq1Y/0AnHjYggqmo=\n";
-        assert_eq!(
-            reported_public_key(console, "wg0").as_deref(),
-            Some("TG+auU5uUQmkpMcrQbM5iWv2ayKYq1Y/0AnHjYggqmo=")
-        );
-        assert_eq!(reported_public_key(console, "wg1"), None);
-        assert_eq!(reported_public_key("kiln: wireguard public key (wg0): garbage\n", "wg0"), None);
-    }
 
     #[test]
     fn network_config_matches_both_nics_by_mac() {
