@@ -1,5 +1,5 @@
-//! The deploying peer: the harness as a CI runner on the guest's "public internet", reaching SSH only
-//! through WireGuard.
+//! The deploying peer (the `wireguard` scenario): the harness as a CI runner on the guest's "public
+//! internet", reaching SSH only through WireGuard.
 //!
 //! The guest gets a second NIC on a tap device that QEMU opens in the root namespace and the harness then
 //! moves into a network namespace of its own (`ip link set TAP netns NS`), with static addresses on both
@@ -17,18 +17,21 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-
-use super::qemu::ExtraNic;
-use super::qga::Agent;
-use crate::effects::process::die_with_parent;
-use crate::lower::facts::Facts;
-use crate::lower::wireguard::{PUBLIC_KEY_LINE, key_path};
-use crate::model::{Model, Proto};
-use crate::verify::reach::{self, Reach};
-use crate::verify::{Check, observe};
+use kiln::effects::process::die_with_parent;
+use kiln::effects::vm::boot::reported_public_key;
+use kiln::effects::vm::harness::Network;
+use kiln::effects::vm::qemu::ExtraNic;
+use kiln::effects::vm::qga::Agent;
+use kiln::effects::vm::wait::wait_until;
+use kiln::lower::facts::Facts;
+use kiln::lower::wireguard::{PUBLIC_KEY_LINE, key_path};
+use kiln::model::{Model, Proto};
+use kiln::verify::reach::{self, Reach};
+use kiln::verify::{Check, observe};
 
 /// The guest's address on its public NIC, and the harness's across the link (TEST-NET-1, RFC 5737).
 pub const GUEST_PUBLIC: &str = "192.0.2.2";
@@ -39,6 +42,12 @@ const PRIMARY_MAC: &str = "52:54:00:12:34:56";
 const PUBLIC_MAC: &str = "52:54:00:c0:00:02";
 const NETNS_PREFIX: &str = "kiln-wg-";
 const SSH_PORT: u16 = 22;
+/// QEMU sets its tap device up, after which it can be moved into the namespace.
+const TAP_READY: Duration = Duration::from_secs(20);
+/// wireguard-go creates its control socket.
+const WIREGUARD_GO_START: Duration = Duration::from_secs(10);
+/// Traffic into the tunnel gets a handshake with the guest.
+const HANDSHAKE: Duration = Duration::from_secs(30);
 
 /// Check names, used by scenarios to name the check a tampering must fail.
 pub const CHECK_KEY_REPORTED: &str = "WireGuard: the guest printed its public key on the console";
@@ -52,7 +61,7 @@ pub const CHECK_WRONG_KEY_SSH: &str = "a peer with an unknown key cannot reach S
 
 /// The guest's second NIC: a tap that QEMU opens and the harness moves into `netns`.
 #[derive(Debug, Clone)]
-pub struct TapNic {
+struct TapNic {
     pub ifname: String,
     pub mac: String,
     pub netns: String,
@@ -74,25 +83,29 @@ impl ExtraNic for TapNic {
     /// every QEMU start: the tap is QEMU's and disappears when QEMU exits (at each reboot).
     fn after_start(&self, qemu_running: &mut dyn FnMut() -> bool) -> Result<()> {
         let in_root = Path::new("/sys/class/net").join(&self.ifname);
-        let deadline = Instant::now() + Duration::from_secs(20);
         // Moved the instant it appears, the device was gone from the namespace right after (QEMU was
         // still setting it up): wait a moment, move, and check that it arrived.
-        loop {
+        let moved = wait_until(TAP_READY, Duration::from_millis(100), || {
             if in_root.exists() {
                 std::thread::sleep(Duration::from_millis(300));
                 let moved = ip(&["link", "set", &self.ifname, "netns", &self.netns]).is_ok()
                     && ip(&["-n", &self.netns, "link", "show", &self.ifname]).is_ok();
                 if moved {
-                    break;
+                    return Ok(Some(()));
                 }
             }
             if !qemu_running() {
                 bail!("QEMU exited before its tap device {} could be moved (see qemu.log)", self.ifname);
             }
-            if Instant::now() > deadline {
-                bail!("could not move QEMU's tap device {} into {} within 20 s", self.ifname, self.netns);
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            Ok(None)
+        })?;
+        if moved.is_none() {
+            bail!(
+                "could not move QEMU's tap device {} into {} within {} s",
+                self.ifname,
+                self.netns,
+                TAP_READY.as_secs()
+            );
         }
         let address = format!("{PEER_PUBLIC}/{PUBLIC_PREFIX}");
         ip(&["-n", &self.netns, "addr", "add", &address, "dev", &self.ifname])?;
@@ -169,7 +182,7 @@ impl TunnelPeer {
         if !model.user.ssh_keys.contains(&ssh_public) {
             model.user.ssh_keys.push(ssh_public);
         }
-        let facts = crate::lower::facts(model);
+        let facts = kiln::lower::facts(model);
 
         let netns = format!("{NETNS_PREFIX}{pid}");
         let mut peer = TunnelPeer {
@@ -211,16 +224,18 @@ impl TunnelPeer {
         die_with_parent(&mut command);
         self.daemon = Some(command.spawn().context("starting wireguard-go (install wireguard-go)")?);
         let socket = PathBuf::from(format!("/var/run/wireguard/{}.sock", self.interface));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
+        let created = wait_until(WIREGUARD_GO_START, Duration::from_millis(50), || {
+            if socket.exists() {
+                return Ok(Some(()));
+            }
             if let Some(status) = self.daemon.as_mut().and_then(|d| d.try_wait().ok().flatten()) {
                 let log = std::fs::read_to_string(self.dir.join("wireguard-go.log")).unwrap_or_default();
                 bail!("wireguard-go exited ({status}): {}", log.trim());
             }
-            if Instant::now() > deadline {
-                bail!("wireguard-go did not create {} within 10 s", socket.display());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            Ok(None)
+        })?;
+        if created.is_none() {
+            bail!("wireguard-go did not create {} within {} s", socket.display(), WIREGUARD_GO_START.as_secs());
         }
         self.wg(&["set", &self.interface, "private-key", &self.key_file.display().to_string()])?;
         let ns = self.netns.clone();
@@ -230,8 +245,11 @@ impl TunnelPeer {
         Ok(())
     }
 
-    pub fn nic(&self) -> TapNic {
-        TapNic { ifname: self.tap.clone(), mac: PUBLIC_MAC.into(), netns: self.netns.clone() }
+    /// The guest's second NIC, on the tap the peer moves into its namespace, and the network-config
+    /// that addresses it.
+    pub fn network(&self) -> Network {
+        let nic = TapNic { ifname: self.tap.clone(), mac: PUBLIC_MAC.into(), netns: self.netns.clone() };
+        Network { config: network_config(), nic: Arc::new(nic) }
     }
 
     /// Timings measured so far ("WireGuard handshake (first boot)", seconds).
@@ -250,7 +268,7 @@ impl TunnelPeer {
         }
         let key = out.stdout.trim();
         // Never shown: it is the secret the scan looks for.
-        if !crate::model::is_wireguard_key(key) {
+        if !kiln::model::is_wireguard_key(key) {
             bail!("the guest's {path} does not hold a WireGuard key ({} bytes)", key.len());
         }
         Ok(vec![key.to_string()])
@@ -262,7 +280,7 @@ impl TunnelPeer {
     pub fn checks(&self, agent: &mut Agent, console: Option<&str>, label: &str, wrong_key: bool) -> Result<Vec<Check>> {
         let mut checks = Vec::new();
         if self.guest_key.borrow().is_none() {
-            let key = console.and_then(|c| super::boot::reported_public_key(c, &self.guest_interface));
+            let key = console.and_then(|c| reported_public_key(c, &self.guest_interface));
             checks.push(Check::new(
                 CHECK_KEY_REPORTED,
                 format!("`{PUBLIC_KEY_LINE} ({}): KEY`", self.guest_interface),
@@ -280,7 +298,7 @@ impl TunnelPeer {
                 self.timings.borrow_mut().push((format!("WireGuard handshake ({label})"), seconds));
                 format!("after {seconds:.2} s")
             }
-            None => "no handshake within 30 s".to_string(),
+            None => format!("no handshake within {} s", HANDSHAKE.as_secs()),
         };
         checks.push(Check::new(CHECK_HANDSHAKE, "a handshake", observed, handshake.is_some()));
 
@@ -392,7 +410,7 @@ impl TunnelPeer {
     }
 
     /// Resets the session and sends traffic into the tunnel until a handshake completes: its time, or
-    /// `None` after 30 s.
+    /// `None` after `HANDSHAKE`.
     fn connect(&self) -> Result<Option<f64>> {
         self.reset_guest_peer()?;
         let started = Instant::now();
@@ -404,17 +422,12 @@ impl TunnelPeer {
             .stderr(Stdio::null())
             .spawn()
             .context("starting a connection through the tunnel")?;
-        let mut result = None;
-        while started.elapsed() < Duration::from_secs(30) {
-            if self.latest_handshake()? {
-                result = Some(started.elapsed().as_secs_f64());
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let result = wait_until(HANDSHAKE, Duration::from_millis(50), || {
+            Ok(self.latest_handshake()?.then(|| started.elapsed().as_secs_f64()))
+        });
         let _ = trigger.kill();
         let _ = trigger.wait();
-        Ok(result)
+        result
     }
 
     fn latest_handshake(&self) -> Result<bool> {
@@ -524,7 +537,7 @@ impl Drop for TunnelPeer {
 
 /// The seed's network-config v2 for a guest with the public NIC: DHCP on the user-mode NIC as by default,
 /// a static address on the public one. Both matched by MAC (a name glob would take both NICs).
-pub fn network_config() -> String {
+fn network_config() -> String {
     format!(
         "version: 2\nethernets:\n  primary:\n    match:\n      macaddress: \"{PRIMARY_MAC}\"\n    dhcp4: true\n  public:\n    match:\n      macaddress: \"{PUBLIC_MAC}\"\n    addresses: [\"{GUEST_PUBLIC}/{PUBLIC_PREFIX}\"]\n"
     )
@@ -602,7 +615,7 @@ fn run_with_input(program: &str, args: &[&str], input: &[u8]) -> Result<Output> 
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::effects::fs::write_atomic(path, bytes, 0o600).with_context(|| format!("writing {}", path.display()))
+    kiln::effects::fs::write_atomic(path, bytes, 0o600).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
