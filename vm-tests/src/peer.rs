@@ -280,19 +280,37 @@ impl TunnelPeer {
     pub fn checks(&self, agent: &mut Agent, console: Option<&str>, label: &str, wrong_key: bool) -> Result<Vec<Check>> {
         let mut checks = Vec::new();
         if self.guest_key.borrow().is_none() {
-            let key = console.and_then(|c| reported_public_key(c, &self.guest_interface));
-            checks.push(Check::new(
-                CHECK_KEY_REPORTED,
-                format!("`{PUBLIC_KEY_LINE} ({}): KEY`", self.guest_interface),
-                key.clone().unwrap_or_else(|| "no such line".into()),
-                key.is_some(),
-            ));
+            let (reported, key) = self.key_reported(console);
+            checks.push(reported);
             match key {
                 Some(key) => *self.guest_key.borrow_mut() = Some(key),
                 None => return Ok(checks),
             }
         }
         let handshake = self.connect()?;
+        checks.push(self.handshake_check(handshake, label));
+        checks.push(self.ssh_check(handshake.is_some(), label)?);
+        checks.extend(self.port_checks(agent)?);
+        if wrong_key {
+            checks.extend(self.unknown_key_checks()?);
+        }
+        Ok(checks)
+    }
+
+    /// The guest printed its public key on the console: the check, and the key.
+    fn key_reported(&self, console: Option<&str>) -> (Check, Option<String>) {
+        let key = console.and_then(|c| reported_public_key(c, &self.guest_interface));
+        let check = Check::new(
+            CHECK_KEY_REPORTED,
+            format!("`{PUBLIC_KEY_LINE} ({}): KEY`", self.guest_interface),
+            key.clone().unwrap_or_else(|| "no such line".into()),
+            key.is_some(),
+        );
+        (check, key)
+    }
+
+    /// A handshake completed (`connect`'s time, kept as a timing).
+    fn handshake_check(&self, handshake: Option<f64>, label: &str) -> Check {
         let observed = match handshake {
             Some(seconds) => {
                 self.timings.borrow_mut().push((format!("WireGuard handshake ({label})"), seconds));
@@ -300,12 +318,15 @@ impl TunnelPeer {
             }
             None => format!("no handshake within {} s", HANDSHAKE.as_secs()),
         };
-        checks.push(Check::new(CHECK_HANDSHAKE, "a handshake", observed, handshake.is_some()));
+        Check::new(CHECK_HANDSHAKE, "a handshake", observed, handshake.is_some())
+    }
 
+    /// The deploy user logs in through the tunnel and runs `docker ps` (its round trip kept as a timing).
+    fn ssh_check(&self, handshake: bool, label: &str) -> Result<Check> {
         let mut started = Instant::now();
         let mut ssh = self.ssh("docker ps", 20)?;
         let mut retried = "";
-        if !ssh_listed_containers(&ssh) && handshake.is_some() {
+        if !ssh_listed_containers(&ssh) && handshake {
             // One more try, said so in the result: a login can race sshd's start-up limits under emulation.
             std::thread::sleep(Duration::from_secs(3));
             started = Instant::now();
@@ -319,7 +340,7 @@ impl TunnelPeer {
                 .borrow_mut()
                 .push((format!("SSH round trip through WireGuard, `docker ps` ({label})"), round_trip));
         }
-        checks.push(Check::new(
+        Ok(Check::new(
             CHECK_SSH_TUNNEL,
             format!("`ssh {}@{} docker ps` lists containers", self.user, self.guest_tunnel),
             if ok {
@@ -328,42 +349,39 @@ impl TunnelPeer {
                 format!("exit {:?}: {}", ssh.status.code(), String::from_utf8_lossy(&ssh.stderr).trim())
             },
             ok,
-        ));
+        ))
+    }
 
+    /// Of the TCP ports the guest listens on: only SSH answers through the tunnel, SSH gives no banner
+    /// on the public address, and no port answers there but those the profile opens to everyone.
+    fn port_checks(&self, agent: &mut Agent) -> Result<Vec<Check>> {
         let listening = listening_tcp_ports(agent)?;
         let through_tunnel = self.answering_ports(&self.guest_tunnel.to_string(), &listening)?;
-        checks.push(Check::new(
-            CHECK_TUNNEL_PORTS,
-            format!("{SSH_PORT} only (of {} listening TCP ports)", listening.len()),
-            describe_ports(&through_tunnel),
-            through_tunnel == [SSH_PORT],
-        ));
         let banner = self.public_banner()?;
-        checks.push(Check::new(
-            CHECK_PUBLIC_SSH,
-            "no banner",
-            if banner { "SSH banner" } else { "no banner" },
-            !banner,
-        ));
         let public = self.answering_ports(GUEST_PUBLIC, &listening)?;
         let mut wanted: Vec<u16> =
             listening.iter().copied().filter(|p| self.facts.open_to_everyone(Proto::Tcp, *p)).collect();
         wanted.sort_unstable();
-        checks.push(Check::new(
-            CHECK_PUBLIC_PORTS,
-            format!(
-                "{} (of {} listening TCP ports: {})",
-                describe_ports(&wanted),
-                listening.len(),
-                describe_ports(&listening)
+        Ok(vec![
+            Check::new(
+                CHECK_TUNNEL_PORTS,
+                format!("{SSH_PORT} only (of {} listening TCP ports)", listening.len()),
+                describe_ports(&through_tunnel),
+                through_tunnel == [SSH_PORT],
             ),
-            describe_ports(&public),
-            public == wanted,
-        ));
-        if wrong_key {
-            checks.extend(self.unknown_key_checks()?);
-        }
-        Ok(checks)
+            Check::new(CHECK_PUBLIC_SSH, "no banner", if banner { "SSH banner" } else { "no banner" }, !banner),
+            Check::new(
+                CHECK_PUBLIC_PORTS,
+                format!(
+                    "{} (of {} listening TCP ports: {})",
+                    describe_ports(&wanted),
+                    listening.len(),
+                    describe_ports(&listening)
+                ),
+                describe_ports(&public),
+                public == wanted,
+            ),
+        ])
     }
 
     /// Re-keys the harness's interface with a key the guest does not know, with the same tunnel address
