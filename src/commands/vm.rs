@@ -107,15 +107,11 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
         outcome: harness::Outcome::Healthy,
         run_dir: run_dir.clone(),
         reboot: !args.no_reboot,
-        containers: Vec::new(),
-        listen: Vec::new(),
-        tamper: Vec::new(),
         boot_timeout: Duration::from_secs(args.timeout),
-        wireguard_peer: false,
     };
     let accel = qemu::probe_accel(&args.image, &run_dir);
     eprintln!("kiln: accelerator: {}", accel.name());
-    let verdict = harness::run(&scenario, model, accel).map_err(|e| {
+    let verdict = harness::run(&scenario, model, accel, &mut harness::NoExtension).map_err(|e| {
         Failure::harness(
             e.context(format!("the test harness failed (console log: {})", run_dir.join("console.log").display())),
         )

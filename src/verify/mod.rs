@@ -3,6 +3,7 @@
 //! A failing check means the host is not as declared; a harness that cannot observe returns an error
 //! instead (docs/design.md §2, principle 8: "the check failed" and "the harness broke" are different types).
 
+pub mod check_names;
 pub mod cloud_init;
 pub mod identity;
 pub mod observe;
@@ -70,7 +71,7 @@ pub fn verify(
         ("kbdinteractiveauthentication", &expected.ssh.kbd_interactive_authentication),
     ] {
         let observed = sshd.get(option).map_or("(not reported by sshd -T)", |v| v.trim());
-        checks.push(Check::equal(format!("sshd {option}"), value.as_str(), observed));
+        checks.push(Check::equal(check_names::sshd_option(option), value.as_str(), observed));
     }
     let installed = observe::parse_installed_packages(probe.get(Section::Packages)?)?;
     for package in &expected.packages {
@@ -86,12 +87,12 @@ pub fn verify(
     for unit in &expected.units {
         let (active, enabled) = units.get(unit.name.as_str()).copied().unwrap_or(("unknown", "unknown"));
         checks.push(Check::equal(
-            format!("unit {} active", unit.name),
+            check_names::unit_active(&unit.name),
             if unit.active { "active" } else { "inactive" },
             active,
         ));
         checks.push(Check::equal(
-            format!("unit {} enabled", unit.name),
+            check_names::unit_enabled(&unit.name),
             if unit.enabled { "enabled" } else { "disabled" },
             enabled,
         ));
@@ -127,7 +128,7 @@ fn user_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<Check
     let groups = observe::parse_groups(probe.get(Section::Groups)?);
     for group in &user.groups {
         let ok = groups.contains(group);
-        checks.push(Check::new(format!("user {} in group {group}", user.name), "member", groups.join(" "), ok));
+        checks.push(Check::new(check_names::user_in_group(&user.name, group), "member", groups.join(" "), ok));
     }
     let keys = observe::parse_authorized_keys(probe.get(Section::Keys)?);
     let wanted: BTreeSet<&str> = user.authorized_keys.iter().map(String::as_str).collect();
@@ -177,7 +178,7 @@ fn firewall_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<C
     observed.sort();
     let describe = |rules: &[UfwRule]| rules.iter().map(describe_rule).collect::<Vec<_>>().join("; ");
     checks.push(Check::new(
-        "ufw rule set (exact)",
+        check_names::UFW_RULE_SET,
         describe(&firewall.rules),
         describe(&observed),
         observed == firewall.rules,
@@ -221,7 +222,7 @@ fn firewall_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<C
             }
         }
         checks.push(Check::new(
-            "DOCKER-USER filters published ports",
+            check_names::DOCKER_USER_FILTER,
             format!("DROP new connections except {}", if open.is_empty() { "none".into() } else { open.join(", ") }),
             if problems.is_empty() { "as expected".to_string() } else { problems.join("; ") },
             problems.is_empty(),
@@ -259,10 +260,10 @@ fn system_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<Che
     let lang = observe::parse_lang(probe.get(Section::Locale)?).unwrap_or("(no LANG)");
     let charmap = probe.get(Section::LocaleCharmap)?.trim();
     let mut checks = vec![
-        Check::equal("timezone", &expected.timezone, probe.get(Section::Timezone)?.trim()),
-        Check::equal("locale LANG", &expected.locale, lang),
+        Check::equal(check_names::TIMEZONE, &expected.timezone, probe.get(Section::Timezone)?.trim()),
+        Check::equal(check_names::LOCALE_LANG, &expected.locale, lang),
         Check::new(
-            format!("locale {} usable", expected.locale),
+            check_names::locale_usable(&expected.locale),
             "a charset (locale charmap)",
             charmap,
             !charmap.is_empty() && !charmap.contains("Cannot"),
@@ -275,7 +276,7 @@ fn system_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<Che
             Some(None) | None => "missing".to_string(),
         };
         let wanted = format!("mode {} owner {}:{} sha256 {}", file.mode, file.owner, file.group, file.sha256);
-        checks.push(Check::equal(format!("file {}", file.path), wanted, observed));
+        checks.push(Check::equal(check_names::file(&file.path), wanted, observed));
     }
     Ok(checks)
 }

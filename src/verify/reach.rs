@@ -1,4 +1,4 @@
-//! Whether TCP ports answer, seen from the harness's network namespace (`peer.rs`): a bash script
+//! Whether TCP ports answer, seen from the harness's network namespace (`vm-tests/src/peer.rs`): a bash script
 //! trying every port at once, and the reading of how each attempt ended.
 //!
 //! A connection attempt ends in one of three answers (it connected; it was refused or reset; nothing

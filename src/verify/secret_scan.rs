@@ -146,7 +146,7 @@ pub fn checks(findings: &Findings) -> Vec<Check> {
             loose.is_empty(),
         ),
         Check::new(
-            "no secret in any process argument",
+            super::check_names::NO_SECRET_IN_ARGV,
             "0 processes",
             format!("{} processes", findings.processes),
             findings.processes == 0,

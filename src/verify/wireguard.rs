@@ -3,8 +3,8 @@
 
 use anyhow::Result;
 
-use super::Check;
 use super::observe::{self, Section, StateProbe};
+use super::{Check, check_names};
 use crate::expect::ExpectedState;
 
 pub(super) fn checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<Check>> {
@@ -25,7 +25,7 @@ pub(super) fn checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec
     ));
     let peers = observe::parse_wireguard_peers(probe.get(Section::WgPeers)?)?;
     checks.push(Check::new(
-        format!("wireguard {interface} peers (exact)"),
+        check_names::wireguard_peers(interface),
         format!("{} peer(s): {}", wireguard.peers.len(), wireguard.peers.join(" ")),
         format!("{} peer(s): {}", peers.len(), peers.join(" ")),
         peers == wireguard.peers.iter().map(String::as_str).collect::<Vec<_>>(),

@@ -324,7 +324,7 @@ fn provision(
         mirror_port: request.mirror_port,
         forwards: Vec::new(),
         internet: request.mirror_port.is_none(),
-        public_nic: None,
+        extra_nic: None,
     };
     progress.say(&format!("booting the build VM ({}) and provisioning (bake stage)", request.accel.name()));
     let started = Instant::now();

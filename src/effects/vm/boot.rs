@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 
 use super::qemu::{Instance, QemuConfig};
 use super::qga::Agent;
+use crate::lower::wireguard::PUBLIC_KEY_LINE;
 use crate::verify::{Check, cloud_init};
 
 const FINISHED: &str = "Cloud-init v. ";
@@ -120,6 +121,18 @@ pub fn cloud_init_outcome(agent: &mut Agent) -> Result<CloudInitOutcome> {
     Ok(CloudInitOutcome { errors, failed_step: provisioning.failed.map(|f| f.step), complete: provisioning.complete })
 }
 
+/// The public key the guest printed on its console (`kiln: wireguard public key (IFACE): KEY`), if it
+/// did: the key its peers need, generated on the host at first boot.
+pub fn reported_public_key(console: &str, interface: &str) -> Option<String> {
+    let marker = format!("{PUBLIC_KEY_LINE} ({interface}): ");
+    console
+        .lines()
+        .filter_map(|l| l.split(&marker).nth(1))
+        .map(str::trim)
+        .rfind(|k| crate::model::is_wireguard_key(k))
+        .map(str::to_string)
+}
+
 /// The console shows no panic, oops, emergency shell or failed unit.
 pub fn console_check(instance: &Instance) -> Check {
     let console = instance.console_text();
@@ -131,4 +144,20 @@ pub fn console_check(instance: &Instance) -> Check {
         if bad.is_empty() { "clean".into() } else { bad.join(" | ") },
         bad.is_empty(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reported_key_is_read_from_the_console() {
+        let console = "[  198.1] cloud-init[410]: kiln: step: wireguard: bring up wg0\n[  198.5] cloud-init[410]: kiln: wireguard public key (wg0): TG+auU5uUQmkpMcrQbM5iWv2ayKYq1Y/0AnHjYggqmo=\n";
+        assert_eq!(
+            reported_public_key(console, "wg0").as_deref(),
+            Some("TG+auU5uUQmkpMcrQbM5iWv2ayKYq1Y/0AnHjYggqmo=")
+        );
+        assert_eq!(reported_public_key(console, "wg1"), None);
+        assert_eq!(reported_public_key("kiln: wireguard public key (wg0): garbage\n", "wg0"), None);
+    }
 }

@@ -1,23 +1,28 @@
-//! One VM scenario end to end: mirror, seed, boot, wait for cloud-init, check from inside and from
-//! outside, reboot, check again. Returns a `Verdict` (checks that pass or fail) or an error when the
-//! harness itself could not do its job.
+//! One test run end to end, for `kiln test` and for each CI scenario: mirror, seed, boot, wait for
+//! cloud-init, check from inside and from outside, reboot, check again. Returns a `Verdict` (checks that
+//! pass or fail) or an error when the harness itself could not do its job.
+//!
+//! What a CI scenario adds to a run (a WireGuard peer on a second NIC, test servers and containers in
+//! the guest, deliberate breakage, a golden image baked first and what it promises) is not here: it
+//! lives in the `vm-tests` crate and comes in through `Extension`, at named points of `run`. `kiln test`
+//! runs with `NoExtension`.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use sha2::{Digest, Sha256};
 
 use super::boot::{
-    CloudInitOutcome, GuestHung, boot_to_cloud_init, cloud_init_outcome, console_check, wait_for_cloud_init,
+    CloudInitOutcome, GuestHung, boot_to_cloud_init, cloud_init_outcome, console_check, reported_public_key,
+    wait_for_cloud_init,
 };
-use super::golden;
-use super::peer::{self, TunnelPeer};
 use super::progress::Progress;
-use super::qemu::{Accel, HostForward, Instance, QemuConfig};
+use super::qemu::{Accel, ExtraNic, HostForward, Instance, QemuConfig};
 use super::qga::Agent;
 use super::wait;
 use crate::effects::fs::write_atomic;
@@ -29,31 +34,21 @@ use crate::model::{Model, Repository, RepositoryKey, SecretRef};
 use crate::pipeline;
 use crate::secrets::{self, SecretSource, Secrets};
 use crate::verify::report::Verdict;
-use crate::verify::{self, Check, SecretDigests, observe, secret_scan};
+use crate::verify::{self, Check, SecretDigests, check_names, observe, secret_scan};
 
-/// What a scenario boots and what it does besides the profile's own checks.
+/// What a run boots and how it is meant to end.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub name: String,
     pub profile: PathBuf,
-    /// The disk the scenario starts from; `boot` says what kind of image it is.
+    /// The disk the run starts from; `boot` says what kind of image it is.
     pub image: PathBuf,
     pub boot: Boot,
     pub outcome: Outcome,
     /// `target/vm-tests/<name>/`: console log, seed, overlay, qemu command line.
     pub run_dir: PathBuf,
     pub reboot: bool,
-    /// Containers to run (host port published → reachable from outside or not, per the profile).
-    pub containers: Vec<Container>,
-    /// Guest ports where the harness starts a small HTTP server, so "open" ports have someone to answer.
-    pub listen: Vec<u16>,
-    /// Changes made to the guest at the end, each of which a named check must then report as failed:
-    /// the harness's checks shown failing on a real VM whose state is wrong.
-    pub tamper: Vec<Tamper>,
     pub boot_timeout: Duration,
-    /// The harness joins the profile's WireGuard tunnel as its first peer, from a network namespace on
-    /// a second guest NIC (`peer.rs`), and checks SSH through the tunnel and silence outside it.
-    pub wireguard_peer: bool,
 }
 
 /// What the scenario's image is, and so which user-data the guest gets.
@@ -64,12 +59,19 @@ pub enum Boot {
     Provision,
     /// A golden image already baked from this profile: booted with the boot stage, no mirror.
     Golden,
-    /// A base image from which a golden image is baked first (with the mirror); an instance of it is
-    /// then booted with the boot stage, and what golden images promise is proven.
-    BakeThenBoot,
 }
 
-/// How the scenario is meant to end.
+impl Boot {
+    /// The stage of user-data a guest booted from such an image gets.
+    fn stage(self) -> Stage {
+        match self {
+            Boot::Provision => Stage::Full,
+            Boot::Golden => Stage::Boot,
+        }
+    }
+}
+
+/// How the run is meant to end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Every check passes.
@@ -79,7 +81,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn failing_step(&self) -> Option<&str> {
+    /// The provisioning step that must fail, for a run meant to fail.
+    pub fn failing_step(&self) -> Option<&str> {
         match self {
             Outcome::Healthy => None,
             Outcome::ProvisioningFails { step } => Some(step),
@@ -87,21 +90,231 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Tamper {
-    /// A shell command run as root in the guest.
-    pub command: String,
-    /// The check that must then fail.
-    pub detected_by: String,
+/// What a CI scenario adds to a test run, called at named points of `run`; `kiln test` runs with
+/// `NoExtension`. Every method defaults to adding nothing, so an extension implements only the points
+/// it uses. In the order `run` calls them:
+///
+/// 1. `prepare`: the model before the expected state is derived from it;
+/// 2. `mirror_data`: files for the package mirror (when the run serves one);
+/// 3. `image`: which disk to boot, or the end of the run before any boot;
+/// 4. `network`, `outside_probes`: a second NIC and more probes from outside, fixed for the run;
+/// 5. each round of checks (first boot, after reboot): `guest_secrets` before the inside checks,
+///    `set_up_guest` after them (the outside probes wait for it when `sets_up_guest`), `round` after the
+///    outside probes;
+/// 6. `after_rounds`: on the same guest, with a way to run the product's checks again.
+pub trait Extension {
+    /// Changes the model before the expected state is derived from it, so the expected state follows
+    /// (the CI's WireGuard peer takes the place of the profile's first peer).
+    fn prepare(&mut self, _run_dir: &Path, _model: &mut Model) -> Result<()> {
+        Ok(())
+    }
+
+    /// Adds files to the package mirror's root before it is served (the test container's image). Not
+    /// called when the run serves no mirror (a golden image boots without one).
+    fn mirror_data(&self, _mirror_root: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    /// The disk to boot: the scenario's by default; another one (a golden image baked first), or none
+    /// when the run ends before any boot (a bake meant to fail), its checks in the verdict.
+    fn image(&mut self, _before: BeforeBoot<'_>) -> Result<Image> {
+        Ok(Image::Scenario)
+    }
+
+    /// A second NIC for the guest, and the seed's network-config that addresses it.
+    fn network(&self) -> Option<Network> {
+        None
+    }
+
+    /// Guest ports to probe from outside besides the expected state's (each gets a forwarded host port).
+    fn outside_probes(&self) -> Vec<PortProbe> {
+        Vec::new()
+    }
+
+    /// Secret values besides the profile's that the round's secret scan looks for, read from the guest.
+    fn guest_secrets(&mut self, _agent: &mut Agent) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// Whether `set_up_guest` starts what the outside probes talk to, so they must wait for it; without
+    /// it they run while the inside checks do.
+    fn sets_up_guest(&self) -> bool {
+        false
+    }
+
+    /// After the inside checks of each round (so it never shows up in them), before the outside probes:
+    /// starts things in the guest. Returns checks made from inside on what it started.
+    fn set_up_guest(&mut self, _agent: &mut Agent) -> Result<Vec<Check>> {
+        Ok(Vec::new())
+    }
+
+    /// After the outside probes of each round (`label`: "first boot", "after reboot"): more checks
+    /// from outside.
+    fn round(&mut self, _agent: &mut Agent, _instance: &Instance, _label: &str) -> Result<Vec<Check>> {
+        Ok(Vec::new())
+    }
+
+    /// After the last round, on the same guest: adds phases, timings and notes to the verdict.
+    fn after_rounds(&mut self, _finished: Finished<'_>, _verdict: &mut Verdict) -> Result<()> {
+        Ok(())
+    }
 }
 
-#[derive(Debug, Clone)]
-pub struct Container {
+/// `kiln test`: the profile's own checks, nothing added.
+pub struct NoExtension;
+
+impl Extension for NoExtension {}
+
+/// What `Extension::image` sees: the run so far, before anything boots.
+pub struct BeforeBoot<'a> {
+    pub scenario: &'a Scenario,
+    /// With the mirror's repositories, as the guest will get it.
+    pub model: &'a Model,
+    pub accel: Accel,
+    /// The package mirror's host port, when the run serves one.
+    pub mirror_port: Option<u16>,
+    pub progress: &'a Progress,
+    pub verdict: &'a mut Verdict,
+}
+
+/// The disk a run boots.
+pub enum Image {
+    /// The scenario's own image, with the stage its `boot` says.
+    Scenario,
+    /// Another disk, with this stage's user-data (a golden image baked from the scenario's base image).
+    Other { path: PathBuf, stage: Stage },
+    /// None: the run ends before any boot, its checks already in the verdict.
+    Ended,
+}
+
+/// A second NIC for the guest and the seed's network-config (v2) that addresses it.
+pub struct Network {
+    pub config: String,
+    pub nic: Arc<dyn ExtraNic>,
+}
+
+/// A guest TCP port probed from outside through a forwarded host port: does anything answer?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortProbe {
+    /// The check's name.
     pub name: String,
-    /// `-p` argument, e.g. `0.0.0.0:8080:8080`.
-    pub publish: String,
-    pub host_port: u16,
-    pub reachable_from_outside: bool,
+    pub guest_port: u16,
+    /// Send an HTTP request first (a web server says nothing until asked; sshd speaks first).
+    pub http: bool,
+    /// Whether something must answer, or the port must stay silent.
+    pub should_answer: bool,
+}
+
+/// What `Extension::after_rounds` gets: the guest after its last round, still running.
+pub struct Finished<'a> {
+    pub agent: Agent,
+    pub instance: &'a mut Instance,
+    /// How the guest was started (a second instance of the same image starts the same way).
+    pub config: &'a QemuConfig,
+    pub scenario: &'a Scenario,
+    /// The profile's test secret values (not the extension's own `guest_secrets`).
+    pub secret_values: &'a [String],
+    pub progress: &'a Progress,
+    /// The product's checks, to run again on the guest (`Rounds::recheck`).
+    pub rounds: &'a Rounds<'a>,
+}
+
+/// Runs one scenario with the profile's validated model (`pipeline::load`, then `validated`), and what
+/// `extension` adds to it (`NoExtension` for `kiln test`).
+pub fn run(scenario: &Scenario, mut model: Model, accel: Accel, extension: &mut dyn Extension) -> Result<Verdict> {
+    let progress = Progress::start(&scenario.name);
+    std::fs::create_dir_all(&scenario.run_dir).with_context(|| format!("creating {}", scenario.run_dir.display()))?;
+    let mut verdict = Verdict { scenario: scenario.name.clone(), accel: accel.name().into(), ..Verdict::default() };
+    extension.prepare(&scenario.run_dir, &mut model)?;
+    let expected = expect::expect(&model);
+    let secrets = test_secrets(&model)?;
+    let server = serve_mirror(scenario, &mut model, &secrets, extension, &progress)?;
+    let mirror_port = server.as_ref().map(|s| s.port());
+    let before = BeforeBoot { scenario, model: &model, accel, mirror_port, progress: &progress, verdict: &mut verdict };
+    let (image, stage) = match extension.image(before)? {
+        Image::Scenario => (scenario.image.clone(), scenario.boot.stage()),
+        Image::Other { path, stage } => (path, stage),
+        Image::Ended => return Ok(verdict),
+    };
+    let network = extension.network();
+    let seed = write_seed(scenario, &model, &secrets, stage, network.as_ref().map(|n| n.config.as_str()))?;
+    let extra_probes = extension.outside_probes();
+    let forwards = forwards(&expected, &extra_probes)?;
+    let config = QemuConfig {
+        base_image: image,
+        run_dir: scenario.run_dir.clone(),
+        seed: Some(seed),
+        memory_mib: 2048,
+        cpus: 2,
+        accel,
+        mirror_port,
+        forwards: forwards.clone(),
+        internet: false,
+        extra_nic: network.map(|n| n.nic),
+    };
+    let (instance, mut agent) = first_boot(&config, scenario, &model, &progress, &mut verdict)?;
+    let evidence = SecretEvidence::of(&secrets, &scenario.run_dir)?;
+    let mut checks = cloud_init_checks(&mut agent, &scenario.outcome)?;
+    if scenario.outcome != Outcome::Healthy {
+        checks.push(console_check(&instance));
+        verdict.phases.push(("first boot".into(), checks));
+        verdict.timings.push(("QEMU start to verdict".into(), instance.started.elapsed().as_secs_f64()));
+        return Ok(verdict);
+    }
+    let rounds = Rounds {
+        expected: &expected,
+        digests: &evidence.digests,
+        secret_values: &evidence.values,
+        run_dir: &scenario.run_dir,
+        forwards: &forwards,
+        extra_probes,
+    };
+    let booted = Booted { scenario, config: &config, instance, agent, first_checks: checks };
+    check_rounds(booted, &rounds, extension, &progress, &mut verdict)?;
+    progress.say("done");
+    drop(server);
+    Ok(verdict)
+}
+
+/// A guest that finished its first boot, with cloud-init's checks on it.
+struct Booted<'a> {
+    scenario: &'a Scenario,
+    config: &'a QemuConfig,
+    instance: Instance,
+    agent: Agent,
+    first_checks: Vec<Check>,
+}
+
+/// The rounds of checks on a healthy guest: after the first boot, after a reboot, then what the
+/// extension does after them.
+fn check_rounds(
+    booted: Booted,
+    rounds: &Rounds,
+    extension: &mut dyn Extension,
+    progress: &Progress,
+    verdict: &mut Verdict,
+) -> Result<()> {
+    let Booted { scenario, config, mut instance, mut agent, first_checks } = booted;
+    let boot_started = instance.started;
+    verdict.phases.extend(rounds.run(&mut agent, &instance, "first boot", first_checks, extension)?);
+    verdict.timings.push(("QEMU start to first verdict".into(), boot_started.elapsed().as_secs_f64()));
+    save_boot_analysis(&mut agent, &scenario.run_dir)?;
+    if scenario.reboot {
+        progress.say("rebooting");
+        agent = reboot(agent, &mut instance, scenario.boot_timeout, progress, verdict)?;
+        verdict.phases.extend(rounds.run(&mut agent, &instance, "after reboot", Vec::new(), extension)?);
+    }
+    verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
+    let finished = Finished {
+        agent,
+        instance: &mut instance,
+        config,
+        scenario,
+        secret_values: rounds.secret_values,
+        progress,
+        rounds,
+    };
+    extension.after_rounds(finished, verdict)
 }
 
 /// Test secrets: a labelled value per reference, random per run so a file left by another run can never
@@ -178,78 +391,6 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Runs one scenario with the profile's validated model (`pipeline::load`, then `validated`).
-pub fn run(scenario: &Scenario, mut model: Model, accel: Accel) -> Result<Verdict> {
-    let progress = Progress::start(&scenario.name);
-    std::fs::create_dir_all(&scenario.run_dir).with_context(|| format!("creating {}", scenario.run_dir.display()))?;
-    let mut verdict = Verdict { scenario: scenario.name.clone(), accel: accel.name().into(), ..Verdict::default() };
-    let peer = if scenario.wireguard_peer { Some(TunnelPeer::create(&scenario.run_dir, &mut model)?) } else { None };
-    let expected = expect::expect(&model);
-    let secrets = test_secrets(&model)?;
-    let server = serve_mirror(scenario, &mut model, &secrets, &progress)?;
-    let mirror_port = server.as_ref().map(|s| s.port());
-    let Some((image, stage)) = image_to_boot(scenario, &model, accel, mirror_port, &progress, &mut verdict)? else {
-        return Ok(verdict);
-    };
-    let seed = write_seed(scenario, &model, &secrets, stage, peer.as_ref())?;
-    let forwards = forwards(&expected, scenario)?;
-    let config = QemuConfig {
-        base_image: image.clone(),
-        run_dir: scenario.run_dir.clone(),
-        seed: Some(seed),
-        memory_mib: 2048,
-        cpus: 2,
-        accel,
-        mirror_port,
-        forwards: forwards.clone(),
-        internet: false,
-        public_nic: peer.as_ref().map(TunnelPeer::nic),
-    };
-    let (mut instance, mut agent) = first_boot(&config, scenario, &model, &progress, &mut verdict)?;
-    let evidence = SecretEvidence::of(&secrets, &scenario.run_dir)?;
-    let boot_started = instance.started;
-    let mut checks = cloud_init_checks(&mut agent, &scenario.outcome)?;
-    if scenario.outcome != Outcome::Healthy {
-        checks.push(console_check(&instance));
-        verdict.phases.push(("first boot".into(), checks));
-        verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
-        return Ok(verdict);
-    }
-    let phase = Phase {
-        expected: &expected,
-        digests: &evidence.digests,
-        secret_values: &evidence.values,
-        scenario,
-        forwards: &forwards,
-        peer: peer.as_ref(),
-    };
-    verdict.phases.extend(phase.run(&mut agent, &instance, "first boot", checks)?);
-    verdict.timings.push(("QEMU start to first verdict".into(), boot_started.elapsed().as_secs_f64()));
-    save_boot_analysis(&mut agent, &scenario.run_dir)?;
-    if scenario.reboot {
-        progress.say("rebooting");
-        agent = reboot(agent, &mut instance, scenario.boot_timeout, &progress, &mut verdict)?;
-        verdict.phases.extend(phase.run(&mut agent, &instance, "after reboot", Vec::new())?);
-    }
-    verdict.timings.push(("QEMU start to verdict".into(), boot_started.elapsed().as_secs_f64()));
-    if !scenario.tamper.is_empty() {
-        progress.say("breaking the guest on purpose");
-        let detected = phase.tampered(&mut agent)?;
-        verdict.phases.push(("deliberately broken guest (each change must be detected)".into(), detected));
-    }
-    verdict.timings.extend(peer.iter().flat_map(TunnelPeer::timings));
-    if scenario.boot == Boot::BakeThenBoot {
-        progress.say("scanning disks for secrets; booting a second instance of the golden image");
-        let (values, timeout) = (&evidence.values, scenario.boot_timeout);
-        let proofs =
-            golden::instance_proofs(agent, &mut instance, &config, &image, values, timeout, &mut verdict.timings)?;
-        verdict.phases.push(("golden image: secrets and per-instance identity".into(), proofs));
-    }
-    progress.say("done");
-    drop(server);
-    Ok(verdict)
-}
-
 /// The profile's secrets, answered with labelled random test values (a valid key for WireGuard).
 fn test_secrets(model: &Model) -> Result<Secrets> {
     let mut source = TestSecrets::new();
@@ -263,12 +404,10 @@ fn serve_mirror(
     scenario: &Scenario,
     model: &mut Model,
     secrets: &Secrets,
+    extension: &dyn Extension,
     progress: &Progress,
 ) -> Result<Option<mirror::MirrorServer>> {
     if scenario.boot == Boot::Golden {
-        if !scenario.containers.is_empty() || !scenario.listen.is_empty() {
-            bail!("test containers and listeners need the mirror, which golden-image boots do not start");
-        }
         return Ok(None);
     }
     progress.say("building the package mirror");
@@ -276,54 +415,9 @@ fn serve_mirror(
     let status = dpkg_status_of(&scenario.image)?;
     let request = MirrorRequest { packages: &packages, dpkg_status: &status };
     let mirror = mirror::build_mirror_with_cache(&scenario.run_dir, &request, &mirror::default_cache_dir())?;
-    add_test_data(&mirror.root)?;
+    extension.mirror_data(&mirror.root)?;
     use_mirror(model, &mirror.public_key);
     Ok(Some(mirror::serve(&mirror.root)?))
-}
-
-/// The disk to boot and the stage of user-data it gets; `None` when the scenario ended in its bake
-/// (a bake meant to fail, whose checks are in the verdict).
-fn image_to_boot(
-    scenario: &Scenario,
-    model: &Model,
-    accel: Accel,
-    mirror_port: Option<u16>,
-    progress: &Progress,
-    verdict: &mut Verdict,
-) -> Result<Option<(PathBuf, Stage)>> {
-    match scenario.boot {
-        Boot::Provision => return Ok(Some((scenario.image.clone(), Stage::Full))),
-        Boot::Golden => return Ok(Some((scenario.image.clone(), Stage::Boot))),
-        Boot::BakeThenBoot => {}
-    }
-    progress.say("baking the golden image (bake stage)");
-    let bake = golden::GoldenBake {
-        model,
-        profile: &scenario.profile,
-        base_image: &scenario.image,
-        run_dir: &scenario.run_dir,
-        accel,
-        mirror_port: mirror_port.context("baking needs the mirror")?,
-        timeout: scenario.boot_timeout,
-        failing_step: scenario.outcome.failing_step(),
-    };
-    match golden::bake_golden(&bake)? {
-        golden::Baked::Image { path, checks, timings, note } => {
-            progress.say(&note);
-            verdict.timings.extend(timings);
-            verdict.notes.push(note);
-            verdict.phases.push(("golden image".into(), checks));
-            progress.say("baked; booting an instance of it (boot stage)");
-            Ok(Some((path, Stage::Boot)))
-        }
-        golden::Baked::Failed { checks, message } => {
-            progress.say(&message);
-            verdict.timings.push(("bake start to failure reported".into(), progress.elapsed()));
-            verdict.notes.push(message);
-            verdict.phases.push(("bake whose provisioning fails".into(), checks));
-            Ok(None)
-        }
-    }
 }
 
 /// Renders the stage's user-data (kept in the run directory, 0600) and packs the seed image.
@@ -332,20 +426,19 @@ fn write_seed(
     model: &Model,
     secrets: &Secrets,
     stage: Stage,
-    peer: Option<&TunnelPeer>,
+    network_config: Option<&str>,
 ) -> Result<PathBuf> {
     let user_data = pipeline::user_data(model, secrets, stage)?;
     write_atomic(&scenario.run_dir.join("user-data"), user_data.as_bytes(), 0o600)?;
-    let network_config = peer.is_some().then(peer::network_config);
-    let seed = pipeline::seed(&user_data, &model.host.hostname, network_config.as_deref())?;
+    let seed = pipeline::seed(&user_data, &model.host.hostname, network_config)?;
     let seed_path = scenario.run_dir.join("seed.img");
     write_atomic(&seed_path, &seed.image, 0o600)?;
     Ok(seed_path)
 }
 
-/// A host port for every guest port probed from outside: the expected probes and the containers.
-fn forwards(expected: &ExpectedState, scenario: &Scenario) -> Result<Vec<HostForward>> {
-    let guest_ports = expected.outside.iter().map(|p| p.port).chain(scenario.containers.iter().map(|c| c.host_port));
+/// A host port for every guest port probed from outside: the expected state's and the extension's.
+fn forwards(expected: &ExpectedState, extra: &[PortProbe]) -> Result<Vec<HostForward>> {
+    let guest_ports = expected.outside.iter().map(|p| p.port).chain(extra.iter().map(|p| p.guest_port));
     guest_ports.map(|guest_port| Ok(HostForward { host_port: free_port()?, guest_port })).collect()
 }
 
@@ -367,7 +460,7 @@ fn first_boot(
     verdict.timings.push(("QEMU start to cloud-init finished".into(), instance.started.elapsed().as_secs_f64()));
     progress.say(&format!("cloud-init finished ({})", booted.finished));
     if let Some(key) =
-        model.wireguard.as_ref().and_then(|w| peer::reported_public_key(&instance.console_text(), &w.interface))
+        model.wireguard.as_ref().and_then(|w| reported_public_key(&instance.console_text(), &w.interface))
     {
         verdict.notes.push(format!("the guest's WireGuard public key: {key}"));
     }
@@ -454,34 +547,6 @@ pub fn dpkg_status_of(image: &Path) -> Result<PathBuf> {
     Ok(status)
 }
 
-/// A tiny container image for the Docker checks: Debian's static busybox and a page to serve.
-fn add_test_data(root: &Path) -> Result<()> {
-    let dir = root.join("testdata");
-    let tar = dir.join("busybox.tar");
-    if tar.is_file() {
-        return Ok(());
-    }
-    let tree = tempfile::tempdir()?;
-    std::fs::create_dir_all(tree.path().join("bin"))?;
-    std::fs::create_dir_all(tree.path().join("www"))?;
-    std::fs::copy("/bin/busybox", tree.path().join("bin/busybox"))
-        .context("copying /bin/busybox (install Debian's busybox-static on the host)")?;
-    std::fs::write(tree.path().join("www/index.html"), "kiln test container\n")?;
-    std::fs::create_dir_all(&dir)?;
-    let status = std::process::Command::new("tar")
-        .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
-        .arg(tree.path())
-        .args(["-cf"])
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .context("running tar")?;
-    if !status.success() {
-        bail!("tar failed building the test container image");
-    }
-    Ok(())
-}
-
 /// cloud-init's own verdict; "finished with errors" is a failed check, never a pass.
 fn cloud_init_checks(agent: &mut Agent, expected: &Outcome) -> Result<Vec<Check>> {
     let outcome = cloud_init_outcome(agent)?;
@@ -520,89 +585,69 @@ fn cloud_init_checks(agent: &mut Agent, expected: &Outcome) -> Result<Vec<Check>
     Ok(checks)
 }
 
-/// What every round of checks (first boot, after reboot) needs.
-struct Phase<'a> {
+/// The product's checks of a running guest, and what every round of them needs.
+pub struct Rounds<'a> {
     expected: &'a ExpectedState,
     digests: &'a SecretDigests,
     secret_values: &'a [String],
-    scenario: &'a Scenario,
+    run_dir: &'a Path,
     forwards: &'a [HostForward],
-    peer: Option<&'a TunnelPeer>,
+    /// The extension's probes from outside, probed with the expected state's.
+    extra_probes: Vec<PortProbe>,
 }
 
-impl Phase<'_> {
-    /// Inside checks (state, secrets, console), then the scaffolding, then the checks from outside.
+impl Rounds<'_> {
+    /// One round: inside checks (state, secrets, console), then the extension's set-up, then the checks
+    /// from outside, then the extension's own.
     fn run(
         &self,
         agent: &mut Agent,
         instance: &Instance,
         label: &str,
         mut checks: Vec<Check>,
+        extension: &mut dyn Extension,
     ) -> Result<Vec<(String, Vec<Check>)>> {
-        let probe_log = self.scenario.run_dir.join(format!("probe-{}.txt", label.replace(' ', "-")));
-        let scaffolded = !self.scenario.listen.is_empty() || !self.scenario.containers.is_empty();
+        let probe_log = self.run_dir.join(format!("probe-{}.txt", label.replace(' ', "-")));
+        let probes_wait = extension.sets_up_guest();
         std::thread::scope(|scope| {
             // With nothing to start in the guest first, the probes from outside (mostly waiting out the
             // silence of closed ports) run while the inside checks do.
-            let early =
-                (!scaffolded).then(|| scope.spawn(|| outside_checks(self.expected, self.scenario, self.forwards)));
+            let early = (!probes_wait).then(|| scope.spawn(|| self.outside()));
             let mut secret_values = self.secret_values.to_vec();
-            if let Some(peer) = self.peer {
-                secret_values.extend(peer.guest_secrets(agent)?);
-            }
+            secret_values.extend(extension.guest_secrets(agent)?);
             // The scan (mostly reading files) runs in the guest while the probe does.
             let scan = start_secret_scan(agent, &secret_values)?;
             checks.extend(inside_checks(agent, self.expected, self.digests, &probe_log)?);
             checks.extend(finish_secret_scan(agent, scan)?);
             checks.push(console_check(instance));
             let mut outside = vec![ssh_answers_inside(agent)?];
-            outside.extend(start_scaffolding(agent, self.scenario)?);
+            outside.extend(extension.set_up_guest(agent)?);
             match early {
-                Some(probes) => {
-                    outside.extend(probes.join().map_err(|_| anyhow::anyhow!("an outside probe panicked"))?)
-                }
-                None => outside.extend(outside_checks(self.expected, self.scenario, self.forwards)),
+                Some(probes) => outside.extend(probes.join().map_err(|_| anyhow!("an outside probe panicked"))?),
+                None => outside.extend(self.outside()),
             }
-            if let Some(peer) = self.peer {
-                outside.extend(peer.checks(agent, Some(&instance.console_text()), label, true)?);
-            }
+            outside.extend(extension.round(agent, instance, label)?);
             Ok(vec![(format!("{label}, inside"), checks), (format!("{label}, from outside"), outside)])
         })
     }
-}
 
-impl Phase<'_> {
-    /// Applies every tampering, checks again from inside and outside, and reports whether each change
-    /// made its check fail.
-    fn tampered(&self, agent: &mut Agent) -> Result<Vec<Check>> {
-        for tamper in &self.scenario.tamper {
-            let out = agent.shell(&tamper.command, Duration::from_secs(60))?;
-            if !out.ok() {
-                bail!("tampering with `{}` failed: {}{}", tamper.command, out.stdout, out.stderr);
-            }
-        }
-        let log = self.scenario.run_dir.join("probe-tampered.txt");
+    /// The product's checks again, on the same guest (after deliberate changes to it, say): the state
+    /// probe (its output kept as `probe-LABEL.txt`) and the secret scan from inside, the probes from
+    /// outside. Neither the console nor the extension's own checks.
+    pub fn recheck(&self, agent: &mut Agent, label: &str) -> Result<Vec<Check>> {
+        let log = self.run_dir.join(format!("probe-{label}.txt"));
         let scan = start_secret_scan(agent, self.secret_values)?;
-        let mut after = inside_checks(agent, self.expected, self.digests, &log)?;
-        after.extend(finish_secret_scan(agent, scan)?);
-        after.extend(outside_checks(self.expected, self.scenario, self.forwards));
-        if let Some(peer) = self.peer {
-            after.extend(peer.checks(agent, None, "tampered", false)?);
-        }
-        Ok(self
-            .scenario
-            .tamper
-            .iter()
-            .map(|t| {
-                let failed = after.iter().any(|c| c.name == t.detected_by && !c.passed);
-                Check::new(
-                    format!("`{}` is detected by `{}`", t.command, t.detected_by),
-                    "that check fails",
-                    if failed { "it fails" } else { "it still passes" },
-                    failed,
-                )
-            })
-            .collect())
+        let mut checks = inside_checks(agent, self.expected, self.digests, &log)?;
+        checks.extend(finish_secret_scan(agent, scan)?);
+        checks.extend(self.outside());
+        Ok(checks)
+    }
+
+    /// Every probe from outside, the expected state's then the extension's, all at once.
+    fn outside(&self) -> Vec<Check> {
+        let mut probes = expected_probes(self.expected);
+        probes.extend(self.extra_probes.iter().cloned());
+        outside_checks(&probes, self.forwards)
     }
 }
 
@@ -657,88 +702,6 @@ fn ssh_answers_inside(agent: &mut Agent) -> Result<Check> {
     ))
 }
 
-/// How many times (a second apart) the harness tries a test server or container it started before
-/// giving up.
-const LISTENER_START_TRIES: usize = 30;
-
-/// Test scaffolding, started after the inside checks so it never shows up in them: a static busybox
-/// from the mirror, HTTP servers on the scenario's ports, and the test containers (not restarted by
-/// Docker, so the harness starts them again after a reboot). Returns checks made from inside the guest:
-/// each container answers on the guest's own loopback, whatever the outside sees.
-fn start_scaffolding(agent: &mut Agent, scenario: &Scenario) -> Result<Vec<Check>> {
-    if scenario.listen.is_empty() && scenario.containers.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut script = String::from(
-        "set -e\nif [ ! -x /opt/kiln-test/bin/busybox ]; then\n  /usr/lib/apt/apt-helper download-file http://10.0.2.100/testdata/busybox.tar /opt/kiln-test.tar >/dev/null\n  mkdir -p /opt/kiln-test && tar -xf /opt/kiln-test.tar -C /opt/kiln-test\nfi\n",
-    );
-    for port in &scenario.listen {
-        script.push_str(&format!(
-            "setsid /opt/kiln-test/bin/busybox httpd -p {port} -h /opt/kiln-test/www </dev/null >/dev/null 2>&1 &\n"
-        ));
-    }
-    if !scenario.containers.is_empty() {
-        script.push_str("docker image inspect kiln/busybox >/dev/null 2>&1 || docker import /opt/kiln-test.tar kiln/busybox >/dev/null\n");
-    }
-    for c in &scenario.containers {
-        let name = crate::templates::shell_quote(&c.name);
-        script.push_str(&format!(
-            "docker start {name} >/dev/null 2>&1 || docker run -d --name {name} -p {} kiln/busybox /bin/busybox httpd -f -p 8080 -h /www >/dev/null\n",
-            crate::templates::shell_quote(&c.publish)
-        ));
-    }
-    let out = agent.shell(&script, Duration::from_secs(300))?;
-    if !out.ok() {
-        bail!("starting the test scaffolding failed: {}{}", out.stdout, out.stderr);
-    }
-    let mut checks = Vec::new();
-    // The servers start in the background: wait until each takes connections before anything probes it
-    // from outside (without this, a probe could race the server's start and see "no answer").
-    for port in &scenario.listen {
-        let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
-        let mut answered = false;
-        for _ in 0..LISTENER_START_TRIES {
-            let probe =
-                agent.exec("/usr/bin/timeout", &["5", "/bin/bash", "-c", &connect], None, Duration::from_secs(10))?;
-            if probe.ok() {
-                answered = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        checks.push(Check::new(
-            format!("inside, test server on {port}/tcp answers on the guest's loopback"),
-            "answers",
-            if answered { "answers" } else { "no answer" },
-            answered,
-        ));
-    }
-    for c in &scenario.containers {
-        // bash's /dev/tcp, not busybox wget: Debian's static busybox segfaults resolving names.
-        let fetch = format!(
-            "exec 3<>/dev/tcp/127.0.0.1/{}; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; timeout 5 cat <&3",
-            c.host_port
-        );
-        let mut answered = false;
-        for _ in 0..LISTENER_START_TRIES {
-            let probe =
-                agent.exec("/usr/bin/timeout", &["10", "/bin/bash", "-c", &fetch], None, Duration::from_secs(20))?;
-            if probe.stdout.contains("kiln test container") {
-                answered = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        checks.push(Check::new(
-            format!("inside, container {} answers on the guest's loopback", c.name),
-            "answers",
-            if answered { "answers" } else { "no answer" },
-            answered,
-        ));
-    }
-    Ok(checks)
-}
-
 /// Connects through a forwarded port and reports whether anything answered within the window. With
 /// user-mode networking the host side always accepts, so "reachable" means the service spoke.
 pub fn speaks(host_port: u16, http: bool, window: Duration) -> bool {
@@ -752,46 +715,86 @@ pub fn speaks(host_port: u16, http: bool, window: Duration) -> bool {
     matches!(stream.read(&mut buffer), Ok(n) if n > 0)
 }
 
-fn outside_checks(expected: &ExpectedState, scenario: &Scenario, forwards: &[HostForward]) -> Vec<Check> {
+/// The expected state's probes from outside: a port that must answer or stay silent. SSH speaks first;
+/// anything else is asked over HTTP.
+fn expected_probes(expected: &ExpectedState) -> Vec<PortProbe> {
+    expected
+        .outside
+        .iter()
+        .map(|probe| PortProbe {
+            name: check_names::from_outside(probe.port, &probe.proto, probe.reachable),
+            guest_port: probe.port,
+            http: probe.port != 22,
+            should_answer: probe.reachable,
+        })
+        .collect()
+}
+
+/// Probes each guest port through its forwarded host port (a port with none is not probed).
+fn outside_checks(probes: &[PortProbe], forwards: &[HostForward]) -> Vec<Check> {
     // A service under emulation answers within a second or two; five seconds of silence means closed.
     let window = Duration::from_secs(5);
     let mut by_guest: BTreeMap<u16, u16> = BTreeMap::new();
     for f in forwards {
         by_guest.entry(f.guest_port).or_insert(f.host_port);
     }
-    // (name, host port, speak HTTP first, should answer)
-    let mut probes: Vec<(String, u16, bool, bool)> = Vec::new();
-    for probe in &expected.outside {
-        if let Some(host_port) = by_guest.get(&probe.port) {
-            let verb = if probe.reachable { "answers" } else { "is closed" };
-            probes.push((
-                format!("from outside, {}/{} {verb}", probe.port, probe.proto),
-                *host_port,
-                probe.port != 22,
-                probe.reachable,
-            ));
-        }
-    }
-    for c in &scenario.containers {
-        if let Some(host_port) = by_guest.get(&c.host_port) {
-            probes.push((
-                format!("from outside, container {} (-p {})", c.name, c.publish),
-                *host_port,
-                true,
-                c.reachable_from_outside,
-            ));
-        }
-    }
+    let forwarded: Vec<(&PortProbe, u16)> =
+        probes.iter().filter_map(|p| by_guest.get(&p.guest_port).map(|host_port| (p, *host_port))).collect();
     // Probes run in parallel: each "closed" one waits out its whole window.
     let answers: Vec<bool> = std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            probes.iter().map(|(_, port, http, _)| scope.spawn(move || speaks(*port, *http, window))).collect();
+        let handles: Vec<_> = forwarded
+            .iter()
+            .map(|(probe, host_port)| scope.spawn(move || speaks(*host_port, probe.http, window)))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap_or(false)).collect()
     });
+    forwarded.iter().zip(answers).map(|((probe, _), answered)| probe_check(probe, answered)).collect()
+}
+
+/// The check a probe makes of what it heard.
+fn probe_check(probe: &PortProbe, answered: bool) -> Check {
     let text = |answered: bool| if answered { "answers" } else { "no answer" };
-    probes
-        .into_iter()
-        .zip(answers)
-        .map(|((name, _, _, should), answered)| Check::new(name, text(should), text(answered), answered == should))
-        .collect()
+    Check::new(probe.name.clone(), text(probe.should_answer), text(answered), answered == probe.should_answer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected_of(profile: &str) -> ExpectedState {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(profile);
+        let model = pipeline::load(&path).and_then(|loaded| loaded.validated(false)).expect("the profile validates");
+        expect::expect(&model)
+    }
+
+    #[test]
+    fn expected_probes_are_named_as_check_names_says_and_only_ssh_speaks_first() {
+        let probes = expected_probes(&expected_of("vm-tests/profiles/ports.yaml"));
+        let ssh = probes.iter().find(|p| p.guest_port == 22).expect("SSH is probed");
+        assert_eq!(ssh.name, check_names::from_outside(22, "tcp", ssh.should_answer));
+        assert!(!ssh.http);
+        let open = probes.iter().find(|p| p.guest_port == 8000).expect("the declared port is probed");
+        assert_eq!(open.name, "from outside, 8000/tcp answers");
+        assert!(open.http && open.should_answer);
+    }
+
+    #[test]
+    fn a_probe_passes_when_what_it_heard_is_what_it_should() {
+        let probe = |should_answer| PortProbe { name: "p".into(), guest_port: 1, http: true, should_answer };
+        for (should, answered, passed, expected, observed) in [
+            (true, true, true, "answers", "answers"),
+            (true, false, false, "answers", "no answer"),
+            (false, false, true, "no answer", "no answer"),
+            (false, true, false, "no answer", "answers"),
+        ] {
+            let check = probe_check(&probe(should), answered);
+            assert_eq!((check.passed, check.expected.as_str(), check.observed.as_str()), (passed, expected, observed));
+        }
+    }
+
+    #[test]
+    fn a_port_without_a_forward_is_not_probed() {
+        let probe = PortProbe { name: "p".into(), guest_port: 8080, http: true, should_answer: false };
+        assert!(outside_checks(&[probe], &[]).is_empty());
+    }
 }

@@ -1,10 +1,11 @@
-//! Booting profiles in QEMU and looking at the result: the instance, the guest agent, the harness.
+//! Booting profiles in QEMU and looking at the result, for `kiln bake` and `kiln test`: the instance,
+//! the guest agent, booting to the end of cloud-init, baking golden images, and the test harness.
+//! What only the CI scenarios do (a WireGuard peer, test servers and containers, tamperings, golden-image
+//! proofs) lives in the `vm-tests` crate and reaches the harness through `harness::Extension`.
 
 pub mod bake;
 pub mod boot;
-pub mod golden;
 pub mod harness;
-pub mod peer;
 pub mod progress;
 pub mod qemu;
 pub mod qga;

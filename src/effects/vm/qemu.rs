@@ -8,11 +8,11 @@ use crate::effects::process::die_with_parent;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::peer::TapNic;
 use super::qga::Agent;
 
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
@@ -59,8 +59,20 @@ pub struct QemuConfig {
     /// User-mode NAT to the internet (a real bake fetches packages); otherwise `restrict=on` and the
     /// guest reaches nothing but the mirror and the forwarded ports.
     pub internet: bool,
-    /// A second NIC on a tap device moved into a network namespace: the guest's "public internet".
-    pub public_nic: Option<TapNic>,
+    /// A NIC besides the user-mode one, set up by whoever asked for it (the CI scenarios give the guest
+    /// a "public internet" this way).
+    pub extra_nic: Option<Arc<dyn ExtraNic>>,
+}
+
+/// A NIC besides the user-mode one: QEMU's arguments for it, and what must be done each time QEMU has
+/// started (a tap device, say, is created anew by QEMU at every start, so at every reboot too). `kiln
+/// test` and `kiln bake` use none; the CI scenarios' WireGuard peer (`vm-tests`) moves a tap device into
+/// its network namespace.
+pub trait ExtraNic: std::fmt::Debug + Send + Sync {
+    fn qemu_args(&self) -> Vec<String>;
+    /// Called right after every QEMU start; `qemu_running` tells whether QEMU is still up. An error
+    /// stops QEMU and fails the start.
+    fn after_start(&self, qemu_running: &mut dyn FnMut() -> bool) -> Result<()>;
 }
 
 pub struct Instance {
@@ -221,7 +233,7 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
         .arg(format!("socket,path={},server=on,wait=off,id=qga0", qga_socket.display()))
         .args(["-device", "virtio-serial", "-device", "virtserialport,chardev=qga0,name=org.qemu.guest_agent.0"])
         .args(["-device", "virtio-rng-pci"]);
-    if let Some(nic) = &config.public_nic {
+    if let Some(nic) = &config.extra_nic {
         command.args(nic.qemu_args());
     }
     if let Some(seed) = &config.seed {
@@ -233,8 +245,8 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
     die_with_parent(&mut command);
     fs::write(config.run_dir.join("qemu.cmdline"), format!("{command:?}\n"))?;
     let mut child = command.spawn().context("starting qemu-system-x86_64 (install qemu-system-x86)")?;
-    if let Some(nic) = &config.public_nic
-        && let Err(e) = nic.move_into_namespace(&mut || matches!(child.try_wait(), Ok(None)))
+    if let Some(nic) = &config.extra_nic
+        && let Err(e) = nic.after_start(&mut || matches!(child.try_wait(), Ok(None)))
     {
         let _ = child.kill();
         let _ = child.wait();
@@ -262,7 +274,7 @@ pub fn probe_accel(base_image: &Path, scratch: &Path) -> Accel {
         mirror_port: None,
         forwards: Vec::new(),
         internet: false,
-        public_nic: None,
+        extra_nic: None,
     };
     let Ok(mut instance) = Instance::start(&config) else { return Accel::Tcg };
     let booted = instance.wait_console(KVM_PROBE, |c| c.contains("Linux version")).unwrap_or(false);

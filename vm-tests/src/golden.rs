@@ -1,7 +1,10 @@
-//! Proofs about golden images, run by the harness for scenarios that bake: the bake itself (manifest,
-//! no partial left, or a failure that names its step), no secret anywhere on the image's disk (with a
-//! control: the same scan finds them on an instance's disk), and two instances of one image that do not
-//! share a machine-id or SSH host keys.
+//! Proofs about golden images, for the scenarios that bake first (`golden`, `golden-broken`): the bake
+//! itself (manifest, no partial left, or a failure that names its step), no secret anywhere on the
+//! image's disk (with a control: the same scan finds them on an instance's disk), and two instances of
+//! one image that do not share a machine-id or SSH host keys.
+//!
+//! `bake_first` is the scenario's `Extension::image` (bake, then boot an instance of the image with the
+//! boot stage); `instance_proofs` runs after the instance's rounds of checks.
 
 use std::fs;
 use std::io::Read;
@@ -10,14 +13,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-
-use super::bake::{self, BakeError, BakeRequest, BaseImage, ImageFormat, manifest_path};
-use super::boot::{boot_to_cloud_init, cloud_init_outcome};
-use super::qemu::{Accel, Instance, QemuConfig};
-use super::qga::Agent;
-use super::wait;
-use crate::model::Model;
-use crate::verify::Check;
+use kiln::effects::vm::bake::{self, BakeError, BakeRequest, BaseImage, ImageFormat, manifest_path};
+use kiln::effects::vm::boot::{boot_to_cloud_init, cloud_init_outcome};
+use kiln::effects::vm::harness::{BeforeBoot, Image};
+use kiln::effects::vm::qemu::{Accel, Instance, QemuConfig};
+use kiln::effects::vm::qga::Agent;
+use kiln::effects::vm::wait;
+use kiln::lower::Stage;
+use kiln::model::Model;
+use kiln::verify::Check;
 
 /// What baking gave the scenario.
 pub enum Baked {
@@ -39,6 +43,40 @@ pub struct GoldenBake<'a> {
     pub timeout: Duration,
     /// The provisioning step that must fail, for a bake meant to fail.
     pub failing_step: Option<&'a str>,
+}
+
+/// Bakes the golden image, then has the run boot an instance of it with the boot stage; or ends the run
+/// when the bake fails (as it must, for a scenario meant to fail). Returns the image to boot, if any.
+pub fn bake_first(before: BeforeBoot) -> Result<(Image, Option<PathBuf>)> {
+    let BeforeBoot { scenario, model, accel, mirror_port, progress, verdict } = before;
+    progress.say("baking the golden image (bake stage)");
+    let bake = GoldenBake {
+        model,
+        profile: &scenario.profile,
+        base_image: &scenario.image,
+        run_dir: &scenario.run_dir,
+        accel,
+        mirror_port: mirror_port.context("baking needs the mirror")?,
+        timeout: scenario.boot_timeout,
+        failing_step: scenario.outcome.failing_step(),
+    };
+    match bake_golden(&bake)? {
+        Baked::Image { path, checks, timings, note } => {
+            progress.say(&note);
+            verdict.timings.extend(timings);
+            verdict.notes.push(note);
+            verdict.phases.push(("golden image".into(), checks));
+            progress.say("baked; booting an instance of it (boot stage)");
+            Ok((Image::Other { path: path.clone(), stage: Stage::Boot }, Some(path)))
+        }
+        Baked::Failed { checks, message } => {
+            progress.say(&message);
+            verdict.timings.push(("bake start to failure reported".into(), progress.elapsed()));
+            verdict.notes.push(message);
+            verdict.phases.push(("bake whose provisioning fails".into(), checks));
+            Ok((Image::Ended, None))
+        }
+    }
 }
 
 pub fn bake_golden(golden: &GoldenBake) -> Result<Baked> {
@@ -85,7 +123,7 @@ pub fn bake_golden(golden: &GoldenBake) -> Result<Baked> {
 fn image_checks(request: &BakeRequest, manifest: &bake::Manifest, partial_left: bool) -> Baked {
     let output = request.output;
     let mut checks = Vec::new();
-    let on_disk = crate::effects::fs::sha256_file(output).unwrap_or_default();
+    let on_disk = kiln::effects::fs::sha256_file(output).unwrap_or_default();
     checks.push(Check::new(
         "golden image: the manifest's sha256 is the image's",
         manifest.output.sha256.as_str(),
@@ -93,8 +131,8 @@ fn image_checks(request: &BakeRequest, manifest: &bake::Manifest, partial_left: 
         on_disk == manifest.output.sha256,
     ));
     let installed: Vec<&str> = manifest.packages.iter().map(|p| p.name.as_str()).collect();
-    let secrets = crate::pipeline::placeholder_secrets(request.model);
-    let wanted = crate::lower::lower_stage(request.model, &secrets, crate::lower::Stage::Bake).packages;
+    let secrets = kiln::pipeline::placeholder_secrets(request.model);
+    let wanted = kiln::lower::lower_stage(request.model, &secrets, Stage::Bake).packages;
     let missing: Vec<&String> = wanted.iter().filter(|p| !installed.contains(&p.as_str())).collect();
     checks.push(Check::new(
         "golden image: the manifest lists every package of the profile, with versions",
@@ -212,7 +250,7 @@ pub struct Identity {
 }
 
 pub fn identity(agent: &mut Agent) -> Result<Identity> {
-    use crate::verify::identity::{self, IdentityProbe, IdentitySection};
+    use kiln::verify::identity::{self, IdentityProbe, IdentitySection};
     let out = agent.shell(&identity::script().text(), identity::PROBE_TIMEOUT)?;
     let probe = IdentityProbe::parse(&out.stdout, out.code, &out.stderr)?;
     Ok(Identity {

@@ -1,5 +1,5 @@
-//! The deploying peer: the harness as a CI runner on the guest's "public internet", reaching SSH only
-//! through WireGuard.
+//! The deploying peer (the `wireguard` scenario): the harness as a CI runner on the guest's "public
+//! internet", reaching SSH only through WireGuard.
 //!
 //! The guest gets a second NIC on a tap device that QEMU opens in the root namespace and the harness then
 //! moves into a network namespace of its own (`ip link set TAP netns NS`), with static addresses on both
@@ -17,16 +17,21 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-
-use super::qga::Agent;
-use crate::effects::process::die_with_parent;
-use crate::lower::wireguard::{PUBLIC_KEY_LINE, key_path};
-use crate::model::{Model, Proto};
-use crate::verify::reach::{self, Reach};
-use crate::verify::{Check, observe};
+use kiln::effects::process::die_with_parent;
+use kiln::effects::vm::boot::reported_public_key;
+use kiln::effects::vm::harness::Network;
+use kiln::effects::vm::qemu::ExtraNic;
+use kiln::effects::vm::qga::Agent;
+use kiln::effects::vm::wait::wait_until;
+use kiln::lower::facts::Facts;
+use kiln::lower::wireguard::{PUBLIC_KEY_LINE, key_path};
+use kiln::model::{Model, Proto};
+use kiln::verify::reach::{self, Reach};
+use kiln::verify::{Check, observe};
 
 /// The guest's address on its public NIC, and the harness's across the link (TEST-NET-1, RFC 5737).
 pub const GUEST_PUBLIC: &str = "192.0.2.2";
@@ -37,6 +42,12 @@ const PRIMARY_MAC: &str = "52:54:00:12:34:56";
 const PUBLIC_MAC: &str = "52:54:00:c0:00:02";
 const NETNS_PREFIX: &str = "kiln-wg-";
 const SSH_PORT: u16 = 22;
+/// QEMU sets its tap device up, after which it can be moved into the namespace.
+const TAP_READY: Duration = Duration::from_secs(20);
+/// wireguard-go creates its control socket.
+const WIREGUARD_GO_START: Duration = Duration::from_secs(10);
+/// Traffic into the tunnel gets a handshake with the guest.
+const HANDSHAKE: Duration = Duration::from_secs(30);
 
 /// Check names, used by scenarios to name the check a tampering must fail.
 pub const CHECK_KEY_REPORTED: &str = "WireGuard: the guest printed its public key on the console";
@@ -50,16 +61,16 @@ pub const CHECK_WRONG_KEY_SSH: &str = "a peer with an unknown key cannot reach S
 
 /// The guest's second NIC: a tap that QEMU opens and the harness moves into `netns`.
 #[derive(Debug, Clone)]
-pub struct TapNic {
+struct TapNic {
     pub ifname: String,
     pub mac: String,
     pub netns: String,
 }
 
-impl TapNic {
+impl ExtraNic for TapNic {
     /// QEMU arguments for the NIC, on a PCI slot clear of the automatically placed devices (the guest
     /// names it `ens16`; the network-config matches it by MAC anyway).
-    pub fn qemu_args(&self) -> Vec<String> {
+    fn qemu_args(&self) -> Vec<String> {
         vec![
             "-netdev".into(),
             format!("tap,id=n1,ifname={},script=no,downscript=no", self.ifname),
@@ -70,27 +81,31 @@ impl TapNic {
 
     /// Moves the tap QEMU just created into the namespace and addresses the harness's end. Called after
     /// every QEMU start: the tap is QEMU's and disappears when QEMU exits (at each reboot).
-    pub fn move_into_namespace(&self, qemu_running: &mut dyn FnMut() -> bool) -> Result<()> {
+    fn after_start(&self, qemu_running: &mut dyn FnMut() -> bool) -> Result<()> {
         let in_root = Path::new("/sys/class/net").join(&self.ifname);
-        let deadline = Instant::now() + Duration::from_secs(20);
         // Moved the instant it appears, the device was gone from the namespace right after (QEMU was
         // still setting it up): wait a moment, move, and check that it arrived.
-        loop {
+        let moved = wait_until(TAP_READY, Duration::from_millis(100), || {
             if in_root.exists() {
                 std::thread::sleep(Duration::from_millis(300));
                 let moved = ip(&["link", "set", &self.ifname, "netns", &self.netns]).is_ok()
                     && ip(&["-n", &self.netns, "link", "show", &self.ifname]).is_ok();
                 if moved {
-                    break;
+                    return Ok(Some(()));
                 }
             }
             if !qemu_running() {
                 bail!("QEMU exited before its tap device {} could be moved (see qemu.log)", self.ifname);
             }
-            if Instant::now() > deadline {
-                bail!("could not move QEMU's tap device {} into {} within 20 s", self.ifname, self.netns);
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            Ok(None)
+        })?;
+        if moved.is_none() {
+            bail!(
+                "could not move QEMU's tap device {} into {} within {} s",
+                self.ifname,
+                self.netns,
+                TAP_READY.as_secs()
+            );
         }
         let address = format!("{PEER_PUBLIC}/{PUBLIC_PREFIX}");
         ip(&["-n", &self.netns, "addr", "add", &address, "dev", &self.ifname])?;
@@ -113,8 +128,9 @@ pub struct TunnelPeer {
     guest_interface: String,
     guest_tunnel: IpAddr,
     guest_port: u16,
-    /// TCP ports the profile opens to everyone on the public interface.
-    declared_open: Vec<u16>,
+    /// What the profile's components decided, for which TCP ports its firewall opens to everyone on the
+    /// public interface (`Facts::open_to_everyone`, as `kiln expect` decides it).
+    facts: Facts,
     guest_key: RefCell<Option<String>>,
     timings: RefCell<Vec<(String, f64)>>,
 }
@@ -166,13 +182,7 @@ impl TunnelPeer {
         if !model.user.ssh_keys.contains(&ssh_public) {
             model.user.ssh_keys.push(ssh_public);
         }
-        let declared_open = model
-            .firewall
-            .iter()
-            .flat_map(|f| f.allow.iter())
-            .filter(|r| r.proto == Proto::Tcp && r.from.is_none())
-            .flat_map(|r| r.ports.start..=r.ports.end)
-            .collect();
+        let facts = kiln::lower::facts(model);
 
         let netns = format!("{NETNS_PREFIX}{pid}");
         let mut peer = TunnelPeer {
@@ -188,7 +198,7 @@ impl TunnelPeer {
             guest_interface,
             guest_tunnel,
             guest_port,
-            declared_open,
+            facts,
             guest_key: RefCell::new(None),
             timings: RefCell::new(Vec::new()),
         };
@@ -214,16 +224,18 @@ impl TunnelPeer {
         die_with_parent(&mut command);
         self.daemon = Some(command.spawn().context("starting wireguard-go (install wireguard-go)")?);
         let socket = PathBuf::from(format!("/var/run/wireguard/{}.sock", self.interface));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
+        let created = wait_until(WIREGUARD_GO_START, Duration::from_millis(50), || {
+            if socket.exists() {
+                return Ok(Some(()));
+            }
             if let Some(status) = self.daemon.as_mut().and_then(|d| d.try_wait().ok().flatten()) {
                 let log = std::fs::read_to_string(self.dir.join("wireguard-go.log")).unwrap_or_default();
                 bail!("wireguard-go exited ({status}): {}", log.trim());
             }
-            if Instant::now() > deadline {
-                bail!("wireguard-go did not create {} within 10 s", socket.display());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            Ok(None)
+        })?;
+        if created.is_none() {
+            bail!("wireguard-go did not create {} within {} s", socket.display(), WIREGUARD_GO_START.as_secs());
         }
         self.wg(&["set", &self.interface, "private-key", &self.key_file.display().to_string()])?;
         let ns = self.netns.clone();
@@ -233,8 +245,11 @@ impl TunnelPeer {
         Ok(())
     }
 
-    pub fn nic(&self) -> TapNic {
-        TapNic { ifname: self.tap.clone(), mac: PUBLIC_MAC.into(), netns: self.netns.clone() }
+    /// The guest's second NIC, on the tap the peer moves into its namespace, and the network-config
+    /// that addresses it.
+    pub fn network(&self) -> Network {
+        let nic = TapNic { ifname: self.tap.clone(), mac: PUBLIC_MAC.into(), netns: self.netns.clone() };
+        Network { config: network_config(), nic: Arc::new(nic) }
     }
 
     /// Timings measured so far ("WireGuard handshake (first boot)", seconds).
@@ -253,7 +268,7 @@ impl TunnelPeer {
         }
         let key = out.stdout.trim();
         // Never shown: it is the secret the scan looks for.
-        if !crate::model::is_wireguard_key(key) {
+        if !kiln::model::is_wireguard_key(key) {
             bail!("the guest's {path} does not hold a WireGuard key ({} bytes)", key.len());
         }
         Ok(vec![key.to_string()])
@@ -265,32 +280,53 @@ impl TunnelPeer {
     pub fn checks(&self, agent: &mut Agent, console: Option<&str>, label: &str, wrong_key: bool) -> Result<Vec<Check>> {
         let mut checks = Vec::new();
         if self.guest_key.borrow().is_none() {
-            let key = console.and_then(|c| reported_public_key(c, &self.guest_interface));
-            checks.push(Check::new(
-                CHECK_KEY_REPORTED,
-                format!("`{PUBLIC_KEY_LINE} ({}): KEY`", self.guest_interface),
-                key.clone().unwrap_or_else(|| "no such line".into()),
-                key.is_some(),
-            ));
+            let (reported, key) = self.key_reported(console);
+            checks.push(reported);
             match key {
                 Some(key) => *self.guest_key.borrow_mut() = Some(key),
                 None => return Ok(checks),
             }
         }
         let handshake = self.connect()?;
+        checks.push(self.handshake_check(handshake, label));
+        checks.push(self.ssh_check(handshake.is_some(), label)?);
+        checks.extend(self.port_checks(agent)?);
+        if wrong_key {
+            checks.extend(self.unknown_key_checks()?);
+        }
+        Ok(checks)
+    }
+
+    /// The guest printed its public key on the console: the check, and the key.
+    fn key_reported(&self, console: Option<&str>) -> (Check, Option<String>) {
+        let key = console.and_then(|c| reported_public_key(c, &self.guest_interface));
+        let check = Check::new(
+            CHECK_KEY_REPORTED,
+            format!("`{PUBLIC_KEY_LINE} ({}): KEY`", self.guest_interface),
+            key.clone().unwrap_or_else(|| "no such line".into()),
+            key.is_some(),
+        );
+        (check, key)
+    }
+
+    /// A handshake completed (`connect`'s time, kept as a timing).
+    fn handshake_check(&self, handshake: Option<f64>, label: &str) -> Check {
         let observed = match handshake {
             Some(seconds) => {
                 self.timings.borrow_mut().push((format!("WireGuard handshake ({label})"), seconds));
                 format!("after {seconds:.2} s")
             }
-            None => "no handshake within 30 s".to_string(),
+            None => format!("no handshake within {} s", HANDSHAKE.as_secs()),
         };
-        checks.push(Check::new(CHECK_HANDSHAKE, "a handshake", observed, handshake.is_some()));
+        Check::new(CHECK_HANDSHAKE, "a handshake", observed, handshake.is_some())
+    }
 
+    /// The deploy user logs in through the tunnel and runs `docker ps` (its round trip kept as a timing).
+    fn ssh_check(&self, handshake: bool, label: &str) -> Result<Check> {
         let mut started = Instant::now();
         let mut ssh = self.ssh("docker ps", 20)?;
         let mut retried = "";
-        if !ssh_listed_containers(&ssh) && handshake.is_some() {
+        if !ssh_listed_containers(&ssh) && handshake {
             // One more try, said so in the result: a login can race sshd's start-up limits under emulation.
             std::thread::sleep(Duration::from_secs(3));
             started = Instant::now();
@@ -304,7 +340,7 @@ impl TunnelPeer {
                 .borrow_mut()
                 .push((format!("SSH round trip through WireGuard, `docker ps` ({label})"), round_trip));
         }
-        checks.push(Check::new(
+        Ok(Check::new(
             CHECK_SSH_TUNNEL,
             format!("`ssh {}@{} docker ps` lists containers", self.user, self.guest_tunnel),
             if ok {
@@ -313,41 +349,39 @@ impl TunnelPeer {
                 format!("exit {:?}: {}", ssh.status.code(), String::from_utf8_lossy(&ssh.stderr).trim())
             },
             ok,
-        ));
+        ))
+    }
 
+    /// Of the TCP ports the guest listens on: only SSH answers through the tunnel, SSH gives no banner
+    /// on the public address, and no port answers there but those the profile opens to everyone.
+    fn port_checks(&self, agent: &mut Agent) -> Result<Vec<Check>> {
         let listening = listening_tcp_ports(agent)?;
         let through_tunnel = self.answering_ports(&self.guest_tunnel.to_string(), &listening)?;
-        checks.push(Check::new(
-            CHECK_TUNNEL_PORTS,
-            format!("{SSH_PORT} only (of {} listening TCP ports)", listening.len()),
-            describe_ports(&through_tunnel),
-            through_tunnel == [SSH_PORT],
-        ));
         let banner = self.public_banner()?;
-        checks.push(Check::new(
-            CHECK_PUBLIC_SSH,
-            "no banner",
-            if banner { "SSH banner" } else { "no banner" },
-            !banner,
-        ));
         let public = self.answering_ports(GUEST_PUBLIC, &listening)?;
-        let mut wanted: Vec<u16> = listening.iter().copied().filter(|p| self.declared_open.contains(p)).collect();
+        let mut wanted: Vec<u16> =
+            listening.iter().copied().filter(|p| self.facts.open_to_everyone(Proto::Tcp, *p)).collect();
         wanted.sort_unstable();
-        checks.push(Check::new(
-            CHECK_PUBLIC_PORTS,
-            format!(
-                "{} (of {} listening TCP ports: {})",
-                describe_ports(&wanted),
-                listening.len(),
-                describe_ports(&listening)
+        Ok(vec![
+            Check::new(
+                CHECK_TUNNEL_PORTS,
+                format!("{SSH_PORT} only (of {} listening TCP ports)", listening.len()),
+                describe_ports(&through_tunnel),
+                through_tunnel == [SSH_PORT],
             ),
-            describe_ports(&public),
-            public == wanted,
-        ));
-        if wrong_key {
-            checks.extend(self.unknown_key_checks()?);
-        }
-        Ok(checks)
+            Check::new(CHECK_PUBLIC_SSH, "no banner", if banner { "SSH banner" } else { "no banner" }, !banner),
+            Check::new(
+                CHECK_PUBLIC_PORTS,
+                format!(
+                    "{} (of {} listening TCP ports: {})",
+                    describe_ports(&wanted),
+                    listening.len(),
+                    describe_ports(&listening)
+                ),
+                describe_ports(&public),
+                public == wanted,
+            ),
+        ])
     }
 
     /// Re-keys the harness's interface with a key the guest does not know, with the same tunnel address
@@ -394,7 +428,7 @@ impl TunnelPeer {
     }
 
     /// Resets the session and sends traffic into the tunnel until a handshake completes: its time, or
-    /// `None` after 30 s.
+    /// `None` after `HANDSHAKE`.
     fn connect(&self) -> Result<Option<f64>> {
         self.reset_guest_peer()?;
         let started = Instant::now();
@@ -406,17 +440,12 @@ impl TunnelPeer {
             .stderr(Stdio::null())
             .spawn()
             .context("starting a connection through the tunnel")?;
-        let mut result = None;
-        while started.elapsed() < Duration::from_secs(30) {
-            if self.latest_handshake()? {
-                result = Some(started.elapsed().as_secs_f64());
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let result = wait_until(HANDSHAKE, Duration::from_millis(50), || {
+            Ok(self.latest_handshake()?.then(|| started.elapsed().as_secs_f64()))
+        });
         let _ = trigger.kill();
         let _ = trigger.wait();
-        Ok(result)
+        result
     }
 
     fn latest_handshake(&self) -> Result<bool> {
@@ -526,21 +555,10 @@ impl Drop for TunnelPeer {
 
 /// The seed's network-config v2 for a guest with the public NIC: DHCP on the user-mode NIC as by default,
 /// a static address on the public one. Both matched by MAC (a name glob would take both NICs).
-pub fn network_config() -> String {
+fn network_config() -> String {
     format!(
         "version: 2\nethernets:\n  primary:\n    match:\n      macaddress: \"{PRIMARY_MAC}\"\n    dhcp4: true\n  public:\n    match:\n      macaddress: \"{PUBLIC_MAC}\"\n    addresses: [\"{GUEST_PUBLIC}/{PUBLIC_PREFIX}\"]\n"
     )
-}
-
-/// The public key the guest printed (`kiln: wireguard public key (IFACE): KEY`), if it did.
-pub fn reported_public_key(console: &str, interface: &str) -> Option<String> {
-    let marker = format!("{PUBLIC_KEY_LINE} ({interface}): ");
-    console
-        .lines()
-        .filter_map(|l| l.split(&marker).nth(1))
-        .map(str::trim)
-        .rfind(|k| crate::model::is_wireguard_key(k))
-        .map(str::to_string)
 }
 
 fn ssh_listed_containers(out: &Output) -> bool {
@@ -615,23 +633,12 @@ fn run_with_input(program: &str, args: &[&str], input: &[u8]) -> Result<Output> 
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::effects::fs::write_atomic(path, bytes, 0o600).with_context(|| format!("writing {}", path.display()))
+    kiln::effects::fs::write_atomic(path, bytes, 0o600).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_reported_key_is_read_from_the_console() {
-        let console = "[  198.1] cloud-init[410]: kiln: step: wireguard: bring up wg0\n[  198.5] cloud-init[410]: kiln: wireguard public key (wg0): TG+auU5uUQmkpMcrQbM5iWv2ayKYq1Y/0AnHjYggqmo=\n";
-        assert_eq!(
-            reported_public_key(console, "wg0").as_deref(),
-            Some("TG+auU5uUQmkpMcrQbM5iWv2ayKYq1Y/0AnHjYggqmo=")
-        );
-        assert_eq!(reported_public_key(console, "wg1"), None);
-        assert_eq!(reported_public_key("kiln: wireguard public key (wg0): garbage\n", "wg0"), None);
-    }
 
     #[test]
     fn network_config_matches_both_nics_by_mac() {

@@ -1,0 +1,126 @@
+//! What a scenario adds to the product's test run (`kiln::effects::vm::harness::Extension`): the
+//! WireGuard peer (`peer.rs`), test servers and containers (`scaffolding.rs`), tamperings
+//! (`tamper.rs`), and a golden image baked first with its proofs (`golden.rs`). Each part is there or
+//! not, as the scenario says; a scenario with none of them runs exactly as `kiln test` does.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use kiln::effects::vm::harness::{BeforeBoot, Extension, Finished, Image, Network, PortProbe};
+use kiln::effects::vm::qemu::Instance;
+use kiln::effects::vm::qga::Agent;
+use kiln::model::Model;
+use kiln::verify::Check;
+use kiln::verify::report::Verdict;
+
+use crate::golden;
+use crate::peer::TunnelPeer;
+use crate::scaffolding::{self, Scaffolding};
+use crate::tamper::{self, Tamper};
+
+pub struct ScenarioExtension {
+    /// Join the profile's WireGuard tunnel as its first peer, from a network namespace on a second guest
+    /// NIC, and check SSH through the tunnel and silence outside it.
+    pub wireguard_peer: bool,
+    pub scaffolding: Scaffolding,
+    /// Changes made to the guest at the end, each of which a named check must then report as failed.
+    pub tamper: Vec<Tamper>,
+    /// Bake a golden image from the scenario's base image first, boot an instance of it, and prove what
+    /// golden images promise after its rounds.
+    pub bake_first: bool,
+    /// The peer, once `prepare` made it.
+    peer: Option<TunnelPeer>,
+    /// The golden image, once baked.
+    golden: Option<PathBuf>,
+}
+
+impl ScenarioExtension {
+    pub fn new(wireguard_peer: bool, scaffolding: Scaffolding, tamper: Vec<Tamper>, bake_first: bool) -> Self {
+        ScenarioExtension { wireguard_peer, scaffolding, tamper, bake_first, peer: None, golden: None }
+    }
+
+    /// Changes the guest on purpose, runs the product's checks and the peer's again, and reports whether
+    /// each change made its check fail.
+    fn tampered(&self, finished: &mut Finished) -> Result<Vec<Check>> {
+        finished.progress.say("breaking the guest on purpose");
+        tamper::apply(&mut finished.agent, &self.tamper)?;
+        let mut after = finished.rounds.recheck(&mut finished.agent, "tampered")?;
+        if let Some(peer) = &self.peer {
+            after.extend(peer.checks(&mut finished.agent, None, "tampered", false)?);
+        }
+        Ok(tamper::verdicts(&self.tamper, &after))
+    }
+}
+
+impl Extension for ScenarioExtension {
+    /// The peer takes the place of the profile's first WireGuard peer before the expected state is
+    /// derived, so it is expected exactly as a declared peer.
+    fn prepare(&mut self, run_dir: &Path, model: &mut Model) -> Result<()> {
+        if self.wireguard_peer {
+            self.peer = Some(TunnelPeer::create(run_dir, model)?);
+        }
+        Ok(())
+    }
+
+    /// Every scenario's mirror carries the test container's image (only scaffolded ones fetch it).
+    fn mirror_data(&self, mirror_root: &Path) -> Result<()> {
+        scaffolding::add_test_data(mirror_root)
+    }
+
+    fn image(&mut self, before: BeforeBoot<'_>) -> Result<Image> {
+        if !self.bake_first {
+            return Ok(Image::Scenario);
+        }
+        let (image, golden) = golden::bake_first(before)?;
+        self.golden = golden;
+        Ok(image)
+    }
+
+    fn network(&self) -> Option<Network> {
+        self.peer.as_ref().map(TunnelPeer::network)
+    }
+
+    fn outside_probes(&self) -> Vec<PortProbe> {
+        self.scaffolding.probes()
+    }
+
+    /// The guest's generated WireGuard key joins the values the secret scan looks for.
+    fn guest_secrets(&mut self, agent: &mut Agent) -> Result<Vec<String>> {
+        match &self.peer {
+            Some(peer) => peer.guest_secrets(agent),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn sets_up_guest(&self) -> bool {
+        !self.scaffolding.is_empty()
+    }
+
+    fn set_up_guest(&mut self, agent: &mut Agent) -> Result<Vec<Check>> {
+        self.scaffolding.start(agent)
+    }
+
+    /// Through the tunnel and from the public network, with a peer that has an unknown key too.
+    fn round(&mut self, agent: &mut Agent, instance: &Instance, label: &str) -> Result<Vec<Check>> {
+        match &self.peer {
+            Some(peer) => peer.checks(agent, Some(&instance.console_text()), label, true),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn after_rounds(&mut self, mut finished: Finished<'_>, verdict: &mut Verdict) -> Result<()> {
+        if !self.tamper.is_empty() {
+            let detected = self.tampered(&mut finished)?;
+            verdict.phases.push((tamper::PHASE.into(), detected));
+        }
+        verdict.timings.extend(self.peer.iter().flat_map(TunnelPeer::timings));
+        let Some(image) = &self.golden else { return Ok(()) };
+        finished.progress.say("scanning disks for secrets; booting a second instance of the golden image");
+        let Finished { agent, instance, config, scenario, secret_values, .. } = finished;
+        let timeout = scenario.boot_timeout;
+        let proofs =
+            golden::instance_proofs(agent, instance, config, image, secret_values, timeout, &mut verdict.timings)?;
+        verdict.phases.push(("golden image: secrets and per-instance identity".into(), proofs));
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! The scenarios CI runs, as data: which profile, how the guest starts, how it must end, and what each
+//! adds to the product's test run (`extension.rs`). `Scenario::run` runs one through the same harness
+//! `kiln test` uses.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use kiln::effects::vm::harness::{self, Outcome};
+use kiln::effects::vm::qemu::Accel;
+use kiln::model::Model;
+use kiln::verify::check_names;
+use kiln::verify::report::Verdict;
+
+use crate::extension::ScenarioExtension;
+use crate::peer;
+use crate::scaffolding::{Container, Scaffolding};
+use crate::tamper::Tamper;
+
+/// What a scenario boots and what it does besides the profile's own checks.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub profile: PathBuf,
+    /// The base image the scenario starts from.
+    pub image: PathBuf,
+    pub boot: Boot,
+    pub outcome: Outcome,
+    /// `target/vm-tests/<name>/`: console log, seed, overlay, qemu command line.
+    pub run_dir: PathBuf,
+    pub reboot: bool,
+    /// Containers to run (host port published → reachable from outside or not, per the profile).
+    pub containers: Vec<Container>,
+    /// Guest ports where the harness starts a small HTTP server, so "open" ports have someone to answer.
+    pub listen: Vec<u16>,
+    /// Changes made to the guest at the end, each of which a named check must then report as failed:
+    /// the harness's checks shown failing on a real VM whose state is wrong.
+    pub tamper: Vec<Tamper>,
+    pub boot_timeout: Duration,
+    /// The harness joins the profile's WireGuard tunnel as its first peer, from a network namespace on
+    /// a second guest NIC (`peer.rs`), and checks SSH through the tunnel and silence outside it.
+    pub wireguard_peer: bool,
+}
+
+/// How the guest starts from the base image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// Provisioned at first boot with the full user-data from kiln's test mirror.
+    Provision,
+    /// A golden image is baked first (with the mirror); an instance of it is then booted with the boot
+    /// stage, and what golden images promise is proven (`golden.rs`).
+    BakeThenBoot,
+}
+
+impl Scenario {
+    /// Runs the scenario with the profile's validated model: the product's harness, extended.
+    pub fn run(&self, model: Model, accel: Accel) -> Result<Verdict> {
+        let run = harness::Scenario {
+            name: self.name.clone(),
+            profile: self.profile.clone(),
+            image: self.image.clone(),
+            // A bake starts from the base image and needs the mirror, as a provisioning boot does.
+            boot: harness::Boot::Provision,
+            outcome: self.outcome.clone(),
+            run_dir: self.run_dir.clone(),
+            reboot: self.reboot,
+            boot_timeout: self.boot_timeout,
+        };
+        let scaffolding = Scaffolding { listen: self.listen.clone(), containers: self.containers.clone() };
+        let bake_first = self.boot == Boot::BakeThenBoot;
+        let mut extension = ScenarioExtension::new(self.wireguard_peer, scaffolding, self.tamper.clone(), bake_first);
+        harness::run(&run, model, accel, &mut extension)
+    }
+}
+
+/// Every scenario, in the order they run.
+pub fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
+    let scenario = |name: &str, profile: PathBuf| Scenario {
+        name: name.into(),
+        profile,
+        image: image.to_path_buf(),
+        boot: Boot::Provision,
+        outcome: Outcome::Healthy,
+        run_dir: out.join(name),
+        reboot: true,
+        containers: Vec::new(),
+        listen: Vec::new(),
+        tamper: Vec::new(),
+        boot_timeout: Duration::from_secs(900),
+        wireguard_peer: false,
+    };
+    let tamper = |command: &str, detected_by: &str| Tamper { command: command.into(), detected_by: detected_by.into() };
+    let container = |name: &str, publish: &str, host_port: u16, reachable: bool| Container {
+        name: name.into(),
+        publish: publish.into(),
+        host_port,
+        reachable_from_outside: reachable,
+    };
+    let undeclared = container("undeclared", "0.0.0.0:8081:8080", 8081, false);
+    vec![
+        // No reboot here: the same profile reboots in `golden`, and the full first-boot path reboots in
+        // `ports` and `wireguard`; CI time goes to what only this scenario shows.
+        Scenario { reboot: false, ..scenario("seed-host", root.join("profiles/app.yaml")) },
+        Scenario {
+            listen: vec![8000],
+            containers: vec![
+                container("declared-open", "0.0.0.0:8080:8080", 8080, true),
+                undeclared.clone(),
+                container("default-bind", "8082:8080", 8082, false),
+            ],
+            tamper: vec![
+                tamper("ufw delete allow 8000/tcp", check_names::UFW_RULE_SET),
+                tamper("iptables -D DOCKER-USER -m conntrack --ctstate NEW -j DROP", check_names::DOCKER_USER_FILTER),
+                tamper("true", &undeclared.probe_name()),
+                tamper("systemctl stop tailscaled.service", &check_names::unit_active("tailscaled.service")),
+                tamper("gpasswd -d deploy docker", &check_names::user_in_group("deploy", "docker")),
+                // A process whose argv carries the secret (taken from cloud-init's copy of the user-data).
+                tamper(
+                    "setsid bash -c 'exec -a \"$(grep -ao \"kiln-test-secret-[0-9a-f]*-[0-9a-f]*\" /var/lib/cloud/instance/user-data.txt | head -n 1)\" sleep 600' </dev/null >/dev/null 2>&1 &",
+                    check_names::NO_SECRET_IN_ARGV,
+                ),
+                tamper(
+                    "chmod 0644 /etc/ssh/sshd_config.d/10-kiln.conf && printf 'PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/05-tamper.conf",
+                    &check_names::sshd_option("passwordauthentication"),
+                ),
+            ],
+            ..scenario("ports", root.join("vm-tests/profiles/ports.yaml"))
+        },
+        Scenario {
+            wireguard_peer: true,
+            tamper: vec![
+                tamper("ufw allow 22/tcp", peer::CHECK_PUBLIC_SSH),
+                tamper("true", peer::CHECK_PUBLIC_PORTS),
+                tamper("true", &check_names::from_outside(22, "tcp", false)),
+                // The harness's peer removed from the guest's interface: the tunnel must stop carrying SSH.
+                tamper("wg set wg0 peer \"$(wg show wg0 peers | head -n 1)\" remove", peer::CHECK_SSH_TUNNEL),
+                tamper("true", &check_names::wireguard_peers("wg0")),
+            ],
+            ..scenario("wireguard", root.join("vm-tests/profiles/wireguard.yaml"))
+        },
+        // Awkward but valid values must arrive exactly as written; no reboot (what survives one is
+        // proven by `ports` and `wireguard`), the tamperings show the new checks failing.
+        Scenario {
+            reboot: false,
+            listen: vec![8000],
+            tamper: vec![
+                tamper("printf 'x' >> /etc/awkward/motd.txt", &check_names::file("/etc/awkward/motd.txt")),
+                tamper("echo Etc/UTC > /etc/timezone", check_names::TIMEZONE),
+                tamper("sed -i 's/^LANG=.*/LANG=C.UTF-8/' /etc/default/locale", check_names::LOCALE_LANG),
+                tamper("rm /usr/lib/locale/locale-archive", &check_names::locale_usable("de_DE.UTF-8")),
+                tamper("ufw delete allow proto udp from 2001:db8::/32 to any port 9000", check_names::UFW_RULE_SET),
+            ],
+            ..scenario("awkward", root.join("vm-tests/profiles/awkward.yaml"))
+        },
+        Scenario {
+            reboot: false,
+            outcome: Outcome::ProvisioningFails { step: "tailscale: join the tailnet".into() },
+            ..scenario("broken", root.join("vm-tests/profiles/broken.yaml"))
+        },
+        // The seed host again, as a golden image: bake, boot an instance with the boot stage (every
+        // check of `seed-host` must pass), reboot it, scan disks for secrets, boot a second instance.
+        Scenario { boot: Boot::BakeThenBoot, ..scenario("golden", root.join("profiles/app.yaml")) },
+        Scenario {
+            boot: Boot::BakeThenBoot,
+            reboot: false,
+            outcome: Outcome::ProvisioningFails { step: "ssh: apply hardening".into() },
+            ..scenario("golden-broken", root.join("vm-tests/profiles/broken-bake.yaml"))
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Scenario> {
+        scenarios(Path::new("/repo"), Path::new("/out"), Path::new("/out/debian-12.qcow2"))
+    }
+
+    #[test]
+    fn the_scenarios_run_in_their_order_each_in_its_own_directory() {
+        let names: Vec<String> = all().iter().map(|s| s.name.clone()).collect();
+        assert_eq!(names, ["seed-host", "ports", "wireguard", "awkward", "broken", "golden", "golden-broken"]);
+        for scenario in all() {
+            assert_eq!(scenario.run_dir, Path::new("/out").join(&scenario.name));
+            assert!(scenario.profile.starts_with("/repo"), "{}", scenario.profile.display());
+        }
+    }
+
+    #[test]
+    fn tamperings_name_checks_by_their_definitions() {
+        let ports = all().into_iter().find(|s| s.name == "ports").unwrap();
+        let named: Vec<&str> = ports.tamper.iter().map(|t| t.detected_by.as_str()).collect();
+        assert!(named.contains(&"from outside, container undeclared (-p 0.0.0.0:8081:8080)"), "{named:?}");
+        assert!(named.contains(&"unit tailscaled.service active"), "{named:?}");
+        let probes: Vec<String> = Scaffolding { listen: ports.listen, containers: ports.containers }
+            .probes()
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert!(probes.iter().any(|p| named.contains(&p.as_str())), "a container probe is tampered with");
+        let wireguard = all().into_iter().find(|s| s.name == "wireguard").unwrap();
+        assert!(wireguard.wireguard_peer && wireguard.tamper.iter().any(|t| t.detected_by == peer::CHECK_PUBLIC_SSH));
+        for scenario in all() {
+            assert!(scenario.tamper.iter().all(|t| !t.detected_by.is_empty() && !t.command.is_empty()));
+        }
+    }
+
+    #[test]
+    fn only_the_golden_scenarios_bake_first() {
+        let baking: Vec<String> = all().into_iter().filter(|s| s.boot == Boot::BakeThenBoot).map(|s| s.name).collect();
+        assert_eq!(baking, ["golden", "golden-broken"]);
+    }
+}
