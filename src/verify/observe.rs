@@ -530,7 +530,7 @@ mod tests {
     const WIREGUARD: &str = include_str!("fixtures/wireguard-probe.txt");
 
     fn captured(capture: &str) -> StateProbe {
-        StateProbe::from_capture_without_status(capture).expect("a fixture capture")
+        StateProbe::parse(capture, 0, "").expect("a whole probe output")
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Unit tests of the comparison: the probe output of a real guest booted from `profiles/app.yaml`
 //! passes every check, and each fact, made wrong on either side, fails the check that covers it.
 //!
-//! The fixtures were captured before the probe recorded each section's exit status (its trailer), so
-//! they are read with `StateProbe::from_capture_without_status`, which only tests may use; the
-//! production parser refuses output without the trailer.
+//! The fixtures are whole probe outputs of the CI run of 2026-11-30 (`target/vm-tests/<scenario>/
+//! probe-first-boot.txt`, with the trailer that records each section's exit status), read by the
+//! production parser as the harness reads them.
 
 use super::*;
 use crate::effects::vm::harness::image_listeners;
@@ -15,7 +15,7 @@ use crate::profile;
 const PROBE: &str = include_str!("fixtures/seed-host-probe.txt");
 
 fn captured(capture: &str) -> StateProbe {
-    StateProbe::from_capture_without_status(capture).expect("a fixture capture")
+    StateProbe::parse(capture, 0, "").expect("a whole probe output")
 }
 /// The stand-ins recorded these digests; the run's test secrets are not kept, only their sha256.
 const FIXTURE_DIGESTS: &str = include_str!("fixtures/seed-host-digests.txt");

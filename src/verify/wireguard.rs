@@ -58,12 +58,11 @@ pub(crate) mod tests {
     use crate::effects::vm::harness::image_listeners;
     use crate::expect::{ExpectedState, expect};
 
-    /// `target/vm-tests/wireguard/probe-first-boot.txt` from a passing scenario run (captured before the
-    /// probe recorded exit statuses: read through the test helper).
+    /// `target/vm-tests/wireguard/probe-first-boot.txt` from a passing scenario run, trailer included.
     const PROBE: &str = include_str!("fixtures/wireguard-probe.txt");
 
     fn probe() -> StateProbe {
-        StateProbe::from_capture_without_status(PROBE).expect("the fixture reads")
+        StateProbe::parse(PROBE, 0, "").expect("the fixture reads")
     }
 
     /// The expected state as the harness derived it in that run: it had put its own WireGuard key in
