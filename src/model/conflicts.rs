@@ -1,6 +1,6 @@
 //! Settings that silently defeat another setting: each is reported at one of the two, naming both.
 
-use super::{Cidr, Model, Policy};
+use super::{Cidr, Model, Policy, TAILSCALE_INTERFACE};
 use crate::catalog::Code;
 use crate::consumers::ufw;
 use crate::diag::{Diagnostic, Report};
@@ -13,8 +13,8 @@ const DOCKER_BRIDGE: &str = "172.17.0.0/16";
 /// Docker's default address pools for networks such as Kamal's (`default-address-pools`: 172.17-31 as
 /// /16s, 192.168.0.0/16 as /20s).
 const DOCKER_POOLS: &[&str] = &["172.16.0.0/12", "192.168.0.0/16"];
-/// Interfaces other components create: a WireGuard interface by one of these names would fight them.
-const TAILSCALE_INTERFACE: &str = "tailscale0";
+/// Interfaces Docker creates: a WireGuard interface by one of these names would fight them (as it
+/// would `TAILSCALE_INTERFACE`).
 const DOCKER_INTERFACES: &[&str] = &["docker0", "br-+", "veth+"];
 
 pub(super) fn check(model: &Model, report: &mut Report) {

@@ -8,7 +8,7 @@ use super::{Model, Policy, Proto};
 use crate::catalog::Code;
 use crate::diag::{Diagnostic, Report};
 
-const TAILSCALE_INTERFACE: &str = "tailscale0";
+use super::TAILSCALE_INTERFACE;
 
 pub(super) fn check(model: &Model, one_off_key: bool, report: &mut Report) {
     lockout(model, report);

@@ -168,6 +168,8 @@ pub const SSH_PORT: u16 = 22;
 /// The UDP port tailscaled listens on (its default; `/etc/default/tailscaled` could change it, and is
 /// claimed by the tailscale component for that reason).
 pub const TAILSCALE_PORT: u16 = 41641;
+/// The interface tailscaled creates (its default name; `--tun` could change it, and kiln leaves it).
+pub const TAILSCALE_INTERFACE: &str = "tailscale0";
 
 /// Validates a raw profile. Returns the model only when there are no errors (warnings are fine).
 /// `pipeline::validate` adds what needs the lowering (files on paths kiln writes).
