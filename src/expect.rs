@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::consumers::ufw;
+use crate::encoding::sha256_hex;
 use crate::lower::facts::{
     self, AddressFamily, Facts, FirewallRule, ListenPort, ListenScope, SecretLifetime, SocketOwner, StartedBy,
 };
@@ -262,11 +263,6 @@ fn expected_listener(listener: &facts::Listener) -> Listener {
             SocketOwner::Kernel => KERNEL_SOCKET.into(),
         },
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What a client on the public network must see: SSH closed unless open to everyone, and one probe

@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::support::repo_root;
 
 /// Directories of copied data, each with a README.md that lists `SHA256  FILE` lines.
@@ -36,7 +34,7 @@ fn every_copied_file_has_its_current_sha256_in_the_note_beside_it() {
         named.sort();
         assert_eq!(named, files, "{}/README.md must list the sha256 of every file there", dir.display());
         for (hash, file) in listed {
-            let actual = format!("{:x}", Sha256::digest(std::fs::read(dir.join(&file)).unwrap()));
+            let actual = kiln::encoding::sha256_hex(std::fs::read(dir.join(&file)).unwrap());
             assert_eq!(actual, hash, "{}: the note's sha256 is stale", dir.join(&file).display());
         }
     }

@@ -27,6 +27,7 @@ use super::qga::Agent;
 use super::wait;
 use crate::effects::fs::write_atomic;
 use crate::effects::mirror::{self, MirrorRequest};
+use crate::encoding::sha256_hex;
 use crate::expect::{self, ExpectedState, Listener};
 use crate::failure::Failure;
 use crate::lower::Stage;
@@ -344,10 +345,6 @@ impl SecretSource for TestSecrets {
         }
         Ok(format!("kiln-test-secret-{}-{}", &sha256_hex(name)[..8], self.nonce))
     }
-}
-
-fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The listeners every host from the base image has, whatever the profile says.
