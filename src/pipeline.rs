@@ -134,13 +134,6 @@ pub fn resolve_secrets(model: &Model, dir: &ProfileDir, redact: bool) -> Result<
     secrets::resolve(model, if redact { None } else { Some(&source) }).map_err(Failure::Secrets)
 }
 
-/// Placeholder secrets: enough to render every stage's shape, and exactly the bake stage (which reads
-/// no secret).
-pub fn placeholder_secrets(model: &Model) -> Secrets {
-    // Resolving without a source never fails: every reference gets its placeholder.
-    secrets::resolve(model, None).unwrap_or_default()
-}
-
 /// The user-data text of one stage.
 pub fn user_data(model: &Model, secrets: &Secrets, stage: Stage) -> Result<String, Failure> {
     let config = lower::lower_stage(model, secrets, stage);
@@ -173,7 +166,7 @@ pub fn target_diagnostic(model: &Model, dir: &ProfileDir, target: Target, encodi
     if let Ok(real) = resolve_secrets(model, dir, false) {
         return measure(&real).map(as_diagnostic);
     }
-    if let Some(error) = measure(&placeholder_secrets(model)) {
+    if let Some(error) = measure(&secrets::placeholders(model)) {
         return Some(as_diagnostic(error));
     }
     let longest = secrets::longest(model);

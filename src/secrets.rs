@@ -130,6 +130,13 @@ pub fn longest_description(model: &Model) -> String {
         .join(", ")
 }
 
+/// Placeholders for every secret the model references: enough to render every stage's shape, and
+/// exactly the bake stage, which reads no secret.
+pub fn placeholders(model: &Model) -> Secrets {
+    // Resolving without a source never fails: every reference gets its placeholder.
+    resolve(model, None).unwrap_or_default()
+}
+
 /// Resolves every secret the model references; with `source: None` renders placeholders instead.
 /// Reports every missing secret at once.
 pub fn resolve(model: &Model, source: Option<&dyn SecretSource>) -> Result<Secrets, Vec<SecretError>> {

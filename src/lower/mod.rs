@@ -317,14 +317,14 @@ fn components(model: &Model, secrets: &Secrets) -> Parts {
 /// suffice, as for `claims`: cloudflared and tailscale lower only when their secret is there, and
 /// what they declare never depends on its value).
 pub fn facts(model: &Model) -> Facts {
-    let placeholders = crate::secrets::resolve(model, None).unwrap_or_default();
+    let placeholders = crate::secrets::placeholders(model);
     components(model, &placeholders).facts
 }
 
 /// Every path kiln writes or manages for this model, and the section that decides it (placeholder
 /// secrets suffice: what is claimed never depends on a secret's value).
 pub fn claims(model: &Model) -> Vec<Claim> {
-    let placeholders = crate::secrets::resolve(model, None).unwrap_or_default();
+    let placeholders = crate::secrets::placeholders(model);
     components(model, &placeholders).claims
 }
 

@@ -131,7 +131,7 @@ fn image_checks(request: &BakeRequest, manifest: &bake::Manifest, partial_left: 
         on_disk == manifest.output.sha256,
     ));
     let installed: Vec<&str> = manifest.packages.iter().map(|p| p.name.as_str()).collect();
-    let secrets = kiln::pipeline::placeholder_secrets(request.model);
+    let secrets = kiln::secrets::placeholders(request.model);
     let wanted = kiln::lower::lower_stage(request.model, &secrets, Stage::Bake).packages;
     let missing: Vec<&String> = wanted.iter().filter(|p| !installed.contains(&p.as_str())).collect();
     checks.push(Check::new(

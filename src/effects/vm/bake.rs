@@ -252,7 +252,7 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
     progress.say(&format!("base image {} ({}); hashing it", base.path.display(), base.format));
     let base_sha256 = sha256_file(&base.path).with_context(|| format!("reading base image {}", base.path.display()))?;
     // The bake stage reads no secret: placeholders render it exactly (a test holds kiln to that).
-    let secrets = pipeline::placeholder_secrets(request.model);
+    let secrets = crate::secrets::placeholders(request.model);
     let user_data = pipeline::user_data(request.model, &secrets, Stage::Bake).map_err(|e| anyhow!("{e}"))?;
     let key = cache_key(&base_sha256, &user_data, request.format);
     if !request.force
