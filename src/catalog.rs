@@ -39,6 +39,9 @@ catalog! {
     BadValue => "invalid-value": "a value outside what the field accepts",
     Version => "unsupported-version": "the profile's `version` is not one kiln reads",
     // Semantics.
+    ReleaseAssumed => "release-assumed": "no `host.os`: kiln renders for its default release",
+    ReleaseMismatch => "release-mismatch": "a setting that the target release lacks or handles differently",
+    NoSecurityUpdates => "no-security-updates": "package sources without the release's security updates",
     InvalidHostname => "invalid-hostname": "not an RFC 1123 host name",
     InvalidUserName => "invalid-user-name": "not a POSIX portable user name",
     InvalidSshKey => "invalid-ssh-key": "an SSH public key that does not parse",

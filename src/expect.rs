@@ -181,7 +181,10 @@ pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
         }
     });
     let user = lower::user_entry(model);
-    let sshd = |keyword: &str| facts.sshd_setting(keyword).expect("the ssh component sets it").to_string();
+    let sshd = |keyword: &str| {
+        let setting = facts.sshd.iter().find(|s| s.keyword == keyword).expect("the ssh component sets it");
+        setting.printed_value().to_string()
+    };
     ExpectedState {
         hostname: model.host.hostname.split('.').next().unwrap_or(&model.host.hostname).to_string(),
         user: ExpectedUser {
@@ -194,11 +197,7 @@ pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
         },
         ssh: ExpectedSsh {
             password_authentication: sshd("PasswordAuthentication"),
-            // `sshd -T` prints prohibit-password by its older name.
-            permit_root_login: match sshd("PermitRootLogin").as_str() {
-                "prohibit-password" => "without-password".into(),
-                value => value.into(),
-            },
+            permit_root_login: sshd("PermitRootLogin"),
             kbd_interactive_authentication: sshd("KbdInteractiveAuthentication"),
         },
         packages: facts.packages.iter().map(|p| p.name.clone()).collect(),

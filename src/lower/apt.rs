@@ -10,6 +10,8 @@ use crate::model::{Model, Repository, RepositoryKey};
 pub const UNSAFE_IO_PATH: &str = "/etc/dpkg/dpkg.cfg.d/kiln-unsafe-io";
 pub const NO_LANGUAGES_PATH: &str = "/etc/apt/apt.conf.d/90kiln-no-languages";
 pub const NO_RECOMMENDS_PATH: &str = "/etc/apt/apt.conf.d/90kiln-first-boot-no-recommends";
+/// needrestart reads `conf.d/*.conf` after its own needrestart.conf (its last lines), so this wins.
+pub const NEEDRESTART_PATH: &str = "/etc/needrestart/conf.d/90-kiln.conf";
 
 pub(super) fn lower(model: &Model, parts: &mut Parts) {
     // The repositories kiln configures, and the keys apt trusts: a profile file there would add or
@@ -39,13 +41,29 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
             "// Managed by kiln: removed when first-boot provisioning ends.\nAPT::Install-Recommends \"false\";\n",
         ));
     }
-    if let Some(debian) = &model.apt.debian {
+    if model.host.release.facts().needrestart_prompts {
+        // needrestart runs after every apt install and, on Ubuntu since 22.04, asks which services to
+        // restart: a question nobody answers hangs cloud-init's package runs and unattended upgrades.
+        // Restarting automatically is what the question's default answers would do, without the wait.
+        parts.claim_prefix("/etc/needrestart/");
+        parts.bake_file(WriteFile::new(
+            NEEDRESTART_PATH,
+            0o644,
+            "# Managed by kiln: restart services after upgrades without asking (apt runs unattended here).\n\
+             $nrconf{restart} = 'a';\n\
+             # Kernel upgrades are reported in the log instead of an interactive notice.\n\
+             $nrconf{kernelhints} = -1;\n",
+        ));
+    }
+    if let Some(archive) = &model.apt.debian {
+        // Both places apt reads the archive from are replaced: the one-line list (Debian 12, Ubuntu 22.04
+        // images) and the deb822 file of the same name (Debian 13's debian.sources, Ubuntu 24.04's ubuntu.sources).
         parts.bake_file(WriteFile::new(
             "/etc/apt/sources.list",
             0o644,
-            "# Managed by kiln: Debian's sources are in /etc/apt/sources.list.d/debian.sources\n",
+            format!("# Managed by kiln: the archive's sources are in {}\n", sources_path(archive)),
         ));
-        repository(debian, parts);
+        repository(archive, parts);
     }
     for repo in [&model.apt.docker, &model.apt.cloudflared, &model.apt.tailscale].into_iter().flatten() {
         repository(repo, parts);
@@ -70,10 +88,24 @@ fn repository(repo: &Repository, parts: &mut Parts) {
             path
         }
     };
-    let mut body = format!("# Managed by kiln.\nTypes: deb\nURIs: {}\nSuites: {}\n", repo.url, repo.suites.join(" "));
-    if !repo.components.is_empty() {
-        body.push_str(&format!("Components: {}\n", repo.components.join(" ")));
+    let mut body = format!("# Managed by kiln.\n{}", stanza(&repo.url, &repo.suites, &repo.components, &key_path));
+    if let Some(security) = &repo.security {
+        body.push('\n');
+        body.push_str(&stanza(&security.url, std::slice::from_ref(&security.suite), &repo.components, &key_path));
     }
-    body.push_str(&format!("Signed-By: {key_path}\n"));
-    parts.bake_file(WriteFile::new(format!("/etc/apt/sources.list.d/{}.sources", repo.name), 0o644, body));
+    parts.bake_file(WriteFile::new(sources_path(repo), 0o644, body));
+}
+
+fn sources_path(repo: &Repository) -> String {
+    format!("/etc/apt/sources.list.d/{}.sources", repo.name)
+}
+
+/// One deb822 paragraph (sources.list(5)); paragraphs are separated by a blank line.
+fn stanza(url: &str, suites: &[String], components: &[String], key_path: &str) -> String {
+    let mut text = format!("Types: deb\nURIs: {url}\nSuites: {}\n", suites.join(" "));
+    if !components.is_empty() {
+        text.push_str(&format!("Components: {}\n", components.join(" ")));
+    }
+    text.push_str(&format!("Signed-By: {key_path}\n"));
+    text
 }

@@ -280,6 +280,22 @@ pub struct SshdSetting {
     pub value: String,
 }
 
+impl SshdSetting {
+    /// The value as `sshd -T` prints it: prohibit-password by its older name (`without-password` comes
+    /// first in OpenSSH's table of PermitRootLogin values).
+    pub fn printed_value(&self) -> &str {
+        match self.value.as_str() {
+            "prohibit-password" => "without-password",
+            value => value,
+        }
+    }
+
+    /// The line `sshd -T` prints for it: the keyword in lower case, then [`Self::printed_value`].
+    pub fn printed_line(&self) -> String {
+        format!("{} {}", self.keyword.to_ascii_lowercase(), self.printed_value())
+    }
+}
+
 /// A secret kiln puts in a root-only 0600 file under `SECRETS_DIR`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretFile {

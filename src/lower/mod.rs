@@ -31,7 +31,7 @@ use facts::{Facts, FirewallRule, Listener, Package, SecretFile, SecretLifetime, 
 pub use firewall::ufw_command;
 use script::cmd;
 pub use script::{PROVISION_PATH, Step, provision_path};
-pub use ssh::SSH_PORT;
+pub use ssh::{EFFECTIVE_CHECK as SSHD_EFFECTIVE_CHECK, SSH_PORT, SSHD_DROP_IN};
 pub use tailscale::PORT as TAILSCALE_PORT;
 pub use tailscale::{auth_key_path as tailscale_auth_key_path, up_command as tailscale_up_command};
 pub use users::entry as user_entry;

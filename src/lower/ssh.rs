@@ -1,4 +1,5 @@
-//! sshd hardening as a drop-in that sorts before any other (sshd keeps the first value it reads).
+//! sshd hardening as a drop-in that sorts before the others (sshd keeps the first value it reads), checked
+//! against `sshd -T` before sshd reloads, so a file that sorts earlier still cannot weaken it unnoticed.
 
 use super::Parts;
 use super::facts::{ListenPort, ListenScope, Listener, SocketOwner, SshdSetting, StartedBy};
@@ -6,7 +7,15 @@ use super::script::{Step, cmd};
 use crate::cloud_config::WriteFile;
 use crate::model::{Model, Proto};
 
-pub const SSHD_DROP_IN: &str = "/etc/ssh/sshd_config.d/10-kiln.conf";
+/// `00-` sorts before the drop-ins images and packages ship (Ubuntu's cloud images carry a
+/// `50-cloud-init.conf` with `PasswordAuthentication yes`). No name sorts before every possible one, which
+/// is why provisioning also checks the effective values ([`EFFECTIVE_CHECK`]).
+pub const SSHD_DROP_IN: &str = "/etc/ssh/sshd_config.d/00-kiln.conf";
+
+/// Fails, naming the value, when `sshd -T` (the configuration sshd will run with) differs from a
+/// `keyword value` pair given as an argument: another file in sshd_config.d set it first. `$0` is kiln's
+/// drop-in, for the message. One line, so the provisioning script keeps one command per line.
+pub const EFFECTIVE_CHECK: &str = r#"effective=$(sshd -T) || exit 1; for want in "$@"; do printf '%s\n' "$effective" | grep -qxF -- "$want" || { echo "sshd would not run with '$want' from $0: a file in /etc/ssh/sshd_config.d that sorts before it sets this keyword" >&2; exit 1; }; done"#;
 
 pub use crate::model::SSH_PORT;
 
@@ -32,21 +41,30 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
         0o644,
         format!("# Managed by kiln: SSH hardening.\n{host_keys}{lines}"),
     ));
-    parts.facts.sshd.extend(settings);
     // cloud-init edits sshd_config for `ssh_pwauth` and generates the host keys; other drop-ins are
     // judged by what they set (`consumers::sshd::overrides`).
     parts.claim("/etc/ssh/sshd_config");
     parts.claim_prefix("/etc/ssh/ssh_host_");
     parts.claim_unit("ssh.service");
     parts.claim_unit("ssh.socket");
-    // The image runs sshd (cloud images are reached over SSH); kiln only reloads it.
-    let sshd = Listener {
+    // The image runs sshd (cloud images are reached over SSH); kiln only reloads it. Where ssh.socket owns
+    // port 22 (Ubuntu ≥ 22.10), ssh.service starts on the first connection, so it may not be running yet:
+    // try-reload-or-restart reloads it if it is, and the next connection reads the new file otherwise.
+    let release = model.host.release.facts();
+    let (unit, owner, reload) = if release.sshd_socket_activated {
+        ("ssh.socket", "systemd", cmd(&["systemctl", "try-reload-or-restart", "ssh.service"]))
+    } else {
+        ("ssh.service", "sshd", cmd(&["systemctl", "reload", "ssh.service"]))
+    };
+    let listener = Listener {
         proto: Proto::Tcp,
         port: ListenPort::Fixed(SSH_PORT),
         scope: ListenScope::Any,
-        owner: SocketOwner::Program("sshd".into()),
+        owner: SocketOwner::Program(owner.into()),
     };
-    parts.running_without_script("ssh.service", StartedBy::Image, vec![sshd]);
-    parts
-        .bake_step(Step::new("ssh: apply hardening", vec![cmd(&["sshd", "-t"]), cmd(&["systemctl", "reload", "ssh"])]));
+    parts.running_without_script(unit, StartedBy::Image, vec![listener]);
+    let mut check = cmd(&["sh", "-c", EFFECTIVE_CHECK, SSHD_DROP_IN]);
+    check.extend(settings.iter().map(SshdSetting::printed_line));
+    parts.facts.sshd.extend(settings);
+    parts.bake_step(Step::new("ssh: apply hardening", vec![cmd(&["sshd", "-t"]), check, reload]));
 }

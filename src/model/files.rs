@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use super::{Apt, FileError, Host, ProfileFiles, Repository, RepositoryKey, User, error};
+use super::{
+    Apt, Family, FileError, Host, ProfileFiles, ReleaseFacts, Repository, RepositoryKey, SecuritySource, User, error,
+};
 use crate::catalog::Code;
 use crate::consumers::useradd::check_user_name;
 use crate::consumers::{debian, openpgp, sshd};
@@ -17,7 +19,6 @@ use crate::secret_scan;
 const DOCKER_KEY: &[u8] = include_bytes!("../../assets/keys/docker.asc");
 const TAILSCALE_KEY: &[u8] = include_bytes!("../../assets/keys/tailscale.asc");
 const CLOUDFLARE_KEY: &[u8] = include_bytes!("../../assets/keys/cloudflare.asc");
-pub const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// A file the host must have, with its body already rendered.
 #[derive(Debug, Clone, PartialEq)]
@@ -406,7 +407,7 @@ fn parse_mode(text: &str) -> Option<u32> {
         .flatten()
 }
 
-pub(super) fn apt(raw: &RawProfile, files: &dyn ProfileFiles, report: &mut Report) -> Apt {
+pub(super) fn apt(raw: &RawProfile, release: &ReleaseFacts, files: &dyn ProfileFiles, report: &mut Report) -> Apt {
     let docker_ce = raw.docker.as_ref().is_some_and(|d| d.source == v1::DockerSource::DockerCe);
     let wanted = [
         ("docker", docker_ce, &raw.apt.docker),
@@ -497,33 +498,93 @@ pub(super) fn apt(raw: &RawProfile, files: &dyn ProfileFiles, report: &mut Repor
                 }
             }
         };
-        Repository { name, url: source.url.clone(), suites, components, key }
+        Repository { name, url: source.url.clone(), suites, components, key, security: None }
     };
     let embedded = |bytes: &[u8]| RepositoryKey::Embedded { bytes: bytes.to_vec(), armored: true };
     let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let codename = || vec![release.codename.to_string()];
     let defaults = [
-        ("debian", "", vec!["bookworm", "bookworm-updates"], "main", RepositoryKey::System(DEBIAN_KEYRING)),
-        ("docker", "https://download.docker.com/linux/debian", vec!["bookworm"], "stable", embedded(DOCKER_KEY)),
-        ("tailscale", "https://pkgs.tailscale.com/stable/debian", vec!["bookworm"], "main", embedded(TAILSCALE_KEY)),
-        ("cloudflared", "https://pkg.cloudflare.com/cloudflared", vec!["any"], "main", embedded(CLOUDFLARE_KEY)),
+        (
+            release.archive_name(),
+            release.archive,
+            release.archive_suites(),
+            words(release.components),
+            RepositoryKey::System(release.keyring),
+        ),
+        ("docker", release.docker_ce, codename(), words(&["stable"]), embedded(DOCKER_KEY)),
+        ("tailscale", release.tailscale, codename(), words(&["main"]), embedded(TAILSCALE_KEY)),
+        // Cloudflare publishes one suite for every release.
+        (
+            "cloudflared",
+            "https://pkg.cloudflare.com/cloudflared",
+            words(&["any"]),
+            words(&["main"]),
+            embedded(CLOUDFLARE_KEY),
+        ),
     ];
     let overrides = [&raw.apt.debian, &raw.apt.docker, &raw.apt.tailscale, &raw.apt.cloudflared];
     let used = [raw.apt.debian.is_some(), docker_ce, raw.tailscale.is_some(), raw.cloudflared.is_some()];
     // Every override is validated, used or not, so a typo in an unused one is still reported.
     let mut resolved =
-        defaults.into_iter().zip(overrides).zip(used).map(|(((name, url, suites, component, key), source), used)| {
-            let default =
-                Repository { name, url: url.into(), suites: words(&suites), components: words(&[component]), key };
+        defaults.into_iter().zip(overrides).zip(used).map(|(((name, url, suites, components, key), source), used)| {
+            let default = Repository { name, url: url.into(), suites, components, key, security: None };
             let repo = if used || source.is_some() { Some(repository(name, default, source)) } else { None };
             repo.filter(|_| used)
         });
     let mut next = || resolved.next().flatten();
-    Apt {
+    let mut apt = Apt {
         debian: next(),
         docker: next(),
         tailscale: next(),
         cloudflared: next(),
         install_recommends: raw.apt.install_recommends,
+    };
+    if let (Some(archive), Some(source)) = (&mut apt.debian, &raw.apt.debian) {
+        archive_layout(archive, source, release, raw, report);
+    }
+    apt
+}
+
+/// The archive override's release-specific rules. With default suites, Debian's security updates come from
+/// their own archive, so a second stanza carries them; explicit suites are taken as given, but a list
+/// without `<codename>-security` leaves the host without security updates. On Ubuntu `docker.io` is in
+/// `universe`.
+fn archive_layout(
+    archive: &mut Repository,
+    source: &v1::AptSource,
+    release: &ReleaseFacts,
+    raw: &RawProfile,
+    report: &mut Report,
+) {
+    let flat = archive.suites.iter().any(|s| s.ends_with('/'));
+    if source.suites.is_none() {
+        archive.security = release
+            .security_archive
+            .map(|url| SecuritySource { url: url.to_string(), suite: release.security_suite() });
+    } else if !flat && !archive.suites.iter().any(|s| s.ends_with("-security")) {
+        report.push(
+            Diagnostic::warning(
+                Code::NoSecurityUpdates,
+                "$.apt.debian.suites",
+                format!("no `{}` suite: the host would get no security updates", release.security_suite()),
+            )
+            .with_help(format!(
+                "leave `suites` out to get {}'s layout, or add the security suite your mirror carries",
+                release.title
+            )),
+        );
+    }
+    let distro_docker = raw.docker.as_ref().is_some_and(|d| d.source == v1::DockerSource::Distro);
+    if release.family == Family::Ubuntu && distro_docker && !flat && !archive.components.iter().any(|c| c == "universe")
+    {
+        report.push(
+            Diagnostic::error(
+                Code::ReleaseMismatch,
+                "$.apt.debian.components",
+                format!("`docker.source: distro` installs docker.io, which {} has in `universe`, and these components leave it out", release.title),
+            )
+            .with_help("add `universe` to `components` (or use `docker.source: docker-ce`)"),
+        );
     }
 }
 

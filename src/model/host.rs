@@ -1,4 +1,4 @@
-//! Host identity: hostname (RFC 1123), time zone, locale and swap size.
+//! Host identity: release, hostname (RFC 1123), time zone, locale and swap size.
 
 use super::{Host, error};
 use crate::catalog::Code;
@@ -51,7 +51,23 @@ pub(super) fn validate(raw: &v1::Host, report: &mut Report) -> Option<Host> {
             None
         }
     });
+    let release = raw.os.unwrap_or_else(|| {
+        let assumed = super::release::DEFAULT.facts();
+        report.push(
+            Diagnostic::warning(
+                Code::ReleaseAssumed,
+                "$.host",
+                format!("no `host.os`: rendering for {} ({})", assumed.title, assumed.name),
+            )
+            .with_help(format!(
+                "say which release the host runs, e.g. `os: {}`; the package sources and the cloud-init schema depend on it",
+                assumed.name
+            )),
+        );
+        super::release::DEFAULT
+    });
     (report.count(crate::diag::Severity::Error) == before).then(|| Host {
+        release,
         hostname: raw.hostname.clone(),
         timezone: raw.timezone.clone(),
         locale: raw.locale.clone(),

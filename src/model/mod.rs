@@ -10,6 +10,7 @@ mod files;
 mod host;
 mod lints;
 mod network;
+pub mod release;
 pub use network::{docker_conflicting_packages, docker_packages};
 mod services;
 mod user;
@@ -23,6 +24,7 @@ pub use cidr::Cidr;
 pub use files::{ManagedFile, template_context};
 pub use host::check_hostname;
 pub use network::{PortRange, render_port_range};
+pub use release::{Family, Release, ReleaseFacts};
 pub use wireguard::{Wireguard, WireguardPeer, is_key as is_wireguard_key};
 
 /// Reads files named by the profile, relative to its directory. Implementations must refuse paths that
@@ -59,6 +61,8 @@ pub struct Model {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Host {
+    /// The release the host runs (`host.os`, or [`release::DEFAULT`]).
+    pub release: Release,
     pub hostname: String,
     pub timezone: String,
     pub locale: String,
@@ -135,7 +139,7 @@ pub struct AllowRule {
     pub comment: Option<String>,
 }
 
-/// Where packages come from. `None` keeps the image's Debian sources.
+/// Where packages come from. `None` keeps the image's own sources.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Apt {
     pub debian: Option<Repository>,
@@ -153,6 +157,15 @@ pub struct Repository {
     pub suites: Vec<String>,
     pub components: Vec<String>,
     pub key: RepositoryKey,
+    /// A second stanza for the release's security updates, where they come from another archive (Debian).
+    pub security: Option<SecuritySource>,
+}
+
+/// Where a Debian archive override's security updates come from: same components and key, another URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecuritySource {
+    pub url: String,
+    pub suite: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,6 +189,7 @@ pub const TAILSCALE_INTERFACE: &str = "tailscale0";
 pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, Report) {
     let mut report = Report::default();
     let host = host::validate(&raw.host, &mut report);
+    let release = raw.host.os.unwrap_or(release::DEFAULT).facts();
     let user = user::validate(&raw.user, &raw.packages, files, &mut report);
     let ssh =
         Ssh { password_authentication: raw.ssh.password_authentication, permit_root_login: raw.ssh.permit_root_login };
@@ -186,7 +200,7 @@ pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, R
         raw.tailscale.as_ref().map(|t| services::tailscale(t, &raw.host.hostname, raw.docker.is_some(), &mut report));
     let wireguard = raw.wireguard.as_ref().map(|w| wireguard::wireguard(w, raw, &mut report));
     let packages = files::packages(&raw.packages, &mut report);
-    let apt = files::apt(raw, files, &mut report);
+    let apt = files::apt(raw, release, files, &mut report);
     services::check_secret_refs(raw, &mut report);
 
     let (Some(host), Some(user)) = (host, user) else {

@@ -67,6 +67,11 @@ pub enum VarValue {
 pub struct Host {
     /// Host name (RFC 1123 label or dotted name, at most 63 characters per label).
     pub hostname: String,
+    /// The release the host runs: `debian-13`, `debian-12`, `ubuntu-24.04` or `ubuntu-22.04`. It decides the
+    /// package sources, the cloud-init schema the user-data must pass and how sshd is started. When omitted,
+    /// Debian 13 (and `kiln check` says so).
+    #[serde(default)]
+    pub os: Option<Release>,
     /// IANA time zone, e.g. `Etc/UTC` or `Europe/Berlin`.
     #[serde(default = "default_timezone")]
     pub timezone: String,
@@ -76,6 +81,19 @@ pub struct Host {
     /// Size of a swap file, e.g. `2G` or `512M`. No swap when omitted.
     #[serde(default)]
     pub swap: Option<String>,
+}
+
+/// A release kiln renders for. The spellings are `host.os` values; `model::release::FACTS` holds each one's facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Release {
+    #[serde(rename = "debian-13")]
+    Debian13,
+    #[serde(rename = "debian-12")]
+    Debian12,
+    #[serde(rename = "ubuntu-24.04")]
+    Ubuntu2404,
+    #[serde(rename = "ubuntu-22.04")]
+    Ubuntu2204,
 }
 
 fn default_timezone() -> String {

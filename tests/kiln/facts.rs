@@ -113,13 +113,17 @@ fn every_fact_is_in_the_user_data_and_in_kiln_expect() {
         // sshd: each setting is a line of kiln's drop-in, and `sshd -T` must show it.
         let drop_in = files
             .iter()
-            .find(|f| f["path"] == "/etc/ssh/sshd_config.d/10-kiln.conf")
+            .find(|f| f["path"] == kiln::lower::SSHD_DROP_IN)
             .and_then(|f| f["content"].as_str())
             .expect("the sshd drop-in");
         for setting in &facts.sshd {
             let line = format!("{} {}", setting.keyword, setting.value);
             assert!(drop_in.lines().any(|l| l == line), "{at}: {line}");
         }
+        // …and provisioning checks `sshd -T` for each, as sshd prints it, before reloading.
+        let mut check = words(&["sh", "-c", kiln::lower::SSHD_EFFECTIVE_CHECK, kiln::lower::SSHD_DROP_IN]);
+        check.extend(facts.sshd.iter().map(|s| s.printed_line()));
+        assert!(runs(&check), "{at}: {check:?}");
         let sshd =
             |keyword: &str| facts.sshd_setting(keyword).map(|v| v.replace("prohibit-password", "without-password"));
         assert_eq!(sshd("PasswordAuthentication").as_ref(), Some(&expected.ssh.password_authentication), "{at}");

@@ -408,6 +408,8 @@ fn profile(rng: &mut Rng) -> RawProfile {
     RawProfile {
         version: 1,
         host: Host {
+            // The oracle root is Debian 12: its programs judge what kiln writes for Debian 12.
+            os: Some(Release::Debian12),
             hostname: choose(rng, HOSTNAMES, BAD_HOSTNAMES, WRONG).to_string(),
             timezone: choose(rng, TIMEZONES, BAD_TIMEZONES, WRONG).to_string(),
             locale: choose(rng, LOCALES, BAD_LOCALES, WRONG).to_string(),

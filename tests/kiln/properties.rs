@@ -64,7 +64,13 @@ fn base_profile() -> RawProfile {
     let key = include_str!("../../profiles/keys/deploy.pub").trim().to_string();
     RawProfile {
         version: 1,
-        host: Host { hostname: "prop".into(), timezone: "Etc/UTC".into(), locale: "C.UTF-8".into(), swap: None },
+        host: Host {
+            os: Some(kiln::profile::v1::Release::Debian12),
+            hostname: "prop".into(),
+            timezone: "Etc/UTC".into(),
+            locale: "C.UTF-8".into(),
+            swap: None,
+        },
         user: User {
             name: "deploy".into(),
             ssh_keys: vec![SshKeySource::Inline(key)],

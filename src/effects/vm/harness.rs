@@ -373,6 +373,7 @@ fn use_mirror(model: &mut Model, key: &[u8]) {
         suites: vec!["./".into()],
         components: Vec::new(),
         key: RepositoryKey::Embedded { bytes: key.to_vec(), armored: true },
+        security: None,
     };
     model.apt.debian = Some(repo("debian"));
     if model.apt.tailscale.is_some() {
