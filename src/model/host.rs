@@ -56,7 +56,7 @@ pub(super) fn validate(raw: &v1::Host, report: &mut Report) -> Option<Host> {
         report.push(
             Diagnostic::warning(
                 Code::ReleaseAssumed,
-                "$.host",
+                "$.host.os",
                 format!("no `host.os`: rendering for {} ({})", assumed.title, assumed.name),
             )
             .with_help(format!(
