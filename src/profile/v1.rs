@@ -84,7 +84,7 @@ pub struct Host {
 }
 
 /// A release kiln renders for. The spellings are `host.os` values; `model::release::FACTS` holds each one's facts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Release {
     #[serde(rename = "debian-13")]
     Debian13,

@@ -1,7 +1,8 @@
-//! kiln's VM scenarios: boots real Debian 12 guests under QEMU and checks them from inside and outside.
+//! kiln's VM scenarios: boots real Debian 13 and Debian 12 guests under QEMU and checks them from inside
+//! and outside.
 //!
 //! Run by `scripts/test-all` (and so by CI) after the unit tests: builds (or takes from the cache) the
-//! base image, probes the accelerator once, runs each scenario in turn (two TCG guests at once on two
+//! base image of each release a scenario's profile names (`host.os`), probes the accelerator once, runs each scenario in turn (two TCG guests at once on two
 //! cores would only slow both), prints a table per scenario, writes `target/vm-tests/junit.xml`, and
 //! ends with `N passed, N failed`. Exit status 0 only when every check of every scenario passed.
 //!
@@ -19,15 +20,15 @@ mod scaffolding;
 mod scenarios;
 mod tamper;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use kiln::effects::vm::qemu;
 use kiln::failure::exit;
+use kiln::model::{Model, Release};
 use kiln::verify::report::{self, Verdict};
-
-use scenarios::Scenario;
 
 fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -37,24 +38,52 @@ fn main() -> ExitCode {
     if let Err(code) = ready_to_run(&out) {
         return code;
     }
-    let image = out.join("debian-12.qcow2");
-    if let Err(code) = base_image(&image) {
-        return code;
-    }
-    let accel = accelerator(&image, &out);
+    let mut images = Images { out: out.clone(), built: BTreeMap::new(), accel: None };
     let mut results = Results::default();
-    for scenario in scenarios::scenarios(&root, &out, &image).into_iter().filter(|s| selected(&s.name)) {
+    for scenario in scenarios::scenarios(&root, &out).into_iter().filter(|s| selected(&s.name)) {
         eprintln!("\n== scenario {} ({})", scenario.name, scenario.profile.display());
-        results.record(&scenario.name, run_scenario(&scenario, accel));
+        let result = load(&scenario.profile).and_then(|model| {
+            let (image, accel) = images.for_release(model.host.release)?;
+            scenario.run(model, &image, accel)
+        });
+        results.record(&scenario.name, result);
     }
     // Not a boot scenario: the real `kiln bake` binary, stopped half-way by signals.
     if selected("bake-interrupted") {
         eprintln!("\n== scenario bake-interrupted (kiln bake stopped by SIGTERM, then SIGKILL)");
         let kiln = root.join("target/release/kiln");
-        let verdict = interrupted::run(&kiln, &root.join("profiles/app.yaml"), &image, &out.join("bake-interrupted"));
+        let profile = root.join("profiles/app.yaml");
+        let verdict = load(&profile).and_then(|model| {
+            let (image, _) = images.for_release(model.host.release)?;
+            interrupted::run(&kiln, &profile, &image, &out.join("bake-interrupted"))
+        });
         results.record("bake-interrupted", verdict);
     }
-    results.report(&out, accel)
+    results.report(&out, images.accel.unwrap_or(qemu::Accel::Tcg))
+}
+
+/// The base image of each release the scenarios need, built (or taken from kiln's cache) on first use,
+/// and the accelerator, probed once with the first of them.
+struct Images {
+    out: PathBuf,
+    built: BTreeMap<Release, PathBuf>,
+    accel: Option<qemu::Accel>,
+}
+
+impl Images {
+    fn for_release(&mut self, release: Release) -> Result<(PathBuf, qemu::Accel)> {
+        let image = match self.built.get(&release) {
+            Some(image) => image.clone(),
+            None => {
+                let image = self.out.join(format!("{}.qcow2", release.name()));
+                base_image(release, &image)?;
+                self.built.insert(release, image.clone());
+                image
+            }
+        };
+        let accel = *self.accel.get_or_insert_with(|| accelerator(&image, &self.out));
+        Ok((image, accel))
+    }
 }
 
 /// Every program and file the scenarios need is there (exit 7 naming what is not), and so is the
@@ -71,20 +100,14 @@ fn ready_to_run(out: &Path) -> Result<(), ExitCode> {
     })
 }
 
-/// The Debian 12 base image every scenario starts from, built or taken from the cache.
-fn base_image(image: &Path) -> Result<(), ExitCode> {
+/// A release's base image, built from its recipe or taken from the cache.
+fn base_image(release: Release, image: &Path) -> Result<()> {
     let started = std::time::Instant::now();
-    match kiln::effects::image::build("debian-12", image, false) {
-        Ok(hit) => {
-            let how = if hit { "cache" } else { "built" };
-            eprintln!("base image: {} ({how}, {:.1} s)", image.display(), started.elapsed().as_secs_f64());
-            Ok(())
-        }
-        Err(e) => {
-            eprintln!("error: building the base image: {e:#}");
-            Err(ExitCode::from(exit::HARNESS))
-        }
-    }
+    let hit = kiln::effects::image::build(release.name(), image, false)
+        .with_context(|| format!("building the {} base image", release.name()))?;
+    let how = if hit { "cache" } else { "built" };
+    eprintln!("base image: {} ({how}, {:.1} s)", image.display(), started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// KVM when a guest really boots with it here, TCG otherwise; probed once for every scenario.
@@ -98,10 +121,10 @@ fn accelerator(image: &Path, out: &Path) -> qemu::Accel {
     accel
 }
 
-/// Loads and validates the scenario's profile, then runs it.
-fn run_scenario(scenario: &Scenario, accel: qemu::Accel) -> Result<Verdict> {
-    let model = kiln::pipeline::load(&scenario.profile).and_then(|loaded| loaded.validated(false));
-    model.map_err(|failure| anyhow::anyhow!("{failure}")).and_then(|model| scenario.run(model, accel))
+/// Loads and validates a scenario's profile.
+fn load(profile: &Path) -> Result<Model> {
+    let model = kiln::pipeline::load(profile).and_then(|loaded| loaded.validated(false));
+    model.map_err(|failure| anyhow::anyhow!("{failure}"))
 }
 
 /// The verdicts so far, and the scenarios whose harness failed (each counts as one failure).

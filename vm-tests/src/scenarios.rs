@@ -21,9 +21,8 @@ use crate::tamper::Tamper;
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub name: String,
+    /// The profile; its `host.os` decides the base image the scenario starts from (`main.rs`).
     pub profile: PathBuf,
-    /// The base image the scenario starts from.
-    pub image: PathBuf,
     pub boot: Boot,
     pub outcome: Outcome,
     /// `target/vm-tests/<name>/`: console log, seed, overlay, qemu command line.
@@ -54,11 +53,11 @@ pub enum Boot {
 
 impl Scenario {
     /// Runs the scenario with the profile's validated model: the product's harness, extended.
-    pub fn run(&self, model: Model, accel: Accel) -> Result<Verdict> {
+    pub fn run(&self, model: Model, image: &Path, accel: Accel) -> Result<Verdict> {
         let run = harness::Scenario {
             name: self.name.clone(),
             profile: self.profile.clone(),
-            image: self.image.clone(),
+            image: image.to_path_buf(),
             // A bake starts from the base image and needs the mirror, as a provisioning boot does.
             boot: harness::Boot::Provision,
             outcome: self.outcome.clone(),
@@ -74,11 +73,10 @@ impl Scenario {
 }
 
 /// Every scenario, in the order they run.
-pub fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
+pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
     let scenario = |name: &str, profile: PathBuf| Scenario {
         name: name.into(),
         profile,
-        image: image.to_path_buf(),
         boot: Boot::Provision,
         outcome: Outcome::Healthy,
         run_dir: out.join(name),
@@ -119,8 +117,12 @@ pub fn scenarios(root: &Path, out: &Path, image: &Path) -> Vec<Scenario> {
                     "setsid bash -c 'exec -a \"$(grep -ao \"kiln-test-secret-[0-9a-f]*-[0-9a-f]*\" /var/lib/cloud/instance/user-data.txt | head -n 1)\" sleep 600' </dev/null >/dev/null 2>&1 &",
                     check_names::NO_SECRET_IN_ARGV,
                 ),
+                // A drop-in that sorts before kiln's (sshd keeps the first value it reads).
                 tamper(
-                    "chmod 0644 /etc/ssh/sshd_config.d/10-kiln.conf && printf 'PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/05-tamper.conf",
+                    &format!(
+                        "chmod 0644 {} && printf 'PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/0-tamper.conf",
+                        kiln::lower::SSHD_DROP_IN
+                    ),
                     &check_names::sshd_option("passwordauthentication"),
                 ),
             ],
@@ -174,7 +176,7 @@ mod tests {
     use super::*;
 
     fn all() -> Vec<Scenario> {
-        scenarios(Path::new("/repo"), Path::new("/out"), Path::new("/out/debian-12.qcow2"))
+        scenarios(Path::new("/repo"), Path::new("/out"))
     }
 
     #[test]
