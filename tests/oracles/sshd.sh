@@ -1,4 +1,4 @@
-# sshd oracle, one input: the release's sshd_config with every file the user-data writes under
+# sshd oracle, one input: the release's sshd_config (plus the 50-cloud-init.conf Ubuntu's images ship) with every file the user-data writes under
 # /etc/ssh/ in place, host keys of exactly the types cloud-init generates, and cloud-init's own
 # PasswordAuthentication edit; then OpenSSH's own verdicts: `sshd -t` and `sshd -T -C …` per
 # connection (Match blocks evaluated by sshd itself).
@@ -7,6 +7,13 @@
 #      queries (one `sshd -T -C` connection spec a line)
 # out: keygen-<type>.*, pwauth.*, test.*, query-<i>.* (see lib.sh's record)
 source /run/kiln-drivers/lib.sh
+
+# The trap Ubuntu's cloud images set (issue 11): they ship this drop-in with passwords on, and root login
+# on is what a careless image adds. sshd keeps the first value it reads, so kiln's settings must come
+# first whatever the image carries. (cloud-init's pwauth edit below rewrites this file's
+# PasswordAuthentication, as it does on Ubuntu; PermitRootLogin stays.)
+mkdir -p /etc/ssh/sshd_config.d
+printf 'PasswordAuthentication yes\nPermitRootLogin yes\n' > /etc/ssh/sshd_config.d/50-cloud-init.conf
 
 put_files init 0
 

@@ -1,5 +1,5 @@
 //! sshd: the release's OpenSSH (9.2) judges the configuration the host ends up with: Debian's
-//! sshd_config, every file the user-data writes under /etc/ssh/, host keys of exactly the types
+//! sshd_config, the `50-cloud-init.conf` Ubuntu's cloud images ship (passwords and root login on), every file the user-data writes under /etc/ssh/, host keys of exactly the types
 //! cloud-init generates (ssh_genkeytypes) and cloud-init's PasswordAuthentication drop-in
 //! (tests/oracles/sshd.sh). `sshd -t` must load it silently, and `sshd -T -C …` (sshd's own
 //! evaluation, Match blocks included) must show, for the deploy user and for root connecting from a

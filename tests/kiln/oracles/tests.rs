@@ -139,6 +139,16 @@ fn controls(base: &Case) -> Vec<(&'static str, &'static str, Case)> {
         ),
         (
             "sshd",
+            "permitrootlogin is yes",
+            edited(base, "kiln's drop-in sorting after the image's 50-cloud-init.conf", |c, _| {
+                let files = c["write_files"].as_array_mut().expect("write_files");
+                let drop_in =
+                    files.iter_mut().find(|f| f["path"] == kiln::lower::SSHD_DROP_IN).expect("kiln's drop-in");
+                drop_in["path"] = json!("/etc/ssh/sshd_config.d/60-kiln.conf");
+            }),
+        ),
+        (
+            "sshd",
             "AllowUsers",
             edited(base, "AllowUsers leaves the deploy user out", |c, _| {
                 add_file(c, "/etc/ssh/sshd_config.d/05-app.conf", "root:root", "AllowUsers admin\n")
