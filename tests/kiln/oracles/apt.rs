@@ -2,7 +2,8 @@
 //! (`apt-get --print-uris update`: no E:, W: or N: line), and every key file (under the keyring
 //! directories, or named by a Signed-By) is what apt can use: gpg --show-keys finds public keys only
 //! (a secret key, or nothing, fails), the _apt user can read it, and its form matches its name as
-//! apt-key's is_supported_keyring requires (`.asc` armored, `.gpg` a binary keyring).
+//! apt-key's is_supported_keyring requires (`.asc` armored, `.gpg` a binary keyring). Ubuntu's own archive
+//! keyring is not in the Debian root and is not judged (`KEYRING_NOT_IN_ROOT`).
 
 use super::sandbox::{self, Mode, Outputs};
 use super::userdata::{File, UserData};
@@ -11,6 +12,9 @@ use super::{Prepared, Verdicts, distinct, per_case};
 const APT_FILES: &[&str] = &["/etc/apt/", "/usr/share/keyrings/"];
 const KEY_DIRS: &[&str] = &["/etc/apt/keyrings/", "/usr/share/keyrings/", "/etc/apt/trusted.gpg.d/"];
 const ARMOR: &[u8] = b"-----BEGIN PGP PUBLIC KEY BLOCK-----";
+/// Ubuntu's archive keyring, which Ubuntu's base system ships and Debian 12's archive does not carry: a
+/// Signed-By naming it is parsed with its source, but the key file itself cannot be judged in this root.
+const KEYRING_NOT_IN_ROOT: &str = "/usr/share/keyrings/ubuntu-archive-keyring.gpg";
 /// First bytes of a binary OpenPGP public key packet, as is_supported_keyring tests them.
 const BINARY_KEY_TAGS: &[u8] = &[0x99, 0x98, 0xc6];
 
@@ -60,7 +64,7 @@ fn key_paths(data: &UserData) -> Vec<String> {
         };
         paths.extend(named.into_iter().flat_map(|v| v.split(',').map(str::to_string).collect::<Vec<_>>()));
     }
-    paths.retain(|p| p.starts_with('/'));
+    paths.retain(|p| p.starts_with('/') && p != KEYRING_NOT_IN_ROOT);
     paths.sort();
     paths.dedup();
     paths
