@@ -1,14 +1,16 @@
 //! What a scenario adds to the product's test run (`kiln::effects::vm::harness::Extension`): the
 //! WireGuard peer (`peer.rs`), test servers and containers (`scaffolding.rs`), tamperings
-//! (`tamper.rs`), and a golden image baked first with its proofs (`golden.rs`). Each part is there or
+//! (`tamper.rs`), a golden image baked first with its proofs (`golden.rs`), and a base image carrying the
+//! sshd override trap (`trap.rs`). Each part is there or
 //! not, as the scenario says; a scenario with none of them runs exactly as `kiln test` does.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use kiln::effects::vm::harness::{BeforeBoot, Extension, Finished, Image, Network, PortProbe};
 use kiln::effects::vm::qemu::Instance;
 use kiln::effects::vm::qga::Agent;
+use kiln::lower::Stage;
 use kiln::model::Model;
 use kiln::verify::Check;
 use kiln::verify::report::Verdict;
@@ -17,6 +19,7 @@ use crate::golden;
 use crate::peer::TunnelPeer;
 use crate::scaffolding::{self, Scaffolding};
 use crate::tamper::{self, Tamper};
+use crate::trap;
 
 pub struct ScenarioExtension {
     /// Join the profile's WireGuard tunnel as its first peer, from a network namespace on a second guest
@@ -28,6 +31,11 @@ pub struct ScenarioExtension {
     /// Bake a golden image from the scenario's base image first, boot an instance of it, and prove what
     /// golden images promise after its rounds.
     pub bake_first: bool,
+    /// Boot a copy of the base image carrying Ubuntu's `50-cloud-init.conf` (passwords and root login on),
+    /// and check from outside that sshd offers public keys only.
+    pub sshd_trap: bool,
+    /// The profile's deploy user, once `prepare` saw the model.
+    deploy_user: String,
     /// The peer, once `prepare` made it.
     peer: Option<TunnelPeer>,
     /// The golden image, once baked.
@@ -35,8 +43,34 @@ pub struct ScenarioExtension {
 }
 
 impl ScenarioExtension {
-    pub fn new(wireguard_peer: bool, scaffolding: Scaffolding, tamper: Vec<Tamper>, bake_first: bool) -> Self {
-        ScenarioExtension { wireguard_peer, scaffolding, tamper, bake_first, peer: None, golden: None }
+    pub fn new(
+        wireguard_peer: bool,
+        scaffolding: Scaffolding,
+        tamper: Vec<Tamper>,
+        bake_first: bool,
+        sshd_trap: bool,
+    ) -> Self {
+        ScenarioExtension {
+            wireguard_peer,
+            scaffolding,
+            tamper,
+            bake_first,
+            sshd_trap,
+            deploy_user: String::new(),
+            peer: None,
+            golden: None,
+        }
+    }
+
+    /// The trap's checks from outside, through the forwarded SSH port (none without the trap).
+    fn trap_checks(&self, instance: &Instance, user: &str) -> Result<Vec<Check>> {
+        if !self.sshd_trap {
+            return Ok(Vec::new());
+        }
+        let port = instance
+            .forwarded_port(kiln::model::SSH_PORT)
+            .context("the trap scenario's profile must let SSH in from outside (the checks reach it there)")?;
+        trap::checks(port, &[user, "root"])
     }
 
     /// Changes the guest on purpose, runs the product's checks and the peer's again, and reports whether
@@ -48,6 +82,7 @@ impl ScenarioExtension {
         if let Some(peer) = &self.peer {
             after.extend(peer.checks(&mut finished.agent, None, "tampered", false)?);
         }
+        after.extend(self.trap_checks(finished.instance, &self.deploy_user)?);
         Ok(tamper::verdicts(&self.tamper, &after))
     }
 }
@@ -56,6 +91,7 @@ impl Extension for ScenarioExtension {
     /// The peer takes the place of the profile's first WireGuard peer before the expected state is
     /// derived, so it is expected exactly as a declared peer.
     fn prepare(&mut self, run_dir: &Path, model: &mut Model) -> Result<()> {
+        self.deploy_user = model.user.name.clone();
         if self.wireguard_peer {
             self.peer = Some(TunnelPeer::create(run_dir, model)?);
         }
@@ -68,6 +104,11 @@ impl Extension for ScenarioExtension {
     }
 
     fn image(&mut self, before: BeforeBoot<'_>) -> Result<Image> {
+        if self.sshd_trap {
+            before.progress.say("putting the sshd override trap into a copy of the base image");
+            let path = trap::image(&before.scenario.image, &before.scenario.run_dir)?;
+            return Ok(Image::Other { path, stage: Stage::Full });
+        }
         if !self.bake_first {
             return Ok(Image::Scenario);
         }
@@ -102,10 +143,12 @@ impl Extension for ScenarioExtension {
 
     /// Through the tunnel and from the public network, with a peer that has an unknown key too.
     fn round(&mut self, agent: &mut Agent, instance: &Instance, label: &str) -> Result<Vec<Check>> {
-        match &self.peer {
-            Some(peer) => peer.checks(agent, Some(&instance.console_text()), label, true),
-            None => Ok(Vec::new()),
-        }
+        let mut checks = match &self.peer {
+            Some(peer) => peer.checks(agent, Some(&instance.console_text()), label, true)?,
+            None => Vec::new(),
+        };
+        checks.extend(self.trap_checks(instance, &self.deploy_user)?);
+        Ok(checks)
     }
 
     fn after_rounds(&mut self, mut finished: Finished<'_>, verdict: &mut Verdict) -> Result<()> {

@@ -19,6 +19,7 @@ mod preflight;
 mod scaffolding;
 mod scenarios;
 mod tamper;
+mod trap;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -16,6 +16,7 @@ use crate::extension::ScenarioExtension;
 use crate::peer;
 use crate::scaffolding::{Container, Scaffolding};
 use crate::tamper::Tamper;
+use crate::trap;
 
 /// What a scenario boots and what it does besides the profile's own checks.
 #[derive(Debug, Clone)]
@@ -39,6 +40,8 @@ pub struct Scenario {
     /// The harness joins the profile's WireGuard tunnel as its first peer, from a network namespace on
     /// a second guest NIC (`peer.rs`), and checks SSH through the tunnel and silence outside it.
     pub wireguard_peer: bool,
+    /// The base image gets Ubuntu's `50-cloud-init.conf` (passwords and root login on) first (`trap.rs`).
+    pub sshd_trap: bool,
 }
 
 /// How the guest starts from the base image.
@@ -67,7 +70,8 @@ impl Scenario {
         };
         let scaffolding = Scaffolding { listen: self.listen.clone(), containers: self.containers.clone() };
         let bake_first = self.boot == Boot::BakeThenBoot;
-        let mut extension = ScenarioExtension::new(self.wireguard_peer, scaffolding, self.tamper.clone(), bake_first);
+        let mut extension =
+            ScenarioExtension::new(self.wireguard_peer, scaffolding, self.tamper.clone(), bake_first, self.sshd_trap);
         harness::run(&run, model, accel, &mut extension)
     }
 }
@@ -86,6 +90,7 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
         tamper: Vec::new(),
         boot_timeout: Duration::from_secs(900),
         wireguard_peer: false,
+        sshd_trap: false,
     };
     let tamper = |command: &str, detected_by: &str| Tamper { command: command.into(), detected_by: detected_by.into() };
     let container = |name: &str, publish: &str, host_port: u16, reachable: bool| Container {
@@ -154,6 +159,21 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
             ],
             ..scenario("awkward", root.join("vm-tests/profiles/awkward.yaml"))
         },
+        // The base image carries the drop-in Ubuntu's cloud images ship (passwords and root login on): kiln's
+        // settings must still be the ones sshd uses, seen in `sshd -T` and from outside. No reboot: nothing
+        // here changes with one.
+        Scenario {
+            reboot: false,
+            sshd_trap: true,
+            tamper: vec![tamper(
+                &format!(
+                    "rm {} && printf 'PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/0-tamper.conf && systemctl restart ssh.service",
+                    kiln::lower::SSHD_DROP_IN
+                ),
+                &trap::check_name("deploy"),
+            )],
+            ..scenario("sshd-trap", root.join("vm-tests/profiles/sshd-trap.yaml"))
+        },
         Scenario {
             reboot: false,
             outcome: Outcome::ProvisioningFails { step: "tailscale: join the tailnet".into() },
@@ -182,7 +202,10 @@ mod tests {
     #[test]
     fn the_scenarios_run_in_their_order_each_in_its_own_directory() {
         let names: Vec<String> = all().iter().map(|s| s.name.clone()).collect();
-        assert_eq!(names, ["seed-host", "ports", "wireguard", "awkward", "broken", "golden", "golden-broken"]);
+        assert_eq!(
+            names,
+            ["seed-host", "ports", "wireguard", "awkward", "sshd-trap", "broken", "golden", "golden-broken"]
+        );
         for scenario in all() {
             assert_eq!(scenario.run_dir, Path::new("/out").join(&scenario.name));
             assert!(scenario.profile.starts_with("/repo"), "{}", scenario.profile.display());

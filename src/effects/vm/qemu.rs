@@ -152,6 +152,11 @@ impl Instance {
         Ok(())
     }
 
+    /// The host port on 127.0.0.1 forwarded to `guest_port`, if the instance forwards it.
+    pub fn forwarded_port(&self, guest_port: u16) -> Option<u16> {
+        self.config.forwards.iter().find(|f| f.guest_port == guest_port).map(|f| f.host_port)
+    }
+
     pub fn console_text(&self) -> String {
         fs::read(&self.console).map(|b| String::from_utf8_lossy(&b).replace('\r', "")).unwrap_or_default()
     }
