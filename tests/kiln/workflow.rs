@@ -39,8 +39,8 @@ fn kiln_commands(text: &str) -> Vec<Vec<String>> {
         .map(|l| l.strip_prefix("run: ").unwrap_or(l))
         .filter(|l| l.starts_with("kiln "))
         .map(|l| {
-            // Matrix values become a profile name; quotes are the shell's, not kiln's.
-            let l = l.replace("${{ matrix.profile }}", "app").replace('"', "");
+            // Matrix values become a profile name and a release kiln can build; quotes are the shell's.
+            let l = l.replace("${{ matrix.profile }}", "app").replace("${{ matrix.os }}", "debian-13").replace('"', "");
             l.split_whitespace().map(str::to_string).collect()
         })
         .collect()
