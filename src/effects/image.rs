@@ -29,20 +29,14 @@ pub const RECIPES: &[Recipe] = &[
         summary: "Debian 12 (bookworm) cloud base image: UEFI, cloud-init 22.4, netplan + systemd-networkd",
         debian_version: 12,
         codename: "bookworm",
-        files: &[
-            ("recipe.toml", include_str!("../../images/debian-12/recipe.toml")),
-            ("build.sh", BUILD_SCRIPT),
-        ],
+        files: &[("recipe.toml", include_str!("../../images/debian-12/recipe.toml")), ("build.sh", BUILD_SCRIPT)],
     },
     Recipe {
         name: "debian-13",
         summary: "Debian 13 (trixie) cloud base image: UEFI, cloud-init 25.1, netplan + systemd-networkd",
         debian_version: 13,
         codename: "trixie",
-        files: &[
-            ("recipe.toml", include_str!("../../images/debian-13/recipe.toml")),
-            ("build.sh", BUILD_SCRIPT),
-        ],
+        files: &[("recipe.toml", include_str!("../../images/debian-13/recipe.toml")), ("build.sh", BUILD_SCRIPT)],
     },
 ];
 

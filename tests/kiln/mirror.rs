@@ -432,7 +432,11 @@ fn a_mirror_for_another_release_resolves_from_that_releases_lists() {
     let request = MirrorRequest { packages: &packages, dpkg_status: status, codename: other };
     let started = Instant::now();
     let built = mirror::build_mirror_with_cache(work.path(), &request, cache.path()).unwrap();
-    eprintln!("mirror for {other}'s hello: {:?} (lists fetched once), {} packages", started.elapsed(), built.debian_packages);
+    eprintln!(
+        "mirror for {other}'s hello: {:?} (lists fetched once), {} packages",
+        started.elapsed(),
+        built.debian_packages
+    );
     let lists: Vec<String> = fs::read_dir(cache.path().join("apt").join(other).join("lists"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
