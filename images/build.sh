@@ -234,7 +234,9 @@ timeout $LOADER_TIMEOUT
 editor no
 EOF
 # Same name and layout as kernel-install's 90-loaderentry.install would write (entry token dir).
-# The title is the release's own name for itself (os-release is shell-sourceable by its specification).
+# The title is the release's own name for itself (os-release is shell-sourceable by its specification;
+# it is the image's file, so shellcheck cannot follow it).
+# shellcheck disable=SC1091
 title=$(. "$rootfs/etc/os-release" && echo "$PRETTY_NAME")
 cat > "$esp_stage/loader/entries/$ENTRY_TOKEN-$kver.conf" <<EOF
 title      $title
