@@ -144,20 +144,24 @@ pub struct TestArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Build a base image from a recipe (cached by the hash of the recipe's inputs).
+    /// Build a base image from a recipe (cached by the hash of the recipe's inputs); with no recipe, list them.
     Build(ImageBuildArgs),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ImageBuildArgs {
-    /// Recipe name (`debian-12`).
-    pub recipe: String,
+    /// Recipe name (`debian-12`, `debian-13`); without one, the recipes are listed.
+    #[arg(requires = "output")]
+    pub recipe: Option<String>,
     /// Output image (qcow2); sidecars `.dpkg-status`, `.manifest`, `.sha256` are written beside it.
-    #[arg(short, long)]
-    pub output: PathBuf,
+    #[arg(short, long, requires = "recipe")]
+    pub output: Option<PathBuf>,
     /// Rebuild even if the cache has this recipe.
-    #[arg(long)]
+    #[arg(long, requires = "recipe")]
     pub force: bool,
+    /// List the recipes, one per line with what each builds, and exit.
+    #[arg(long, conflicts_with_all = ["recipe", "output", "force"])]
+    pub list: bool,
 }
 
 #[derive(Debug, clap::Args)]

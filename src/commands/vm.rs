@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use super::{load_valid, output_is_not_an_input};
 use crate::cli::{BakeArgs, ImageBuildArgs, TestArgs};
 use crate::effects::fs::write_atomic;
-use crate::effects::interrupt;
 use crate::effects::vm::bake::{self, BakeError, BakeRequest, BaseImage, Outcome};
 use crate::effects::vm::{harness, qemu};
+use crate::effects::{image, interrupt};
 use crate::failure::Failure;
 use crate::lower::Stage;
 use crate::verify::report;
@@ -127,10 +127,17 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Builds a recipe's image, or (no recipe, or `--list`) lists the recipes on stdout: that list is the product.
 pub fn image_build(args: &ImageBuildArgs) -> Result<(), Failure> {
+    let (Some(name), Some(output)) = (&args.recipe, &args.output) else {
+        let list: String = image::RECIPES.iter().map(|r| format!("{}\t{}\n", r.name, r.summary)).collect();
+        return super::to_stdout(list.as_bytes());
+    };
+    // An unknown name is a wrong command line, not a broken harness.
+    image::recipe(name).map_err(|e| Failure::Usage(format!("{e:#}")))?;
     let started = Instant::now();
-    let hit = crate::effects::image::build(&args.recipe, &args.output, args.force).map_err(Failure::Harness)?;
+    let hit = image::build(name, output, args.force).map_err(Failure::Harness)?;
     let how = if hit { "from the cache" } else { "built" };
-    eprintln!("{}: {how} in {:.1} s", args.output.display(), started.elapsed().as_secs_f64());
+    eprintln!("{}: {how} in {:.1} s", output.display(), started.elapsed().as_secs_f64());
     Ok(())
 }

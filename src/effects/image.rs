@@ -10,16 +10,35 @@ use sha2::{Digest, Sha256};
 /// A recipe: its files, embedded at compile time so the binary builds images anywhere.
 pub struct Recipe {
     pub name: &'static str,
+    /// What the recipe builds, one line (`kiln image build --list`).
+    pub summary: &'static str,
+    /// The Debian release's major version: the image's `base-files` version starts with it.
+    pub debian_version: u32,
+    /// The release's codename: its apt suites are CODENAME, CODENAME-updates and CODENAME-security.
+    pub codename: &'static str,
     pub files: &'static [(&'static str, &'static str)],
 }
 
-pub const RECIPES: &[Recipe] = &[Recipe {
-    name: "debian-12",
-    files: &[
-        ("recipe.toml", include_str!("../../images/debian-12/recipe.toml")),
-        ("build.sh", include_str!("../../images/debian-12/build.sh")),
-    ],
-}];
+/// One build script for every release (`images/build.sh`): what differs between releases is data in each
+/// recipe.toml. It reads the recipe.toml beside it, which is how [`build`] lays the two out.
+const BUILD_SCRIPT: &str = include_str!("../../images/build.sh");
+
+pub const RECIPES: &[Recipe] = &[
+    Recipe {
+        name: "debian-12",
+        summary: "Debian 12 (bookworm) cloud base image: UEFI, cloud-init 22.4, netplan + systemd-networkd",
+        debian_version: 12,
+        codename: "bookworm",
+        files: &[("recipe.toml", include_str!("../../images/debian-12/recipe.toml")), ("build.sh", BUILD_SCRIPT)],
+    },
+    Recipe {
+        name: "debian-13",
+        summary: "Debian 13 (trixie) cloud base image: UEFI, cloud-init 25.1, netplan + systemd-networkd",
+        debian_version: 13,
+        codename: "trixie",
+        files: &[("recipe.toml", include_str!("../../images/debian-13/recipe.toml")), ("build.sh", BUILD_SCRIPT)],
+    },
+];
 
 /// Files an image build leaves beside the image.
 pub const SIDECARS: &[&str] = &["dpkg-status", "manifest", "sha256"];
@@ -27,8 +46,81 @@ pub const SIDECARS: &[&str] = &["dpkg-status", "manifest", "sha256"];
 pub fn recipe(name: &str) -> Result<&'static Recipe> {
     RECIPES.iter().find(|r| r.name == name).with_context(|| {
         let known: Vec<&str> = RECIPES.iter().map(|r| r.name).collect();
-        format!("no image recipe `{name}`; known: {}", known.join(", "))
+        format!("no image recipe `{name}`; known: {} (`kiln image build --list` says what each is)", known.join(", "))
     })
+}
+
+/// Which recipe's release an image is, by name (`debian-12`, `debian-13`), from the text of its dpkg status
+/// (the `.dpkg-status` sidecar): the installed `base-files` package's version starts with the release's major
+/// version (`12.4+deb12u11`, `13.8+deb13u8`), which is how Debian numbers that package.
+pub fn release_of(dpkg_status: &str) -> Result<&'static str> {
+    let paragraphs = deb822_paragraphs(dpkg_status)?;
+    let base_files = paragraphs
+        .iter()
+        .find(|p| field(p, "Package") == Some("base-files") && is_installed(p))
+        .context("the dpkg status has no installed base-files package")?;
+    let version = field(base_files, "Version").context("base-files has no Version in the dpkg status")?;
+    let major = debian_major(version).with_context(|| format!("base-files version {version:?} has no major number"))?;
+    RECIPES.iter().find(|r| r.debian_version == major).map(|r| r.name).with_context(|| {
+        let known: Vec<String> = RECIPES.iter().map(|r| format!("{} ({})", r.debian_version, r.name)).collect();
+        format!("base-files {version} is Debian {major}, which kiln has no recipe for; known: {}", known.join(", "))
+    })
+}
+
+/// [`release_of`] for a dpkg status file.
+pub fn release_of_file(dpkg_status: &Path) -> Result<&'static str> {
+    let text = std::fs::read_to_string(dpkg_status)
+        .with_context(|| format!("reading the dpkg status {}", dpkg_status.display()))?;
+    release_of(&text).with_context(|| format!("telling the Debian release from {}", dpkg_status.display()))
+}
+
+/// A deb822 paragraph: its fields in order, continuation lines joined with newlines.
+type Paragraph<'a> = Vec<(&'a str, String)>;
+
+/// Splits deb822 text (dpkg's status file) into paragraphs: blank lines separate them, `Name: value` starts a
+/// field, a line starting with a space or tab continues the previous one (deb822(5)).
+fn deb822_paragraphs(text: &str) -> Result<Vec<Paragraph<'_>>> {
+    let mut paragraphs = Vec::new();
+    let mut current: Paragraph = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            if !current.is_empty() {
+                paragraphs.push(std::mem::take(&mut current));
+            }
+        } else if line.starts_with([' ', '\t']) {
+            let (_, value) = current
+                .last_mut()
+                .with_context(|| format!("line {}: a continuation line with no field before it", number + 1))?;
+            value.push('\n');
+            value.push_str(line.trim());
+        } else {
+            let (name, value) =
+                line.split_once(':').with_context(|| format!("line {}: not a `Field: value` line", number + 1))?;
+            current.push((name, value.trim().to_string()));
+        }
+    }
+    if !current.is_empty() {
+        paragraphs.push(current);
+    }
+    Ok(paragraphs)
+}
+
+/// A field's value; deb822 field names are case-insensitive.
+fn field<'a>(paragraph: &'a Paragraph, name: &str) -> Option<&'a str> {
+    paragraph.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// dpkg's `Status: want flag status`: only the last word says whether the package is on the system (a removed
+/// package keeps a `deinstall ok config-files` paragraph).
+fn is_installed(paragraph: &Paragraph) -> bool {
+    field(paragraph, "Status").and_then(|s| s.split_whitespace().nth(2)) == Some("installed")
+}
+
+/// The leading number of a Debian version's upstream part: `[epoch:]upstream[-revision]` (deb-version(7)).
+fn debian_major(version: &str) -> Option<u32> {
+    let upstream = version.split_once(':').map_or(version, |(_, rest)| rest);
+    let digits: &str = &upstream[..upstream.find(|c: char| !c.is_ascii_digit()).unwrap_or(upstream.len())];
+    digits.parse().ok()
 }
 
 /// The content-addressed cache key: every input file, and kiln's version.
@@ -96,4 +188,106 @@ pub fn build(name: &str, output: &Path, force: bool) -> Result<bool> {
         place(&sidecar(&cached, extension), &sidecar(output, extension))?;
     }
     Ok(hit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// base-files' paragraph from a Debian 12 host's /var/lib/dpkg/status (this machine's, 2026-11-30).
+    const BOOKWORM_BASE_FILES: &str = r#"Package: base-files
+Essential: yes
+Status: install ok installed
+Priority: required
+Section: admin
+Installed-Size: 341
+Maintainer: Santiago Vila <sanvila@debian.org>
+Architecture: amd64
+Multi-Arch: foreign
+Version: 12.4+deb12u11
+Replaces: base, dpkg (<= 1.15.0), miscutils
+Provides: base
+Pre-Depends: awk
+Breaks: debian-security-support (<< 2019.04.25), initscripts (<< 2.88dsf-13.3), sendfile (<< 2.1b.20080616-5.2~)
+Conffiles:
+ /etc/debian_version 8031d1483ffa9c819e6be94c6c77fd2a
+ /etc/dpkg/origins/debian c47b6815f67ad1aeccb0d4529bd0b990
+ /etc/host.conf 4eb63731c9f5e30903ac4fc07a7fe3d6
+ /etc/issue 349d61a0e072d678e3e94923f0c3ce0e
+ /etc/issue.net 3ae9b9ff69a78d614864f1957778fecb
+ /etc/update-motd.d/10-uname 9e1b832b7b06f566156e7c9e0548247b
+Description: Debian base system miscellaneous files
+ This package contains the basic filesystem hierarchy of a Debian system, and
+ several important miscellaneous files, such as /etc/debian_version,
+ /etc/host.conf, /etc/issue, /etc/motd, /etc/profile, and others,
+ and the text of several common licenses in use on Debian systems.
+"#;
+
+    /// base-files' paragraph from the `.dpkg-status` sidecar of `kiln image build debian-13` (2026-11-30).
+    const TRIXIE_BASE_FILES: &str = r#"Package: base-files
+Essential: yes
+Status: install ok installed
+Priority: required
+Section: admin
+Installed-Size: 500
+Maintainer: Santiago Vila <sanvila@debian.org>
+Architecture: amd64
+Multi-Arch: foreign
+Version: 13.8+deb13u8
+Replaces: base, dpkg (<= 1.15.0), miscutils
+Provides: base, usr-is-merged
+Pre-Depends: awk
+Breaks: debian-security-support (<< 2019.04.25), initscripts (<< 2.88dsf-13.3), sendfile (<< 2.1b.20080616-5.2~)
+Conffiles:
+ /etc/debian_version 5083b062d604e11d8d155d0a1b80fe49
+ /etc/dpkg/origins/debian c47b6815f67ad1aeccb0d4529bd0b990
+ /etc/host.conf 4eb63731c9f5e30903ac4fc07a7fe3d6
+ /etc/issue d0c7919a5e2641d60400de08201a49e2
+ /etc/issue.net 37827eb4e7d268f39255c01fc49b009e
+ /etc/update-motd.d/10-uname 9e1b832b7b06f566156e7c9e0548247b
+Description: Debian base system miscellaneous files
+ This package contains the basic filesystem hierarchy of a Debian system, and
+ several important miscellaneous files, such as /etc/debian_version,
+ /etc/host.conf, /etc/issue, /etc/motd, /etc/profile, and others,
+ and the text of several common licenses in use on Debian systems.
+"#;
+
+    /// A paragraph before base-files', with a multi-line field, as in any real status file.
+    const OTHER_PACKAGE: &str = "Package: adduser\nStatus: install ok installed\nVersion: 3.134\n\
+                                 Description: add and remove users and groups\n This package includes...\n .\n";
+
+    #[test]
+    fn the_release_is_read_from_base_files() {
+        assert_eq!(release_of(BOOKWORM_BASE_FILES).unwrap(), "debian-12");
+        assert_eq!(release_of(TRIXIE_BASE_FILES).unwrap(), "debian-13");
+        let status = format!("{OTHER_PACKAGE}\n{TRIXIE_BASE_FILES}\n{OTHER_PACKAGE}");
+        assert_eq!(release_of(&status).unwrap(), "debian-13");
+    }
+
+    #[test]
+    fn every_recipe_names_its_release() {
+        for recipe in RECIPES {
+            assert_eq!(recipe.name, format!("debian-{}", recipe.debian_version));
+            let toml = recipe.files.iter().find(|(n, _)| *n == "recipe.toml").unwrap().1;
+            assert!(toml.contains(&format!("suite = \"{}\"", recipe.codename)), "{}", recipe.name);
+        }
+    }
+
+    #[test]
+    fn an_image_that_is_no_known_release_is_named_as_such() {
+        let sid = TRIXIE_BASE_FILES.replace("Version: 13.8+deb13u8", "Version: 14");
+        let err = format!("{:#}", release_of(&sid).unwrap_err());
+        assert!(err.contains("Debian 14") && err.contains("debian-13"), "{err}");
+        let removed = BOOKWORM_BASE_FILES.replace("install ok installed", "deinstall ok config-files");
+        assert!(release_of(&removed).unwrap_err().to_string().contains("no installed base-files"));
+        assert!(release_of(OTHER_PACKAGE).is_err());
+        assert!(release_of("Package: base-files\nnot a field\n").unwrap_err().to_string().contains("line 2"));
+    }
+
+    #[test]
+    fn versions_give_their_major_number() {
+        assert_eq!(debian_major("12.4+deb12u11"), Some(12));
+        assert_eq!(debian_major("1:13.8"), Some(13));
+        assert_eq!(debian_major("+x"), None);
+    }
 }

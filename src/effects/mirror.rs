@@ -5,8 +5,9 @@
 //! out one repository per name in [`REPOSITORIES`]:
 //!
 //! - `debian/`: exactly the Debian packages the base image lacks for the request, resolved by the host's apt
-//!   against the image's dpkg status (recommends included, as the guest's apt would install them), downloaded
-//!   once per distinct request into a cache and linked in;
+//!   against the image's dpkg status (recommends included, as the guest's apt would install them) from the
+//!   guest's release (the host's lists when it is the host's release, else a private apt state per release),
+//!   downloaded once per distinct request into a cache and linked in;
 //! - `cloudflared/`, `tailscale/`: stand-in packages built from `assets/standins/` — TEST DOUBLES, not the
 //!   vendors' software, which is not in Debian and not reachable from here;
 //! - `docker/`: empty, so a profile that points at Docker's repository still gets a valid one.
@@ -22,7 +23,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
@@ -30,6 +31,9 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use sha2::{Digest as _, Sha256};
+
+use super::apt_state::AptState;
+use super::process::run;
 
 /// The repositories every mirror has, one directory each under [`Mirror::root`].
 pub const REPOSITORIES: [&str; 4] = ["debian", "tailscale", "cloudflared", "docker"];
@@ -61,6 +65,9 @@ pub struct MirrorRequest<'a> {
     pub packages: &'a [String],
     /// The base image's `/var/lib/dpkg/status`: what the guest already has.
     pub dpkg_status: &'a Path,
+    /// The guest's Debian release (`bookworm`, `trixie`): the suites its packages are resolved from. The host's
+    /// own release uses the host's apt lists; another gets a private apt state (`effects::apt_state`).
+    pub codename: &'a str,
 }
 
 /// A built mirror.
@@ -104,7 +111,7 @@ pub fn build_mirror_with_cache(workdir: &Path, request: &MirrorRequest, cache: &
         fs::create_dir_all(&pool).with_context(|| format!("creating {}", pool.display()))?;
     }
 
-    let debs = debian_debs(&debian, request.dpkg_status, cache)?;
+    let debs = debian_debs(&debian, request.dpkg_status, request.codename, cache)?;
     for deb in &debs {
         let name = deb.file_name().map(pool_name).context("a cached package has no file name")?;
         link_or_copy(deb, &root.join("debian/pool").join(name))?;
@@ -171,13 +178,14 @@ fn check_package_spec(spec: &str) -> anyhow::Result<()> {
 }
 
 /// The .debs for `packages` that the image lacks, from the cache or downloaded into it.
-fn debian_debs(packages: &[String], dpkg_status: &Path, cache: &Path) -> anyhow::Result<Vec<PathBuf>> {
+fn debian_debs(packages: &[String], dpkg_status: &Path, codename: &str, cache: &Path) -> anyhow::Result<Vec<PathBuf>> {
     if packages.is_empty() {
         return Ok(Vec::new());
     }
     let status = fs::read(dpkg_status)
         .with_context(|| format!("reading the base image's dpkg status {}", dpkg_status.display()))?;
-    let key = cache_key(packages, &status)?;
+    let apt = AptState::for_release(codename, cache)?;
+    let key = cache_key(packages, &status, codename, &apt.lists_dir()?)?;
     let parent = cache.join("mirror");
     let entry = parent.join(format!("debian-{key}"));
     if !entry.join(CACHE_COMPLETE).is_file() {
@@ -188,7 +196,7 @@ fn debian_debs(packages: &[String], dpkg_status: &Path, cache: &Path) -> anyhow:
             .prefix(".download-")
             .tempdir_in(&parent)
             .with_context(|| format!("creating a download directory in {}", parent.display()))?;
-        download(packages, dpkg_status, staging.path())?;
+        download(packages, dpkg_status, &apt, staging.path())?;
         fs::write(staging.path().join(CACHE_COMPLETE), packages.join("\n") + "\n")
             .context("marking the download complete")?;
         if let Err(err) = fs::rename(staging.path(), &entry) {
@@ -209,18 +217,19 @@ fn debian_debs(packages: &[String], dpkg_status: &Path, cache: &Path) -> anyhow:
     Ok(debs)
 }
 
-/// Identifies a download: the package list, the image's installed set and the state of the host's apt lists
-/// (a host `apt-get update` may bring new versions, and then the old set is no longer what apt would pick).
-fn cache_key(packages: &[String], status: &[u8]) -> anyhow::Result<String> {
+/// Identifies a download: the package list, the image's installed set, the release and the state of the apt
+/// lists it was resolved with (an `apt-get update` may bring new versions, and then the old set is no longer what
+/// apt would pick).
+fn cache_key(packages: &[String], status: &[u8], codename: &str, lists: &Path) -> anyhow::Result<String> {
     let mut hash = Sha256::new();
     hash.update(CACHE_VERSION);
+    hash.update(format!("\nrelease {codename}"));
     for package in packages {
         hash.update(format!("\npackage {package}"));
     }
     hash.update(format!("\nstatus {:x}", Sha256::digest(status)));
-    let lists = apt_lists_dir()?;
     let mut files = Vec::new();
-    for item in fs::read_dir(&lists).with_context(|| format!("listing apt's lists {}", lists.display()))? {
+    for item in fs::read_dir(lists).with_context(|| format!("listing apt's lists {}", lists.display()))? {
         let item = item.with_context(|| format!("listing apt's lists {}", lists.display()))?;
         let meta = item.metadata().with_context(|| format!("reading {}", item.path().display()))?;
         let name = item.file_name().to_string_lossy().into_owned();
@@ -233,7 +242,7 @@ fn cache_key(packages: &[String], status: &[u8]) -> anyhow::Result<String> {
     files.sort();
     ensure!(
         files.iter().any(|f| f.contains("Packages")),
-        "the host's apt has no package lists in {}; run `apt-get update` first",
+        "apt has no package lists in {}; run `apt-get update` first",
         lists.display()
     );
     for file in files {
@@ -243,19 +252,9 @@ fn cache_key(packages: &[String], status: &[u8]) -> anyhow::Result<String> {
     Ok(digest[..24].to_string())
 }
 
-/// The host's apt lists directory, as apt itself resolves it.
-fn apt_lists_dir() -> anyhow::Result<PathBuf> {
-    let out = run(Command::new("apt-config").args(["shell", "LISTS", "Dir::State::lists/d"]), "running apt-config")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let value = text.trim().strip_prefix("LISTS='").and_then(|v| v.strip_suffix('\''));
-    match value {
-        Some(dir) if !dir.is_empty() && !dir.contains('\'') => Ok(PathBuf::from(dir)),
-        _ => bail!("apt-config gave no usable Dir::State::lists: {:?}", text.trim()),
-    }
-}
-
-/// The host's apt, resolving against the image's dpkg status, downloads what the guest would install.
-fn download(packages: &[String], dpkg_status: &Path, archives: &Path) -> anyhow::Result<()> {
+/// The host's apt, resolving against the image's dpkg status with the release's lists, downloads what the guest
+/// would install.
+fn download(packages: &[String], dpkg_status: &Path, apt: &AptState, archives: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(archives.join("partial")).context("creating apt's partial directory")?;
     let opt = |name: &str, value: &OsStr| {
         let mut o = std::ffi::OsString::from(format!("{name}="));
@@ -264,6 +263,7 @@ fn download(packages: &[String], dpkg_status: &Path, archives: &Path) -> anyhow:
     };
     let mut cmd = Command::new("apt-get");
     cmd.args(["-q", "-y", "--download-only"])
+        .args(apt.options())
         .arg("-o")
         .arg(opt("Dir::State::status", dpkg_status.as_os_str()))
         .arg("-o")
@@ -464,17 +464,6 @@ fn tree_size(dir: &Path) -> anyhow::Result<u64> {
         total += if meta.is_dir() { tree_size(&item.path())? } else { meta.len() };
     }
     Ok(total)
-}
-
-/// Runs `cmd`, capturing its output; a failure carries `what` and the tail of stderr.
-fn run(cmd: &mut Command, what: &str) -> anyhow::Result<Output> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| what.to_string())?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!("{what}: {}: {}", out.status, tail.join("\n"));
-    }
-    Ok(out)
 }
 
 /// A GnuPG home made for one mirror, holding one throwaway signing key; removed (agent first) on drop.

@@ -1,5 +1,6 @@
 //! Effects at the edge: file system, secrets lookup, seed images, processes. The only impure modules.
 
+pub mod apt_state;
 pub mod cache;
 pub mod fs;
 pub mod image;

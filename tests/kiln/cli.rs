@@ -285,6 +285,27 @@ fn test_refuses_the_bake_stage() {
     assert!(text(&out.stderr).contains("kiln bake"));
 }
 
+#[test]
+fn image_build_lists_its_recipes_and_names_them_for_an_unknown_one() {
+    let expected: String =
+        kiln::effects::image::RECIPES.iter().map(|r| format!("{}\t{}\n", r.name, r.summary)).collect();
+    assert!(expected.starts_with("debian-12\t") && expected.contains("\ndebian-13\t"), "{expected}");
+    for args in [&["image", "build"][..], &["image", "build", "--list"]] {
+        let out = kiln(args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), expected, "{args:?}");
+    }
+    // Checked before anything is built or written: a wrong name is a wrong command line.
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("base.qcow2");
+    let out = kiln(&["image", "build", "debian-11", "-o", output.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("known: debian-12, debian-13"), "{}", text(&out.stderr));
+    assert!(!output.exists());
+    assert_eq!(kiln(&["image", "build", "debian-13"], &[]).status.code(), Some(2), "a recipe needs -o");
+    assert_eq!(kiln(&["image", "build", "--list", "debian-13"], &[]).status.code(), Some(2));
+}
+
 /// Runs kiln and fails the test instead of hanging when it does not finish in time.
 fn kiln_within(args: &[&str], seconds: u64) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_kiln"))

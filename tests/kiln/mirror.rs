@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use kiln::effects::image;
 use kiln::effects::mirror::{self, MirrorRequest, STANDIN_VERSION};
 use kiln::encoding::sha256_hex;
 use serde_json::Value;
@@ -339,7 +340,7 @@ fn a_real_mirror_installs_with_the_hosts_apt() {
     let work = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let packages = ["hello", "tailscale", "cloudflared"].map(String::from);
-    let request = MirrorRequest { packages: &packages, dpkg_status: status };
+    let request = MirrorRequest { packages: &packages, dpkg_status: status, codename: release_of(status) };
     let started = Instant::now();
     let built = mirror::build_mirror_with_cache(work.path(), &request, cache.path()).unwrap();
     let first = started.elapsed();
@@ -409,13 +410,58 @@ fn a_real_mirror_installs_with_the_hosts_apt() {
     );
 }
 
+/// The release a dpkg status is from, as the harness finds its image's: the host's own status is the host's
+/// release, so these tests resolve with the host's apt lists.
+fn release_of(status: &Path) -> &'static str {
+    image::recipe(image::release_of_file(status).unwrap()).unwrap().codename
+}
+
+#[test]
+fn a_mirror_for_another_release_resolves_from_that_releases_lists() {
+    for tool in ["apt-config", "apt-get", "apt-ftparchive", "dpkg-deb", "gpg", "gpgconf"] {
+        require_tool(tool);
+    }
+    // Against this host's status, trixie's `hello` needs trixie's newer libc6: the mirror must carry both, which
+    // the host's own (bookworm) lists could not give.
+    let status = Path::new("/var/lib/dpkg/status");
+    let host = release_of(status);
+    let other = image::RECIPES.iter().map(|r| r.codename).find(|c| *c != host).expect("a recipe for another release");
+    let work = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let packages = ["hello".to_string()];
+    let request = MirrorRequest { packages: &packages, dpkg_status: status, codename: other };
+    let started = Instant::now();
+    let built = mirror::build_mirror_with_cache(work.path(), &request, cache.path()).unwrap();
+    eprintln!(
+        "mirror for {other}'s hello: {:?} (lists fetched once), {} packages",
+        started.elapsed(),
+        built.debian_packages
+    );
+    let lists: Vec<String> = fs::read_dir(cache.path().join("apt").join(other).join("lists"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(lists.iter().any(|n| n.ends_with(&format!("_{other}_InRelease"))), "{lists:?}");
+    assert!(lists.iter().any(|n| n.ends_with(&format!("_{other}-security_InRelease"))), "{lists:?}");
+    let pool: Vec<String> = fs::read_dir(built.root.join("debian/pool"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(pool.iter().any(|n| n.starts_with("hello_")) && pool.iter().any(|n| n.starts_with("libc6_")), "{pool:?}");
+    // Reused: a second request resolves from the same lists without fetching them again.
+    let marker = cache.path().join("apt").join(other).join("updated-from");
+    let updated = fs::metadata(&marker).unwrap().modified().unwrap();
+    mirror::build_mirror_with_cache(work.path(), &request, cache.path()).unwrap();
+    assert_eq!(fs::metadata(&marker).unwrap().modified().unwrap(), updated);
+}
+
 #[test]
 fn mirror_requests_are_checked() {
     let work = tempfile::tempdir().unwrap();
     let bad = ["--reinstall".to_string()];
     let err = mirror::build_mirror_with_cache(
         work.path(),
-        &MirrorRequest { packages: &bad, dpkg_status: Path::new("/var/lib/dpkg/status") },
+        &MirrorRequest { packages: &bad, dpkg_status: Path::new("/var/lib/dpkg/status"), codename: "bookworm" },
         work.path(),
     )
     .unwrap_err();
@@ -423,7 +469,7 @@ fn mirror_requests_are_checked() {
     let ok = ["hello".to_string()];
     let err = mirror::build_mirror_with_cache(
         work.path(),
-        &MirrorRequest { packages: &ok, dpkg_status: Path::new("/nonexistent/status") },
+        &MirrorRequest { packages: &ok, dpkg_status: Path::new("/nonexistent/status"), codename: "bookworm" },
         work.path(),
     )
     .unwrap_err();
@@ -433,9 +479,10 @@ fn mirror_requests_are_checked() {
     require_tool("apt-config");
     require_tool("apt-get");
     let missing = ["kiln-no-such-package".to_string()];
+    let status = Path::new("/var/lib/dpkg/status");
     let err = mirror::build_mirror_with_cache(
         work.path(),
-        &MirrorRequest { packages: &missing, dpkg_status: Path::new("/var/lib/dpkg/status") },
+        &MirrorRequest { packages: &missing, dpkg_status: status, codename: release_of(status) },
         work.path(),
     )
     .unwrap_err();

@@ -26,6 +26,7 @@ use super::qemu::{Accel, ExtraNic, HostForward, Instance, QemuConfig};
 use super::qga::Agent;
 use super::wait;
 use crate::effects::fs::write_atomic;
+use crate::effects::image;
 use crate::effects::mirror::{self, MirrorRequest};
 use crate::encoding::sha256_hex;
 use crate::expect::{self, ExpectedState, Listener};
@@ -411,7 +412,9 @@ fn serve_mirror(
     progress.say("building the package mirror");
     let packages = crate::lower::lower(model, secrets).packages;
     let status = dpkg_status_of(&scenario.image)?;
-    let request = MirrorRequest { packages: &packages, dpkg_status: &status };
+    // The image says which release it is; its packages come from that release's suites.
+    let release = image::recipe(image::release_of_file(&status)?)?;
+    let request = MirrorRequest { packages: &packages, dpkg_status: &status, codename: release.codename };
     let mirror = mirror::build_mirror_with_cache(&scenario.run_dir, &request, &mirror::default_cache_dir())?;
     extension.mirror_data(&mirror.root)?;
     use_mirror(model, &mirror.public_key);

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Builds the Debian 12 cloud base image described by recipe.toml into a qcow2 disk that boots
-# through UEFI firmware alone (OVMF -> systemd-boot -> linux-image-cloud-amd64).
+# Builds the Debian cloud base image described by a recipe (images/debian-*/recipe.toml) into a qcow2
+# disk that boots through UEFI firmware alone (OVMF -> systemd-boot -> linux-image-cloud-amd64).
+# One script for every release: what differs between releases is data in the recipe.
 # No loop devices, no mounts: the rootfs is a plain directory made by mmdebstrap; the ESP is a vfat
 # image filled with mtools and put in with dd conv=notrunc; the root ext4 is made from the tree
 # straight into its partition (mkfs.ext4 -d -E offset=); the GPT comes from sfdisk on the file.
 #
-# usage: build.sh OUTPUT.qcow2 [--workdir DIR] [--recipe FILE] [--keep-workdir]
+# usage: build.sh OUTPUT.qcow2 [--recipe FILE] [--workdir DIR] [--keep-workdir]
+#   --recipe: default recipe.toml beside this script (how `kiln image build` lays the two out);
+#   from the repository: images/build.sh --recipe images/debian-13/recipe.toml OUT.qcow2
 # needs: root (mmdebstrap --mode=root and a rootfs tree owned by real uids for mkfs.ext4 -d),
 #        mmdebstrap, e2fsprogs, dosfstools, mtools, fdisk (sfdisk), qemu-utils, python3 >= 3.11.
-# writes: OUTPUT.qcow2, OUTPUT.manifest (dpkg-query of the image), OUTPUT.sha256,
+# writes: OUTPUT.qcow2, OUTPUT.manifest (dpkg-query of the image), OUTPUT.dpkg-status, OUTPUT.sha256,
 #         OUTPUT.digests (rootfs content digest, ESP sha256, kernel version: stable across builds)
 # default work directory: a new /var/tmp/kiln-image/build.XXXXXX, removed on success.
 
@@ -22,7 +25,7 @@ workdir=
 keep_workdir=0
 output=
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -35,6 +38,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$output" ] || usage
+[ -f "$recipe" ] || { echo "build.sh: no recipe at $recipe (pass --recipe images/debian-NN/recipe.toml)" >&2; exit 2; }
 case $output in /*) ;; *) output=$PWD/$output ;; esac
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -230,8 +234,12 @@ timeout $LOADER_TIMEOUT
 editor no
 EOF
 # Same name and layout as kernel-install's 90-loaderentry.install would write (entry token dir).
+# The title is the release's own name for itself (os-release is shell-sourceable by its specification;
+# it is the image's file, so shellcheck cannot follow it).
+# shellcheck disable=SC1091
+title=$(. "$rootfs/etc/os-release" && echo "$PRETTY_NAME")
 cat > "$esp_stage/loader/entries/$ENTRY_TOKEN-$kver.conf" <<EOF
-title      Debian GNU/Linux 12 (bookworm)
+title      $title
 version    $kver
 sort-key   debian
 options    $CMDLINE
