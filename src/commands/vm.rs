@@ -1,7 +1,7 @@
 //! The commands that boot VMs: `bake`, `test`, `image build`. Each validates what it was given (the
 //! profile: exit 1; the image: exit 3) before it creates anything or starts QEMU.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -14,6 +14,7 @@ use crate::effects::vm::{harness, qemu};
 use crate::effects::{image, interrupt};
 use crate::failure::Failure;
 use crate::lower::Stage;
+use crate::model::Model;
 use crate::verify::report;
 
 impl From<BakeError> for Failure {
@@ -34,6 +35,7 @@ pub fn bake(args: &BakeArgs) -> Result<(), Failure> {
     inputs.push(args.base.clone());
     output_is_not_an_input(&args.output, &inputs)?;
     let base = BaseImage::check(&args.base)?;
+    same_release(&model, &args.base, false)?;
     let out_dir = match args.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -97,6 +99,7 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
         // A base image is provisioned from kiln's mirror, built from what the image lacks.
         harness::dpkg_status_of(&args.image).map_err(Failure::io)?;
     }
+    same_release(&model, &args.image, boot == harness::Boot::Golden)?;
     let name = args.profile.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "profile".into());
     let run_dir = args.run_dir.clone().unwrap_or_else(|| PathBuf::from("target/vm-tests").join(&name));
     let scenario = harness::Scenario {
@@ -140,4 +143,39 @@ pub fn image_build(args: &ImageBuildArgs) -> Result<(), Failure> {
     let how = if hit { "from the cache" } else { "built" };
     eprintln!("{}: {how} in {:.1} s", output.display(), started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Refuses (exit 2, before anything boots) an image of another release than the profile's `host.os`: its
+/// packages, sources and sshd would not be what the profile was rendered and checked for. A base image
+/// says its release in its dpkg-status sidecar, a golden image in its bake manifest; without either, kiln
+/// cannot tell and says so.
+fn same_release(model: &Model, image: &Path, golden: bool) -> Result<(), Failure> {
+    let found = if golden { bake::golden_release(image) } else { base_release(image) }.map_err(Failure::io)?;
+    let wanted = model.host.release.name();
+    match found {
+        Some(release) if release != wanted => Err(Failure::Usage(format!(
+            "{} is a {release} image, but the profile's host.os is {wanted}: use an image of {wanted} \
+             (`kiln image build {wanted} -o FILE`{}), or change host.os",
+            image.display(),
+            if golden { ", then `kiln bake`" } else { "" }
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            let beside = if golden { "bake manifest" } else { "dpkg-status" };
+            eprintln!(
+                "kiln: warning: cannot tell which release {} is (no {beside} beside it); the profile says {wanted}",
+                image.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// A base image's release from its dpkg-status sidecar, if it has one.
+fn base_release(image: &Path) -> anyhow::Result<Option<&'static str>> {
+    let status = image.with_extension("dpkg-status");
+    if !status.is_file() {
+        return Ok(None);
+    }
+    image::release_of_file(&status).map(Some)
 }

@@ -60,6 +60,11 @@ pub fn release_of(dpkg_status: &str) -> Result<&'static str> {
         .find(|p| field(p, "Package") == Some("base-files") && is_installed(p))
         .context("the dpkg status has no installed base-files package")?;
     let version = field(base_files, "Version").context("base-files has no Version in the dpkg status")?;
+    release_of_base_files(version)
+}
+
+/// The recipe name of the release whose `base-files` package has this version.
+pub fn release_of_base_files(version: &str) -> Result<&'static str> {
     let major = debian_major(version).with_context(|| format!("base-files version {version:?} has no major number"))?;
     RECIPES.iter().find(|r| r.debian_version == major).map(|r| r.name).with_context(|| {
         let known: Vec<String> = RECIPES.iter().map(|r| format!("{} ({})", r.debian_version, r.name)).collect();

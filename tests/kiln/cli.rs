@@ -277,6 +277,47 @@ fn test_and_bake_validate_the_profile_then_the_image_before_creating_anything() 
     }
 }
 
+/// A disk kiln's image check accepts (a partition table's signature in its first sector), named as a base
+/// image with a dpkg-status sidecar of `base_files_version`, or as a golden image with a bake manifest.
+fn disk_of_release(dir: &Path, name: &str, base_files_version: &str) -> String {
+    let disk = dir.join(name);
+    let mut bytes = vec![0u8; 1 << 20];
+    bytes[510..512].copy_from_slice(&[0x55, 0xAA]);
+    std::fs::write(&disk, bytes).unwrap();
+    let stanza = format!("Package: base-files\nStatus: install ok installed\nVersion: {base_files_version}\n\n");
+    std::fs::write(disk.with_extension("dpkg-status"), stanza).unwrap();
+    let manifest = serde_json::json!({
+        "kiln_version": "0.1.0", "cache_key": "x", "profile": {"path": "p", "sha256": "x"},
+        "bake_user_data_sha256": "x", "base_image": {"path": "b", "sha256": "x"},
+        "output": {"path": name, "format": "raw", "sha256": "x", "bytes": 1, "virtual_size": 1},
+        "accelerator": "tcg", "packages": [{"name": "base-files", "version": base_files_version}], "timings": {}
+    });
+    std::fs::write(format!("{}.manifest.json", disk.display()), manifest.to_string()).unwrap();
+    disk.display().to_string()
+}
+
+#[test]
+fn test_and_bake_refuse_an_image_of_another_release_before_booting() {
+    let dir = tempfile::tempdir().unwrap();
+    let trixie_profile = repo_root().join("profiles/app.yaml").display().to_string();
+    let bookworm = disk_of_release(dir.path(), "bookworm.raw", "12.4+deb12u11");
+    let output = dir.path().join("golden.qcow2").display().to_string();
+    let commands: [Vec<&str>; 3] = [
+        vec!["test", &trixie_profile, "--image", &bookworm],
+        vec!["test", &trixie_profile, "--image", &bookworm, "--stage", "boot"],
+        vec!["bake", &trixie_profile, "--base", &bookworm, "-o", &output],
+    ];
+    for args in &commands {
+        let out = kiln_in(dir.path(), args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("is a debian-12 image, but the profile's host.os is debian-13"), "{args:?}: {stderr}");
+        assert!(stderr.contains("kiln image build debian-13"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("accelerator"), "{args:?}: nothing may boot: {stderr}");
+        assert!(!Path::new(&output).exists() && !dir.path().join("target").exists(), "{args:?} created files");
+    }
+}
+
 #[test]
 fn test_refuses_the_bake_stage() {
     let app = repo_root().join("profiles/app.yaml");

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use kiln::effects::process::die_with_parent;
+use kiln::effects::process::{die_with_parent, run};
 use kiln::effects::vm::boot::reported_public_key;
 use kiln::effects::vm::harness::Network;
 use kiln::effects::vm::qemu::ExtraNic;
@@ -159,7 +159,7 @@ impl TunnelPeer {
         let key_file = dir.join("wg.key");
         let wrong_key_file = dir.join("wg-unknown.key");
         for file in [&key_file, &wrong_key_file] {
-            let key = run_checked(Command::new("wg").arg("genkey"), "wg genkey (install wireguard-tools)")?;
+            let key = run(Command::new("wg").arg("genkey"), "wg genkey (install wireguard-tools)")?;
             write_private(file, &key.stdout)?;
         }
         let public_key = String::from_utf8(
@@ -168,7 +168,7 @@ impl TunnelPeer {
         .trim()
         .to_string();
         let ssh_key = dir.join("id_ed25519");
-        run_checked(
+        run(
             Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-C", "kiln-harness", "-f"])
                 .arg(&ssh_key),
@@ -535,7 +535,7 @@ impl TunnelPeer {
     fn wg_output(&self, args: &[&str]) -> Result<String> {
         let mut command = self.in_namespace("wg");
         command.args(args);
-        Ok(String::from_utf8_lossy(&run_checked(&mut command, "wg")?.stdout).into_owned())
+        Ok(String::from_utf8_lossy(&run(&mut command, "wg")?.stdout).into_owned())
     }
 }
 
@@ -608,15 +608,7 @@ fn remove_stale_namespaces() {
 }
 
 fn ip(args: &[&str]) -> Result<()> {
-    run_checked(Command::new("ip").args(args), "ip (install iproute2)").map(|_| ())
-}
-
-fn run_checked(command: &mut Command, what: &str) -> Result<Output> {
-    let out = command.stdin(Stdio::null()).output().with_context(|| format!("running {what}"))?;
-    if !out.status.success() {
-        bail!("{command:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(out)
+    run(Command::new("ip").args(args), "ip (install iproute2)").map(|_| ())
 }
 
 /// Runs `program args` with `input` on stdin (keys go to `wg pubkey` this way, never as arguments).

@@ -8,9 +8,10 @@
 //! into the ext4 file system there, and the result is read back before it is converted to qcow2.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
+use kiln::effects::process::run;
 use kiln::verify::Check;
 use serde_json::Value;
 
@@ -105,12 +106,4 @@ pub fn checks(host_port: u16, users: &[&str]) -> Result<Vec<Check>> {
             Check::new(check_name(user), "publickey", methods.join(","), methods == ["publickey"])
         })
         .collect())
-}
-
-fn run(command: &mut Command, what: &str) -> Result<Output> {
-    let out = command.output().with_context(|| format!("running {what}"))?;
-    if !out.status.success() {
-        bail!("{what} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(out)
 }

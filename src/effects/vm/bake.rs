@@ -156,6 +156,23 @@ pub enum Outcome {
     UpToDate,
 }
 
+/// The release a golden image was baked on (`debian-13`), from its manifest's `base-files` version; `None`
+/// when the image has no manifest beside it (not baked by kiln, or moved without it).
+pub fn golden_release(image: &Path) -> anyhow::Result<Option<&'static str>> {
+    let path = manifest_path(image);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: Manifest = serde_json::from_slice(&text).with_context(|| format!("reading {}", path.display()))?;
+    let base_files = manifest
+        .packages
+        .iter()
+        .find(|p| p.name == "base-files")
+        .with_context(|| format!("{} lists no base-files package", path.display()))?;
+    super::super::image::release_of_base_files(&base_files.version).map(Some)
+}
+
 /// `OUT.manifest.json`, beside the image.
 pub fn manifest_path(output: &Path) -> PathBuf {
     sibling(output, ".manifest.json")
@@ -188,7 +205,7 @@ impl BaseImage {
     pub fn check(path: &Path) -> Result<BaseImage, BakeError> {
         let fail = |reason: String| BakeError::Base { path: path.display().to_string(), reason };
         if !path.is_file() {
-            return Err(fail("not found (build one with `kiln image build debian-12 -o FILE`)".into()));
+            return Err(fail("not found (build one with `kiln image build <host.os> -o FILE`)".into()));
         }
         let format = image_format(path).map_err(|e| fail(format!("{e:#}")))?;
         if format == "qcow2" {
