@@ -27,6 +27,7 @@ pub const TOOLS: &[(&str, Source)] = &[
     ("bash", Source::Apt("bash")),
     ("chroot", Source::Apt("coreutils")),
     ("cloud-init", Source::Apt("cloud-init")),
+    ("debugfs", Source::Apt("e2fsprogs")),
     ("dpkg-deb", Source::Base("dpkg")),
     ("go", Source::Apt("golang-go")),
     ("gpg", Source::Apt("gnupg")),

@@ -16,6 +16,7 @@ const PROGRAMS: &[&str] = &[
     "mcopy",
     "mmd",
     "sfdisk",
+    "debugfs",
     "python3",
     "qemu-img",
     "qemu-system-x86_64",
@@ -36,7 +37,12 @@ const PROGRAMS: &[&str] = &[
 ];
 
 /// Files the scenarios read, with the Debian package `scripts/test-all` installs for each.
-const FILES: &[(&str, &str)] = &[("/usr/share/ovmf/OVMF.fd", "ovmf"), ("/bin/busybox", "busybox-static")];
+const FILES: &[(&str, &str)] = &[
+    ("/usr/share/ovmf/OVMF.fd", "ovmf"),
+    ("/bin/busybox", "busybox-static"),
+    // The sshd-trap scenario asks sshd for its login methods with Debian's paramiko (`trap.rs`).
+    ("/usr/lib/python3/dist-packages/paramiko/__init__.py", "python3-paramiko"),
+];
 
 /// Every missing program or file, one message each.
 pub fn missing() -> Vec<String> {
