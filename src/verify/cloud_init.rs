@@ -63,18 +63,21 @@ fn json(probe: &CloudInitProbe, section: CloudInitSection) -> Result<Value> {
 }
 
 /// Every way cloud-init can say something went wrong: errors in `result.json` and in each stage of
-/// `status.json`, a failed cloud-init unit, or a module logged as failed (22.4 records some module
+/// `status.json`, recoverable errors (≥ 23.4: deprecations and warnings, which make `cloud-init status`
+/// say "degraded done"), a failed cloud-init unit, or a module logged as failed (22.4 records some module
 /// failures only in its log and its unit's exit status).
 pub fn errors(probe: &CloudInitProbe) -> Result<Vec<String>> {
     let mut errors = Vec::new();
     let result = json(probe, CloudInitSection::Result)?;
     errors.extend(result["v1"]["errors"].as_array().into_iter().flatten().map(|e| format!("result.json: {e}")));
+    errors.extend(recoverable("result.json", &result["v1"]));
     let status = json(probe, CloudInitSection::Status)?;
     if let Some(stages) = status["v1"].as_object() {
         for (stage, body) in stages {
             for e in body["errors"].as_array().into_iter().flatten() {
                 errors.push(format!("{stage}: {e}"));
             }
+            errors.extend(recoverable(stage, body));
         }
     }
     for line in probe.get(CloudInitSection::Units)?.lines() {
@@ -92,6 +95,16 @@ pub fn errors(probe: &CloudInitProbe) -> Result<Vec<String>> {
     errors.sort();
     errors.dedup();
     Ok(errors)
+}
+
+/// `recoverable_errors` (cloud-init ≥ 23.4): level (`DEPRECATED`, `WARNING`) → messages.
+fn recoverable(place: &str, body: &Value) -> Vec<String> {
+    let levels = body["recoverable_errors"].as_object().into_iter().flatten();
+    levels
+        .flat_map(|(level, messages)| {
+            messages.as_array().into_iter().flatten().map(move |m| format!("{place}: {level}: {m}"))
+        })
+        .collect()
 }
 
 /// What the provisioning script printed: the step that failed (its trap's line; the first, if a
@@ -178,12 +191,24 @@ mod tests {
         std::fs::write(log.join("cloud-init.log"), "2024-11-30 16:01:02,003 - util.py[DEBUG]: all fine\n").unwrap();
         std::fs::write(log.join("cloud-init-output.log"), "kiln: step: prepare\nkiln: provisioning complete\n")
             .unwrap();
-        std::fs::write(run.join("result.json"), r#"{"v1": {"errors": []}}"#).unwrap();
-        std::fs::write(run.join("status.json"), r#"{"v1": {"init": {"errors": []}}}"#).unwrap();
+        std::fs::write(run.join("result.json"), r#"{"v1": {"errors": [], "recoverable_errors": {}}}"#).unwrap();
+        std::fs::write(run.join("status.json"), r#"{"v1": {"init": {"errors": [], "recoverable_errors": {}}}}"#)
+            .unwrap();
         let ok = stubs(&[("systemctl", "echo inactive")]);
         let (exit, stdout, stderr) = run_bash(&text, Some(ok.path()), b"");
         let probe = CloudInitProbe::parse(&stdout, exit, &stderr).unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(errors(&probe).unwrap(), Vec::<String>::new());
+
+        // cloud-init ≥ 23.4: a deprecation is a recoverable error ("degraded done"), and kiln counts it.
+        std::fs::write(
+            run.join("status.json"),
+            r#"{"v1": {"init": {"errors": [], "recoverable_errors": {"DEPRECATED": ["Key 'x' is deprecated"]}}}}"#,
+        )
+        .unwrap();
+        let (exit, stdout, stderr) = run_bash(&text, Some(ok.path()), b"");
+        let probe = CloudInitProbe::parse(&stdout, exit, &stderr).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(errors(&probe).unwrap(), ["init: DEPRECATED: \"Key 'x' is deprecated\""]);
+        std::fs::write(run.join("status.json"), r#"{"v1": {"init": {"errors": []}}}"#).unwrap();
         assert_eq!(provisioning(&probe).unwrap(), Provisioning { failed: None, complete: true });
 
         // No cloud-init-output.log at all: a harness error naming the section and grep's message.
