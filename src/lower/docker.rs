@@ -31,7 +31,7 @@ struct LogOpts<'a> {
 }
 
 pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
-    for package in crate::model::docker_packages(docker.source) {
+    for package in crate::model::docker_packages(docker.source, model.host.release.facts()) {
         parts.package(package);
     }
     if docker.source == DockerSource::Distro {

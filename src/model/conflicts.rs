@@ -44,7 +44,7 @@ fn packages_vs_docker(model: &Model, report: &mut Report) {
                     format!("$.packages[{i}]"),
                     format!(
                         "`{name}` cannot be installed with `docker.source: {source}` ({})",
-                        super::network::docker_packages(docker.source).join(", ")
+                        super::network::docker_packages(docker.source, model.host.release.facts()).join(", ")
                     ),
                 )
                 .with_help("remove it: the `docker` section installs Docker; pick the source there"),

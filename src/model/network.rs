@@ -3,7 +3,7 @@
 use crate::profile::v1::DockerSource;
 use std::net::IpAddr;
 
-use super::{AllowRule, Cidr, Docker, Firewall, Proto, error};
+use super::{AllowRule, Cidr, Docker, Firewall, Proto, ReleaseFacts, error};
 use crate::catalog::Code;
 use crate::consumers::ufw;
 use crate::diag::{Diagnostic, Report};
@@ -219,11 +219,11 @@ pub(super) fn docker(raw: &v1::Docker, report: &mut Report) -> Docker {
     }
 }
 
-/// The packages each Docker source installs: stated here once, installed by the lowering and checked
-/// against the profile's own packages by validation.
-pub fn docker_packages(source: DockerSource) -> &'static [&'static str] {
+/// The packages each Docker source installs on a release: stated here once (the distribution's split from
+/// the release table), installed by the lowering and checked against the profile's own packages.
+pub fn docker_packages(source: DockerSource, release: &ReleaseFacts) -> &'static [&'static str] {
     match source {
-        DockerSource::Distro => &["docker.io"],
+        DockerSource::Distro => release.docker_io,
         DockerSource::DockerCe => &["docker-ce", "docker-ce-cli", "containerd.io"],
     }
 }
@@ -237,7 +237,10 @@ pub fn docker_conflicting_packages(source: DockerSource) -> &'static [&'static s
         DockerSource::Distro => {
             &["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
         }
-        DockerSource::DockerCe => &["docker.io", "docker-doc", "docker-compose", "podman-docker", "containerd", "runc"],
+        // docker-cli (Debian 13's split-out client) ships /usr/bin/docker, as docker-ce-cli does.
+        DockerSource::DockerCe => {
+            &["docker.io", "docker-cli", "docker-doc", "docker-compose", "podman-docker", "containerd", "runc"]
+        }
     }
 }
 

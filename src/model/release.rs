@@ -39,6 +39,11 @@ pub struct ReleaseFacts {
     pub tailscale: &'static str,
     /// The cloud-init version the release's cloud images run: its schema validates the rendered user-data.
     pub cloud_init: &'static str,
+    /// What `docker.source: distro` installs: Debian 13 split the client out of docker.io into docker-cli,
+    /// which docker.io only recommends (and kiln's first boot installs no recommends): without it the deploy
+    /// user, and Kamal, have no `docker` command (found by the `wireguard` VM scenario's `ssh … docker ps`).
+    /// Ubuntu's docker.io still carries the client (its own packaging; not observed here: no Ubuntu archive).
+    pub docker_io: &'static [&'static str],
     /// The OpenSSH version the release ships (`sshd -V`).
     pub openssh: &'static str,
     /// sshd starts from `ssh.socket` (Ubuntu ≥ 22.10): the socket owns port 22, `ssh.service` starts on the
@@ -67,6 +72,7 @@ pub const FACTS: &[ReleaseFacts] = &[
         docker_ce: "https://download.docker.com/linux/debian",
         tailscale: "https://pkgs.tailscale.com/stable/debian",
         cloud_init: "25.1.4",
+        docker_io: &["docker.io", "docker-cli"],
         openssh: "10.0",
         sshd_socket_activated: false,
         needrestart_prompts: false,
@@ -86,6 +92,7 @@ pub const FACTS: &[ReleaseFacts] = &[
         docker_ce: "https://download.docker.com/linux/debian",
         tailscale: "https://pkgs.tailscale.com/stable/debian",
         cloud_init: "22.4.2",
+        docker_io: &["docker.io"],
         openssh: "9.2",
         sshd_socket_activated: false,
         needrestart_prompts: false,
@@ -107,6 +114,7 @@ pub const FACTS: &[ReleaseFacts] = &[
         docker_ce: "https://download.docker.com/linux/ubuntu",
         tailscale: "https://pkgs.tailscale.com/stable/ubuntu",
         cloud_init: "25.1.4",
+        docker_io: &["docker.io"],
         openssh: "9.6",
         sshd_socket_activated: true,
         needrestart_prompts: true,
@@ -127,6 +135,7 @@ pub const FACTS: &[ReleaseFacts] = &[
         docker_ce: "https://download.docker.com/linux/ubuntu",
         tailscale: "https://pkgs.tailscale.com/stable/ubuntu",
         cloud_init: "25.1.4",
+        docker_io: &["docker.io"],
         openssh: "8.9",
         sshd_socket_activated: false,
         needrestart_prompts: true,
