@@ -149,23 +149,20 @@ impl fmt::Display for Rejected {
     }
 }
 
-/// Validates a rendered user-data (`#cloud-config` YAML) against the release's schema, deprecations
-/// included. Returns every problem found.
-pub fn validate(release: Release, user_data: &str, stage: &'static str) -> Result<(), Rejected> {
-    let rejected = |problems| Rejected { release, stage, problems };
-    let instance: Value = serde_saphyr::from_str(user_data).map_err(|e| {
-        rejected(vec![Problem { path: "$".into(), message: format!("the user-data is not YAML kiln can read: {e}") }])
-    })?;
+/// Validates a rendered cloud-config, as the JSON value of what kiln serializes (`serde_json::to_value` of
+/// the typed config: the test suite holds it equal to the emitted YAML read back, by serde-saphyr and by
+/// PyYAML, for every output), against the release's schema, deprecations included. Returns every problem.
+pub fn validate(release: Release, config: &Value, stage: &'static str) -> Result<(), Rejected> {
     let validator = validator(release);
-    if validator.is_valid(&instance) {
+    if validator.is_valid(config) {
         return Ok(());
     }
     let mut problems = Vec::new();
-    for error in validator.iter_errors(&instance) {
-        collect(&instance, &error, &mut problems);
+    for error in validator.iter_errors(config) {
+        collect(config, &error, &mut problems);
     }
     problems.dedup();
-    Err(rejected(problems))
+    Err(Rejected { release, stage, problems })
 }
 
 /// The problem an error stands for. An `anyOf`/`oneOf` that fails only because the branch that fits is
@@ -231,6 +228,10 @@ mod tests {
     use super::*;
     use crate::model::release::FACTS;
 
+    fn yaml(text: &str) -> Value {
+        serde_saphyr::from_str(text).unwrap()
+    }
+
     #[test]
     fn every_release_has_the_schema_of_its_cloud_init_version_and_each_compiles() {
         for facts in FACTS {
@@ -244,7 +245,7 @@ mod tests {
     #[test]
     fn a_wrong_config_is_refused_with_the_release_version_path_and_message() {
         let text = "#cloud-config\nwrite_files:\n- path: /x\n  permissions: 420\n  content: secret-value\n";
-        let rejected = validate(Release::Debian13, text, "full").unwrap_err();
+        let rejected = validate(Release::Debian13, &yaml(text), "full").unwrap_err();
         let message = rejected.to_string();
         assert!(message.contains("Debian 13 (trixie)'s cloud-init 25.1.4"), "{message}");
         assert!(message.contains("$.write_files[0].permissions: "), "{message}");
@@ -257,11 +258,12 @@ mod tests {
         // A user's `ssh-authorized-keys` is deprecated since 18.3 in favour of `ssh_authorized_keys`.
         let text = "#cloud-config\nusers:\n- name: deploy\n  ssh-authorized-keys: [ssh-ed25519 AAAA]\n";
         for release in [Release::Debian13, Release::Ubuntu2404] {
-            let rejected = validate(release, text, "full").unwrap_err();
+            let rejected = validate(release, &yaml(text), "full").unwrap_err();
             let message = rejected.to_string();
             assert!(message.contains("$.users[0]") && message.contains("deprecated in cloud-init"), "{message}");
         }
-        validate(Release::Debian13, &text.replace("ssh-authorized-keys", "ssh_authorized_keys"), "full").unwrap();
+        validate(Release::Debian13, &yaml(&text.replace("ssh-authorized-keys", "ssh_authorized_keys")), "full")
+            .unwrap();
     }
 
     #[test]

@@ -16,11 +16,13 @@ use kiln::model::Release;
 
 use crate::support::{example_profiles, golden_cases, reference_dir, render_stage, repo_root, require_tool};
 
-/// One rendered output: its name (profile and stage), its release and its user-data text.
+/// One rendered output: its name (profile and stage), its release, its user-data text, and the JSON
+/// value of the typed config it was emitted from (what kiln's own output validation judges).
 struct Output {
     name: String,
     release: Release,
     text: String,
+    typed: Value,
 }
 
 /// Every rendered output, in each stage.
@@ -29,9 +31,11 @@ fn outputs() -> Vec<Output> {
     let profiles = golden_cases().into_iter().map(|c| c.join("profile.yaml")).chain(example_profiles());
     for path in profiles {
         for stage in [Stage::Full, Stage::Bake, Stage::Boot] {
-            if let (loaded, Some((text, _))) = render_stage(&path, stage) {
-                let release = loaded.model.as_ref().expect("a rendered profile has a model").host.release;
-                out.push(Output { name: format!("{} ({})", path.display(), stage.name()), release, text });
+            if let (loaded, Some((text, secrets))) = render_stage(&path, stage) {
+                let model = loaded.model.as_ref().expect("a rendered profile has a model");
+                let typed = serde_json::to_value(kiln::lower::lower_stage(model, &secrets, stage)).unwrap();
+                let name = format!("{} ({})", path.display(), stage.name());
+                out.push(Output { name, release: model.host.release, text, typed });
             }
         }
     }
@@ -73,6 +77,16 @@ fn outputs_validate_against_their_releases_schema_and_upstreams() {
                 validator.iter_errors(&value).map(|e| format!("{} at {}", e, e.instance_path())).collect();
             assert!(errors.is_empty(), "{} against {schema_name}:\n{}", output.name, errors.join("\n"));
         }
+    }
+}
+
+/// kiln validates the typed config's JSON value, not the text read back (that would cost a YAML parse per
+/// render): they must be the same value. (PyYAML reads the text back as this too: the test below.)
+#[test]
+fn what_kiln_validates_is_what_the_text_reads_back_as() {
+    for output in outputs() {
+        let read: Value = serde_saphyr::from_str(&output.text).expect("output parses as YAML");
+        assert_eq!(output.typed, read, "{}: the emitted text reads back as something else", output.name);
     }
 }
 
