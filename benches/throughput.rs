@@ -62,12 +62,14 @@ fn main() {
     let release = model.host.release;
     let placeholders = secrets::placeholders(&model);
     let config = kiln::lower::lower_stage(&model, &placeholders, Stage::Full);
-    let header = kiln::lower::header(&model, &placeholders, Stage::Full);
-    let rendered = kiln::cloud_config::emit(&config, &header).unwrap();
+    let value = serde_json::to_value(&config).unwrap();
     let started = Instant::now();
-    cloud_init_schema::validate(release, &rendered, "full").unwrap();
+    cloud_init_schema::validate(release, &value, "full").unwrap();
     let first = started.elapsed();
-    let (_, per_validation) = measure(budget, || cloud_init_schema::validate(release, &rendered, "full").unwrap());
+    let (_, per_validation) = measure(budget, || {
+        let value = serde_json::to_value(&config).unwrap();
+        cloud_init_schema::validate(release, &value, "full").unwrap()
+    });
     println!(
         "cloud-init {} schema ({}): first validation {:.1} ms (compiles it, once per process), then {:.1} µs each (to_value + validate)",
         release.facts().cloud_init,
