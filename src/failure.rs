@@ -4,6 +4,7 @@
 //! lines) and exits with `exit_code()`. Diagnostics and reports are printed by the command as it goes;
 //! a failure says what stopped it, never with a `Debug` form.
 
+use crate::consumers::cloud_init_schema::Rejected;
 use crate::secrets::SecretError;
 use crate::target::TargetError;
 
@@ -25,6 +26,8 @@ pub mod exit {
     pub const CHECKS_FAILED: u8 = 6;
     /// `kiln test` / `kiln bake` / `kiln image`: the harness could not do its job.
     pub const HARNESS: u8 = 7;
+    /// kiln's own bug: it rendered user-data the release's cloud-init refuses from a valid profile.
+    pub const INTERNAL: u8 = 8;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +35,10 @@ pub enum Failure {
     /// One profile has problems (its diagnostics were printed); nothing was written.
     #[error("{path} has problems; nothing was written")]
     Profile { path: String },
-    /// `kiln check`: some of the profiles have problems or could not be read (each was reported).
-    #[error("{} of {total} profile(s) {}", .failing + .unreadable, if *.unreadable > 0 { "could not be read or have problems" } else { "have problems" })]
-    Checked { failing: usize, unreadable: usize, total: usize },
+    /// `kiln check`: some of the profiles have problems or could not be read, or kiln rendered user-data
+    /// the release's cloud-init refuses for some (each was reported).
+    #[error("{}", checked_message(*.failing, *.unreadable, *.invalid_output, *.total))]
+    Checked { failing: usize, unreadable: usize, invalid_output: usize, total: usize },
     /// The command line asks for something kiln will not do.
     #[error("{0}")]
     Usage(String),
@@ -56,6 +60,23 @@ pub enum Failure {
     /// The harness (QEMU, image, mirror, a boot that never finished) could not do its job.
     #[error("{0:#}")]
     Harness(anyhow::Error),
+    /// kiln rendered user-data that the release's cloud-init schema refuses: kiln's bug, not the profile's.
+    #[error(transparent)]
+    InvalidOutput(#[from] Rejected),
+}
+
+fn checked_message(failing: usize, unreadable: usize, invalid_output: usize, total: usize) -> String {
+    let mut parts = Vec::new();
+    if failing + unreadable > 0 {
+        let what = if unreadable > 0 { "could not be read or have problems" } else { "have problems" };
+        parts.push(format!("{} of {total} profile(s) {what}", failing + unreadable));
+    }
+    if invalid_output > 0 {
+        parts.push(format!(
+            "kiln rendered user-data its release's cloud-init refuses for {invalid_output} of {total} profile(s) (a bug in kiln)"
+        ));
+    }
+    parts.join("; ")
 }
 
 fn secrets_message(errors: &[SecretError]) -> String {
@@ -69,8 +90,11 @@ impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Profile { .. } => exit::PROFILE,
-            Failure::Checked { unreadable, .. } => {
-                if *unreadable > 0 {
+            Failure::Checked { unreadable, invalid_output, .. } => {
+                // kiln's own bug outranks the profiles' problems: it is what must be reported.
+                if *invalid_output > 0 {
+                    exit::INTERNAL
+                } else if *unreadable > 0 {
                     exit::IO
                 } else {
                     exit::PROFILE
@@ -82,6 +106,7 @@ impl Failure {
             Failure::Target(_) => exit::TARGET,
             Failure::ChecksFailed { .. } | Failure::Provisioning(_) => exit::CHECKS_FAILED,
             Failure::Harness(_) => exit::HARNESS,
+            Failure::InvalidOutput(_) => exit::INTERNAL,
         }
     }
 
@@ -114,14 +139,31 @@ mod tests {
         };
         let cases = [
             (Failure::Profile { path: "p.yaml".into() }, 1, "p.yaml has problems"),
-            (Failure::Checked { failing: 1, unreadable: 0, total: 2 }, 1, "1 of 2 profile(s) have problems"),
-            (Failure::Checked { failing: 0, unreadable: 1, total: 2 }, 3, "could not be read"),
+            (
+                Failure::Checked { failing: 1, unreadable: 0, invalid_output: 0, total: 2 },
+                1,
+                "1 of 2 profile(s) have problems",
+            ),
+            (Failure::Checked { failing: 0, unreadable: 1, invalid_output: 0, total: 2 }, 3, "could not be read"),
+            (Failure::Checked { failing: 1, unreadable: 0, invalid_output: 1, total: 3 }, 8, "a bug in kiln"),
             (Failure::Usage("no".into()), 2, "no"),
             (Failure::io(anyhow::anyhow!("gone")), 3, "gone"),
             (Failure::Secrets(vec![secret]), 4, "1 secret(s) missing"),
             (Failure::ChecksFailed { failed: 2, total: 9 }, 6, "2 of 9 checks failed"),
             (Failure::Provisioning("step".into()), 6, "step"),
             (Failure::harness(anyhow::anyhow!("qemu")), 7, "qemu"),
+            (
+                Failure::InvalidOutput(Rejected {
+                    release: crate::model::Release::Debian13,
+                    stage: "full",
+                    problems: vec![crate::consumers::cloud_init_schema::Problem {
+                        path: "$.apt_update".into(),
+                        message: "deprecated in cloud-init 22.2".into(),
+                    }],
+                }),
+                8,
+                "$.apt_update: deprecated in cloud-init 22.2",
+            ),
         ];
         for (failure, code, says) in cases {
             assert_eq!(failure.exit_code(), code, "{failure}");

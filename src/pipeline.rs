@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::catalog::Code;
+use crate::consumers::cloud_init_schema;
 use crate::diag::{Diagnostic, Report};
 use crate::effects::fs::read_limited;
 use crate::effects::profile_dir::{ProfileDir, describe_io};
@@ -134,12 +135,28 @@ pub fn resolve_secrets(model: &Model, dir: &ProfileDir, redact: bool) -> Result<
     secrets::resolve(model, if redact { None } else { Some(&source) }).map_err(Failure::Secrets)
 }
 
-/// The user-data text of one stage.
+/// The user-data text of one stage, validated against its release's cloud-init schema (butane's
+/// "validate output"): a refusal is kiln's bug, `Failure::InvalidOutput`, and nothing is returned.
 pub fn user_data(model: &Model, secrets: &Secrets, stage: Stage) -> Result<String, Failure> {
     let config = lower::lower_stage(model, secrets, stage);
-    cloud_config::emit(&config, &lower::header(model, secrets, stage))
+    let text = cloud_config::emit(&config, &lower::header(model, secrets, stage))
         .context("serializing the cloud-config")
-        .map_err(Failure::io)
+        .map_err(Failure::io)?;
+    // The typed config's JSON value is what the text reads back as (tests/kiln/oracle.rs holds them
+    // equal for every output); validating it skips parsing the YAML again, the larger part of the cost.
+    let value = serde_json::to_value(&config).context("serializing the cloud-config").map_err(Failure::io)?;
+    cloud_init_schema::validate(model.host.release, &value, stage.name())?;
+    Ok(text)
+}
+
+/// `kiln check`'s "validate output": every stage renders (with placeholder secrets: their values do not
+/// change the config's shape) and passes the release's cloud-init schema.
+pub fn check_output(model: &Model) -> Result<(), Failure> {
+    let secrets = secrets::placeholders(model);
+    for stage in [Stage::Full, Stage::Bake, Stage::Boot] {
+        user_data(model, &secrets, stage)?;
+    }
+    Ok(())
 }
 
 /// The user-data encoded as the target's API takes it, refused when it does not fit.

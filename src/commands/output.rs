@@ -16,7 +16,7 @@ fn json(value: &impl serde::Serialize) -> Result<Vec<u8>, Failure> {
 }
 
 pub fn check(args: &CheckArgs) -> Result<(), Failure> {
-    let (mut failing, mut unreadable) = (0, 0);
+    let (mut failing, mut unreadable, mut invalid_output) = (0, 0, 0);
     let mut json_reports = Vec::new();
     for path in &args.profiles {
         let mut loaded = match pipeline::load(path) {
@@ -36,10 +36,20 @@ pub fn check(args: &CheckArgs) -> Result<(), Failure> {
             loaded.report.push(d);
         }
         let fails = loaded.report.fails(args.strict);
+        // What the profile renders to must pass its release's cloud-init: if it does not, kiln is at fault.
+        let mut bug = false;
+        if let Some(model) = loaded.model.as_ref().filter(|_| !fails)
+            && let Err(failure) = pipeline::check_output(model)
+        {
+            for line in failure.lines() {
+                eprintln!("error: {}: {line}", loaded.display_path);
+            }
+            bug = true;
+        }
         match args.format {
             Format::Human => {
                 print_diagnostics(&loaded);
-                if !fails {
+                if !fails && !bug {
                     eprintln!("{}: ok", loaded.display_path);
                 }
             }
@@ -47,12 +57,13 @@ pub fn check(args: &CheckArgs) -> Result<(), Failure> {
                 .push(serde_json::to_value(diag::to_json(&loaded.report, &loaded.display_path)).map_err(Failure::io)?),
         }
         failing += usize::from(fails);
+        invalid_output += usize::from(bug);
     }
     if args.format == Format::Json {
         to_stdout(&json(&serde_json::json!({ "strict": args.strict, "files": json_reports }))?)?;
     }
-    if failing + unreadable > 0 {
-        return Err(Failure::Checked { failing, unreadable, total: args.profiles.len() });
+    if failing + unreadable + invalid_output > 0 {
+        return Err(Failure::Checked { failing, unreadable, invalid_output, total: args.profiles.len() });
     }
     Ok(())
 }

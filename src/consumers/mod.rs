@@ -5,6 +5,7 @@
 //! rules*, not by kiln's idea of them; the test suite runs the real programs over every output
 //! (`tests/kiln/oracles/`) to hold these modules to that.
 
+pub mod cloud_init_schema;
 pub mod cloudflared;
 pub mod debian;
 pub mod openpgp;

@@ -475,6 +475,7 @@ fn load(dir: &Path, index: usize, raw: &RawProfile) -> Result<Outcome, String> {
         name: format!("profile-{index}"),
         user_data,
         expected: kiln::expect::expect(model),
+        release: model.host.release,
     })))
 }
 

@@ -9,7 +9,7 @@
 //!
 //! | oracle | program (Debian 12) | proves |
 //! |---|---|---|
-//! | `cloud-init` | cloud-init 22.4.2's schema validator | the user-data is valid cloud-config |
+//! | `cloud-init` | the release's cloud-init schema validator: 22.4.2 (Debian 12 root) for debian-12, 25.1.4 (Debian 13 root) for debian-13, and for Ubuntu 25.1.4 with Ubuntu's schema | the user-data is valid cloud-config, with no deprecated key on 25.1 |
 //! | `ufw` | ufw 0.36.2, every command for real | each command succeeds silently, stores exactly the expected rules and policies |
 //! | `docker-user` | ufw-init, iptables-restore | kiln's DOCKER-USER rules load with UFW at boot |
 //! | `sshd` | OpenSSH 9.2's `sshd -t`, `sshd -T -C` | the configuration loads; effective values are the expected ones for the deploy user and root, from any address |
@@ -20,7 +20,9 @@
 //! | `wireguard` | wg-quick, wg, wireguard-go, ip | each interface comes up with the expected peers, port and address |
 //! | `shell` | bash -n | every script kiln ships parses |
 //!
-//! The root comes from `scripts/oracle-root` (`KILN_ORACLE_ROOT` points elsewhere); the tests run as
+//! The roots come from `scripts/oracle-root debian-12` and `scripts/oracle-root debian-13` (`KILN_ORACLE_ROOT`
+//! and `KILN_ORACLE_ROOT_DEBIAN_13` point elsewhere); every oracle but cloud-init's runs in the Debian 12
+//! root, whatever the case's release; the tests run as
 //! root (namespaces, overlays). `KILN_ORACLES=ufw,sshd` runs only the oracles named; each oracle's time
 //! is printed on stderr. `cargo test -- --ignored oracle_throughput --nocapture` measures many cases.
 
@@ -41,6 +43,7 @@ mod wireguard;
 use std::collections::BTreeMap;
 
 use kiln::expect::ExpectedState;
+use kiln::model::Release;
 
 use userdata::UserData;
 
@@ -52,12 +55,15 @@ pub struct Case {
     /// Full-stage `#cloud-config` text, as `kiln render` writes it.
     pub user_data: String,
     pub expected: ExpectedState,
+    /// The model's `host.os`: whose cloud-init judges the user-data.
+    pub release: Release,
 }
 
 /// A case whose user-data parsed, as the oracles see it.
 pub(crate) struct Prepared<'a> {
     pub data: UserData,
     pub expected: &'a ExpectedState,
+    pub release: Release,
 }
 
 /// What one oracle says about each case it was given (same order): failure messages, empty if it passed.
@@ -91,7 +97,7 @@ pub fn judge(cases: &[Case]) -> Vec<(String, Vec<String>)> {
     for (i, case) in cases.iter().enumerate() {
         match userdata::parse(&case.user_data) {
             Ok(data) => {
-                prepared.push(Prepared { data, expected: &case.expected });
+                prepared.push(Prepared { data, expected: &case.expected, release: case.release });
                 index.push(i);
             }
             Err(e) => failures.entry(i).or_default().push(format!("user-data: {e}")),

@@ -1,4 +1,5 @@
-//! Where the oracles run: the throwaway Debian 12 root `scripts/oracle-root` builds, entered through
+//! Where the oracles run: a throwaway Debian root `scripts/oracle-root` builds (Debian 12 for every
+//! oracle; Debian 13 for cloud-init 25.1's validator), entered through
 //! `tests/oracles/job` in fresh mount, network, PID, UTS and IPC namespaces, each input on its own
 //! overlay of the root (which itself never changes). A job is one driver over many inputs: the test
 //! writes them to `io/in/<k>/`, the driver records what each program did in `io/out/<k>/`.
@@ -19,29 +20,70 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(600);
 const KILL_AFTER: Duration = Duration::from_secs(10);
 /// A batch is split into parallel jobs only when each gets at least this many inputs.
 const MIN_CHUNK: usize = 40;
-/// Where `scripts/oracle-root` builds the root, under the repository.
-const ROOT: &str = "target/oracle-root/debian-12";
 /// The file `scripts/oracle-root` writes last: a root without it is incomplete.
 const ROOT_STAMP: &str = ".kiln-oracle-root";
 /// Programs the jobs run outside the root (to enter it); `require_tool` knows their packages.
 const HOST_TOOLS: &[&str] = &["bash", "unshare", "mount", "umount", "chroot", "timeout", "hostname"];
 
-/// The oracle root (`KILN_ORACLE_ROOT` overrides the default place).
+/// The roots `scripts/oracle-root` builds: one per Debian release whose own programs judge kiln's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Root {
+    /// Bookworm with every oracle's programs (cloud-init 22.4.2).
+    Debian12,
+    /// Trixie with cloud-init 25.1.4 (and the files `scripts/release-facts` reads).
+    Debian13,
+}
+
+impl Root {
+    /// `scripts/oracle-root`'s argument, and the directory under target/oracle-root/.
+    pub fn name(self) -> &'static str {
+        match self {
+            Root::Debian12 => "debian-12",
+            Root::Debian13 => "debian-13",
+        }
+    }
+
+    /// The variable that points at a root built elsewhere.
+    fn override_var(self) -> &'static str {
+        match self {
+            Root::Debian12 => "KILN_ORACLE_ROOT",
+            Root::Debian13 => "KILN_ORACLE_ROOT_DEBIAN_13",
+        }
+    }
+
+    /// Where the root is (`KILN_ORACLE_ROOT` / `KILN_ORACLE_ROOT_DEBIAN_13` override the default place).
+    pub fn path(self) -> PathBuf {
+        std::env::var_os(self.override_var())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target/oracle-root").join(self.name()))
+    }
+
+    /// Checks once per root that it was built completely; panics with what to do when it was not.
+    fn check(self) {
+        static CHECKED: [OnceLock<()>; 2] = [const { OnceLock::new() }; 2];
+        CHECKED[self as usize].get_or_init(|| {
+            let root = self.path();
+            assert!(
+                root.join(ROOT_STAMP).is_file(),
+                "the oracle root {} is missing or incomplete: build it with `scripts/oracle-root {}` (as root; \
+                 needs mmdebstrap; `scripts/test-all` runs it before the tests)",
+                root.display(),
+                self.name()
+            );
+        });
+    }
+}
+
+/// The Debian 12 oracle root, where every oracle but cloud-init's 25.1 validator runs.
 pub fn root() -> PathBuf {
-    std::env::var_os("KILN_ORACLE_ROOT").map(PathBuf::from).unwrap_or_else(|| repo_root().join(ROOT))
+    Root::Debian12.path()
 }
 
 /// Checks once that the oracles can run here; panics with what to do when they cannot.
 pub fn preflight() {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
-        let root = root();
-        assert!(
-            root.join(ROOT_STAMP).is_file(),
-            "the oracle root {} is missing or incomplete: build it with `scripts/oracle-root` (as root; \
-             needs mmdebstrap; `scripts/test-all` runs it before the tests)",
-            root.display()
-        );
+        Root::Debian12.check();
         // SAFETY: geteuid has no preconditions and cannot fail.
         let euid = unsafe { libc::geteuid() };
         assert_eq!(euid, 0, "the oracles enter namespaces and mount overlays: run the tests as root");
@@ -165,22 +207,35 @@ impl Outputs {
     }
 }
 
-/// Runs `script` (a driver in tests/oracles/) over `keys`, `fill` writing each key's input; large
-/// batches are split into parallel jobs. Returns each key's records, in order.
+/// Runs `script` (a driver in tests/oracles/) over `keys` in the Debian 12 root, `fill` writing each
+/// key's input; large batches are split into parallel jobs. Returns each key's records, in order.
 pub fn run<K: Sync>(script: &str, mode: Mode, keys: &[K], fill: impl Fn(&Input, &K) + Sync) -> Vec<Outputs> {
+    run_in(Root::Debian12, script, mode, keys, fill)
+}
+
+/// `run`, in the given root.
+pub fn run_in<K: Sync>(
+    root: Root,
+    script: &str,
+    mode: Mode,
+    keys: &[K],
+    fill: impl Fn(&Input, &K) + Sync,
+) -> Vec<Outputs> {
     if keys.is_empty() {
         return Vec::new();
     }
     preflight();
+    root.check();
     let chunks = (keys.len() / MIN_CHUNK).clamp(1, parallel_jobs());
     let size = keys.len().div_ceil(chunks);
     std::thread::scope(|scope| {
-        let jobs: Vec<_> = keys.chunks(size).map(|chunk| scope.spawn(|| run_job(script, mode, chunk, &fill))).collect();
+        let jobs: Vec<_> =
+            keys.chunks(size).map(|chunk| scope.spawn(|| run_job(root, script, mode, chunk, &fill))).collect();
         jobs.into_iter().flat_map(|job| job.join().expect("oracle job thread")).collect()
     })
 }
 
-fn run_job<K>(script: &str, mode: Mode, keys: &[K], fill: &(impl Fn(&Input, &K) + Sync)) -> Vec<Outputs> {
+fn run_job<K>(root: Root, script: &str, mode: Mode, keys: &[K], fill: &(impl Fn(&Input, &K) + Sync)) -> Vec<Outputs> {
     let work = Arc::new(tempfile::tempdir().expect("temporary directory"));
     for dir in ["io/in", "io/out", "mnt"] {
         std::fs::create_dir_all(work.path().join(dir)).expect("job directory");
@@ -196,7 +251,7 @@ fn run_job<K>(script: &str, mode: Mode, keys: &[K], fill: &(impl Fn(&Input, &K) 
         .arg(JOB_TIMEOUT.as_secs().to_string())
         .args(["unshare", "--mount", "--net", "--pid", "--uts", "--ipc", "--fork", "--kill-child", "--", "bash"])
         .arg(repo_root().join("tests/oracles/job"))
-        .arg(root())
+        .arg(root.path())
         .arg(work.path())
         .arg(script)
         .arg(mode.arg())

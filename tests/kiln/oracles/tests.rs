@@ -20,7 +20,12 @@ fn case(path: &Path) -> Option<Case> {
     let (loaded, rendered) = render_stage(path, Stage::Full);
     let (user_data, _) = rendered?;
     let model = loaded.model.as_ref()?;
-    Some(Case { name: path.display().to_string(), user_data, expected: kiln::expect::expect(model) })
+    Some(Case {
+        name: path.display().to_string(),
+        user_data,
+        expected: kiln::expect::expect(model),
+        release: model.host.release,
+    })
 }
 
 /// Every golden case that renders, every example profile and every VM scenario profile.
@@ -57,7 +62,7 @@ fn edited(case: &Case, name: &str, edit: impl FnOnce(&mut Value, &mut kiln::expe
     let mut expected = case.expected.clone();
     edit(&mut config, &mut expected);
     let user_data = format!("#cloud-config\n{}", serde_saphyr::to_string(&config).expect("serializes"));
-    Case { name: name.to_string(), user_data, expected }
+    Case { name: name.to_string(), user_data, expected, release: case.release }
 }
 
 fn files(config: &mut Value) -> &mut Vec<Value> {
@@ -230,12 +235,17 @@ fn controls(base: &Case) -> Vec<(&'static str, &'static str, Case)> {
 fn every_oracle_rejects_its_negative_control() {
     let base = base();
     let controls = controls(&base);
-    let mut cases =
-        vec![Case { name: "base".into(), user_data: base.user_data.clone(), expected: base.expected.clone() }];
+    let mut cases = vec![Case {
+        name: "base".into(),
+        user_data: base.user_data.clone(),
+        expected: base.expected.clone(),
+        release: base.release,
+    }];
     cases.extend(controls.iter().map(|(_, _, c)| Case {
         name: c.name.clone(),
         user_data: c.user_data.clone(),
         expected: c.expected.clone(),
+        release: c.release,
     }));
     let failures = judge(&cases);
     eprintln!("what the oracles say about the controls:\n{}", report(&failures));
