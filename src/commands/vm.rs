@@ -15,6 +15,7 @@ use crate::effects::{image, interrupt};
 use crate::failure::Failure;
 use crate::lower::Stage;
 use crate::model::Model;
+use crate::pipeline;
 use crate::verify::report;
 
 impl From<BakeError> for Failure {
@@ -31,6 +32,8 @@ pub fn bake(args: &BakeArgs) -> Result<(), Failure> {
     // Before any thread exists: Ctrl-C and `kill` then remove the partial output and the work directory.
     interrupt::install();
     let (loaded, model) = load_valid(&args.profile, false)?;
+    // Kiln's own output checked before anything boots (exit 8 names the schema rule: kiln's bug).
+    pipeline::check_output(&model)?;
     let mut inputs = loaded.inputs(&args.profile);
     inputs.push(args.base.clone());
     output_is_not_an_input(&args.output, &inputs)?;
@@ -88,6 +91,7 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
         ));
     }
     let (loaded, model) = load_valid(&args.profile, false)?;
+    pipeline::check_output(&model)?;
     if let Some(junit) = &args.junit {
         let mut inputs = loaded.inputs(&args.profile);
         inputs.push(args.image.clone());

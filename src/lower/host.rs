@@ -17,8 +17,9 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
     for path in ["/etc/hostname", "/etc/hosts", "/etc/timezone", "/etc/localtime", "/etc/default/locale"] {
         parts.claim(path);
     }
-    if let Some(charset) =
-        debian::locale_charset(&model.host.locale).filter(|_| !debian::is_builtin_locale(&model.host.locale))
+    if let Some(charset) = debian::base_system(model.host.release)
+        .locale_charset(&model.host.locale)
+        .filter(|_| !debian::is_builtin_locale(&model.host.locale))
     {
         // write_files runs in cloud-init's init stage, before the locale module (config stage).
         parts.bake_file(WriteFile::new(

@@ -344,14 +344,13 @@ fn check_owner(
     // The release's accounts include the `docker` group, which Docker's package creates: only a
     // profile with a `docker` section has it.
     let docker_group_missing = group == "docker" && profile.docker.is_none();
-    let missing: Vec<String> = [
-        (user, debian::user_exists(user), "user"),
-        (group, debian::group_exists(group) && !docker_group_missing, "group"),
-    ]
-    .into_iter()
-    .filter(|(name, exists, _)| !exists && *name != deploy_user)
-    .map(|(name, _, kind)| format!("{kind} `{name}`"))
-    .collect();
+    let base = debian::base_system(profile.host.os.unwrap_or(super::release::DEFAULT));
+    let missing: Vec<String> =
+        [(user, base.user_exists(user), "user"), (group, base.group_exists(group) && !docker_group_missing, "group")]
+            .into_iter()
+            .filter(|(name, exists, _)| !exists && *name != deploy_user)
+            .map(|(name, _, kind)| format!("{kind} `{name}`"))
+            .collect();
     if !missing.is_empty() {
         let what = missing.join(" and ");
         if packages.is_empty() {
@@ -359,7 +358,10 @@ fn check_owner(
                 Diagnostic::error(
                     Code::BadValue,
                     at,
-                    format!("nothing creates the {what}: not Debian 12's base system, not the deploy user, no listed package"),
+                    format!(
+                        "nothing creates the {what}: not {} base system, not the deploy user, no listed package",
+                        base.whose
+                    ),
                 )
                 .with_help(format!("use `root:root`, or the deploy user `{deploy_user}:{deploy_user}`")),
             );

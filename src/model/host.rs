@@ -17,24 +17,31 @@ pub(super) fn validate(raw: &v1::Host, report: &mut Report) -> Option<Host> {
             format!("`{}` is not a valid host name: {why}", raw.hostname),
         );
     }
-    if !debian::timezones().contains(raw.timezone.as_str()) {
+    let base = debian::base_system(raw.os.unwrap_or(super::release::DEFAULT));
+    if !base.timezones().contains(raw.timezone.as_str()) {
         let mut diagnostic = Diagnostic::error(
             Code::BadValue,
             "$.host.timezone",
-            format!("`{}` is not a time zone in Debian 12's tzdata", raw.timezone),
+            format!("`{}` is not a time zone in {} tzdata", raw.timezone, base.whose),
         );
-        if let Some(near) = did_you_mean(&raw.timezone, debian::timezones().iter().copied()) {
+        let legacy = debian::base_system(super::Release::Debian12).timezones().contains(raw.timezone.as_str());
+        if legacy {
+            // Debian 13 moved the backward-compatible names to tzdata-legacy, which cloud images lack.
+            diagnostic = diagnostic.with_help(
+                "this is a legacy name (Debian 13 moved those to the tzdata-legacy package): use the zone it links to, e.g. `America/New_York` for `US/Eastern`",
+            );
+        } else if let Some(near) = did_you_mean(&raw.timezone, base.timezones().iter().copied()) {
             diagnostic = diagnostic.with_help(format!("did you mean `{near}`?"));
         }
         report.push(diagnostic);
     }
-    if !debian::is_builtin_locale(&raw.locale) && debian::locale_charset(&raw.locale).is_none() {
+    if !debian::is_builtin_locale(&raw.locale) && base.locale_charset(&raw.locale).is_none() {
         let mut diagnostic = Diagnostic::error(
             Code::BadValue,
             "$.host.locale",
-            format!("`{}` is not a locale Debian 12 can generate (its /usr/share/i18n/SUPPORTED)", raw.locale),
+            format!("`{}` is not a locale in {} /usr/share/i18n/SUPPORTED", raw.locale, base.whose),
         );
-        if let Some(near) = did_you_mean(&raw.locale, debian::locale_names()) {
+        if let Some(near) = did_you_mean(&raw.locale, base.locale_names()) {
             diagnostic = diagnostic.with_help(format!("did you mean `{near}`?"));
         }
         report.push(diagnostic);

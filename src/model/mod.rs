@@ -190,7 +190,7 @@ pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, R
     let mut report = Report::default();
     let host = host::validate(&raw.host, &mut report);
     let release = raw.host.os.unwrap_or(release::DEFAULT).facts();
-    let user = user::validate(&raw.user, &raw.packages, files, &mut report);
+    let user = user::validate(&raw.user, release.release, &raw.packages, files, &mut report);
     let ssh =
         Ssh { password_authentication: raw.ssh.password_authentication, permit_root_login: raw.ssh.permit_root_login };
     let docker = raw.docker.as_ref().map(|d| network::docker(d, &mut report));

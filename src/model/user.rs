@@ -2,6 +2,7 @@
 
 use ssh_key::public::KeyData;
 
+use super::Release;
 use super::files::read_profile_file;
 use super::{ProfileFiles, User, error};
 use crate::catalog::Code;
@@ -16,27 +17,29 @@ const MIN_RSA_BITS: usize = 2048;
 /// `packages` is the profile's extra package list: a shell may come from one of them.
 pub(super) fn validate(
     raw: &v1::User,
+    release: Release,
     packages: &[String],
     files: &dyn ProfileFiles,
     report: &mut Report,
 ) -> Option<User> {
     let before = report.count(crate::diag::Severity::Error);
+    let base = debian::base_system(release);
     if let Err(why) = check_user_name(&raw.name) {
         error(report, Code::InvalidUserName, "$.user.name", format!("`{}` is not a usable user name: {why}", raw.name));
-    } else if debian::account_exists(&raw.name) {
+    } else if base.account_exists(&raw.name) {
         report.push(
             Diagnostic::error(
                 Code::InvalidUserName,
                 "$.user.name",
                 format!(
-                    "Debian 12 already has a user or group `{}`: useradd refuses to create it (cloud-init then creates no deploy user)",
-                    raw.name
+                    "{} base system already has a user or group `{}`: useradd refuses to create it (cloud-init then creates no deploy user)",
+                    base.whose, raw.name
                 ),
             )
             .with_help("pick a name of your own, e.g. `deploy`"),
         );
     }
-    check_shell(&raw.shell, packages, report);
+    check_shell(&raw.shell, base, packages, report);
     let mut keys: Vec<String> = Vec::new();
     for (i, source) in raw.ssh_keys.iter().enumerate() {
         let path = format!("$.user.ssh_keys[{i}]");
@@ -85,7 +88,7 @@ pub(super) fn validate(
 /// The login shell must be installed when the deploy user logs in: the base system's, or one that a
 /// listed package installs. kiln cannot know every package's files: with packages it does not know,
 /// an unknown shell is a warning.
-fn check_shell(shell: &str, packages: &[String], report: &mut Report) {
+fn check_shell(shell: &str, base: &'static debian::BaseSystem, packages: &[String], report: &mut Report) {
     const AT: &str = "$.user.shell";
     if debian::NO_LOGIN_SHELLS.contains(&shell) {
         report.push(
@@ -105,19 +108,20 @@ fn check_shell(shell: &str, packages: &[String], report: &mut Report) {
     let names: Vec<&str> = packages.iter().map(|p| p.split('=').next().unwrap_or(p)).collect();
     let packaged =
         debian::PACKAGED_SHELLS.iter().any(|(package, shells)| names.contains(package) && shells.contains(&shell));
-    if debian::shells().contains(shell) || packaged {
+    if base.shells().contains(shell) || packaged {
         return;
     }
     let unknown: Vec<&str> =
         names.iter().copied().filter(|n| !debian::PACKAGED_SHELLS.iter().any(|(p, _)| p == n)).collect();
-    let known: Vec<String> = debian::shells().iter().map(|s| format!("`{s}`")).collect();
+    let known: Vec<String> = base.shells().iter().map(|s| format!("`{s}`")).collect();
     if unknown.is_empty() {
         report.push(
             Diagnostic::error(
                 Code::BadValue,
                 AT,
                 format!(
-                    "`{shell}` is not installed: Debian 12's base system has {}, and no listed package brings it",
+                    "`{shell}` is not installed: {} base system has {}, and no listed package brings it",
+                    base.whose,
                     known.join(", ")
                 ),
             )
@@ -128,7 +132,8 @@ fn check_shell(shell: &str, packages: &[String], report: &mut Report) {
             Code::BadValue,
             AT,
             format!(
-                "`{shell}` is not in Debian 12's base system; kiln cannot tell whether {} installs it (the deploy user cannot log in without it)",
+                "`{shell}` is not in {} base system; kiln cannot tell whether {} installs it (the deploy user cannot log in without it)",
+                base.whose,
                 unknown.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
             ),
         ));
