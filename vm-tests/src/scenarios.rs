@@ -133,9 +133,14 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
             ],
             ..scenario("ports", root.join("vm-tests/profiles/ports.yaml"))
         },
+        // On Debian 13 (iptables-nft, docker.io 26): besides the tunnel, a container published on all addresses
+        // but not declared must stay unreachable from outside, as `ports` shows on Debian 12.
         Scenario {
             wireguard_peer: true,
+            containers: vec![undeclared.clone()],
             tamper: vec![
+                tamper("iptables -D DOCKER-USER -m conntrack --ctstate NEW -j DROP", check_names::DOCKER_USER_FILTER),
+                tamper("true", &undeclared.probe_name()),
                 tamper("ufw allow 22/tcp", peer::CHECK_PUBLIC_SSH),
                 tamper("true", peer::CHECK_PUBLIC_PORTS),
                 tamper("true", &check_names::from_outside(22, "tcp", false)),
