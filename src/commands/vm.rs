@@ -14,7 +14,7 @@ use crate::effects::vm::{harness, qemu};
 use crate::effects::{image, interrupt};
 use crate::failure::Failure;
 use crate::lower::Stage;
-use crate::model::Model;
+use crate::model::{Model, Release};
 use crate::pipeline;
 use crate::verify::report;
 
@@ -137,7 +137,7 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
 /// Builds a recipe's image, or (no recipe, or `--list`) lists the recipes on stdout: that list is the product.
 pub fn image_build(args: &ImageBuildArgs) -> Result<(), Failure> {
     let (Some(name), Some(output)) = (&args.recipe, &args.output) else {
-        let list: String = image::RECIPES.iter().map(|r| format!("{}\t{}\n", r.name, r.summary)).collect();
+        let list: String = image::RECIPES.iter().map(|r| format!("{}\t{}\n", r.name(), r.summary)).collect();
         return super::to_stdout(list.as_bytes());
     };
     // An unknown name is a wrong command line, not a broken harness.
@@ -157,12 +157,20 @@ fn same_release(model: &Model, image: &Path, golden: bool) -> Result<(), Failure
     let found = if golden { bake::golden_release(image) } else { base_release(image) }.map_err(Failure::io)?;
     let wanted = model.host.release.name();
     match found {
-        Some(release) if release != wanted => Err(Failure::Usage(format!(
-            "{} is a {release} image, but the profile's host.os is {wanted}: use an image of {wanted} \
-             (`kiln image build {wanted} -o FILE`{}), or change host.os",
-            image.display(),
-            if golden { ", then `kiln bake`" } else { "" }
-        ))),
+        Some(release) if release != model.host.release => {
+            let how = if image::recipe(wanted).is_err() {
+                " (kiln builds and boots Debian images only)".to_string()
+            } else if golden {
+                format!(" (`kiln image build {wanted} -o FILE`, then `kiln bake`)")
+            } else {
+                format!(" (`kiln image build {wanted} -o FILE`)")
+            };
+            Err(Failure::Usage(format!(
+                "{} is a {} image, but the profile's host.os is {wanted}: use an image of {wanted}{how}, or change host.os",
+                image.display(),
+                release.name()
+            )))
+        }
         Some(_) => Ok(()),
         None => {
             let beside = if golden { "bake manifest" } else { "dpkg-status" };
@@ -176,7 +184,7 @@ fn same_release(model: &Model, image: &Path, golden: bool) -> Result<(), Failure
 }
 
 /// A base image's release from its dpkg-status sidecar, if it has one.
-fn base_release(image: &Path) -> anyhow::Result<Option<&'static str>> {
+fn base_release(image: &Path) -> anyhow::Result<Option<Release>> {
     let status = image.with_extension("dpkg-status");
     if !status.is_file() {
         return Ok(None);

@@ -7,16 +7,23 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+use crate::model::Release;
+
 /// A recipe: its files, embedded at compile time so the binary builds images anywhere.
 pub struct Recipe {
-    pub name: &'static str,
+    /// The release it builds: its name is the recipe's, its facts (codename, base-files numbering) are the
+    /// release table's (`model::release`).
+    pub release: Release,
     /// What the recipe builds, one line (`kiln image build --list`).
     pub summary: &'static str,
-    /// The Debian release's major version: the image's `base-files` version starts with it.
-    pub debian_version: u32,
-    /// The release's codename: its apt suites are CODENAME, CODENAME-updates and CODENAME-security.
-    pub codename: &'static str,
     pub files: &'static [(&'static str, &'static str)],
+}
+
+impl Recipe {
+    /// The recipe's name, which is its release's `host.os` spelling (`debian-13`).
+    pub fn name(&self) -> &'static str {
+        self.release.name()
+    }
 }
 
 /// One build script for every release (`images/build.sh`): what differs between releases is data in each
@@ -25,17 +32,13 @@ const BUILD_SCRIPT: &str = include_str!("../../images/build.sh");
 
 pub const RECIPES: &[Recipe] = &[
     Recipe {
-        name: "debian-12",
+        release: Release::Debian12,
         summary: "Debian 12 (bookworm) cloud base image: UEFI, cloud-init 22.4, netplan + systemd-networkd",
-        debian_version: 12,
-        codename: "bookworm",
         files: &[("recipe.toml", include_str!("../../images/debian-12/recipe.toml")), ("build.sh", BUILD_SCRIPT)],
     },
     Recipe {
-        name: "debian-13",
+        release: Release::Debian13,
         summary: "Debian 13 (trixie) cloud base image: UEFI, cloud-init 25.1, netplan + systemd-networkd",
-        debian_version: 13,
-        codename: "trixie",
         files: &[("recipe.toml", include_str!("../../images/debian-13/recipe.toml")), ("build.sh", BUILD_SCRIPT)],
     },
 ];
@@ -44,16 +47,16 @@ pub const RECIPES: &[Recipe] = &[
 pub const SIDECARS: &[&str] = &["dpkg-status", "manifest", "sha256"];
 
 pub fn recipe(name: &str) -> Result<&'static Recipe> {
-    RECIPES.iter().find(|r| r.name == name).with_context(|| {
-        let known: Vec<&str> = RECIPES.iter().map(|r| r.name).collect();
+    RECIPES.iter().find(|r| r.name() == name).with_context(|| {
+        let known: Vec<&str> = RECIPES.iter().map(Recipe::name).collect();
         format!("no image recipe `{name}`; known: {} (`kiln image build --list` says what each is)", known.join(", "))
     })
 }
 
-/// Which recipe's release an image is, by name (`debian-12`, `debian-13`), from the text of its dpkg status
+/// Which recipe's release an image is (`debian-12`, `debian-13`), from the text of its dpkg status
 /// (the `.dpkg-status` sidecar): the installed `base-files` package's version starts with the release's major
 /// version (`12.4+deb12u11`, `13.8+deb13u8`), which is how Debian numbers that package.
-pub fn release_of(dpkg_status: &str) -> Result<&'static str> {
+pub fn release_of(dpkg_status: &str) -> Result<Release> {
     let paragraphs = deb822_paragraphs(dpkg_status)?;
     let base_files = paragraphs
         .iter()
@@ -63,17 +66,22 @@ pub fn release_of(dpkg_status: &str) -> Result<&'static str> {
     release_of_base_files(version)
 }
 
-/// The recipe name of the release whose `base-files` package has this version.
-pub fn release_of_base_files(version: &str) -> Result<&'static str> {
+/// The release, among those kiln has a recipe for, whose `base-files` package has this version.
+pub fn release_of_base_files(version: &str) -> Result<Release> {
+    if version.contains("ubuntu") {
+        bail!("base-files {version} is Ubuntu's: kiln builds and boots Debian images only");
+    }
     let major = debian_major(version).with_context(|| format!("base-files version {version:?} has no major number"))?;
-    RECIPES.iter().find(|r| r.debian_version == major).map(|r| r.name).with_context(|| {
-        let known: Vec<String> = RECIPES.iter().map(|r| format!("{} ({})", r.debian_version, r.name)).collect();
+    let major_of = |r: &Recipe| r.release.facts().base_files_major;
+    RECIPES.iter().find(|r| major_of(r) == Some(major)).map(|r| r.release).with_context(|| {
+        let known: Vec<String> =
+            RECIPES.iter().map(|r| format!("{} ({})", major_of(r).unwrap_or_default(), r.name())).collect();
         format!("base-files {version} is Debian {major}, which kiln has no recipe for; known: {}", known.join(", "))
     })
 }
 
 /// [`release_of`] for a dpkg status file.
-pub fn release_of_file(dpkg_status: &Path) -> Result<&'static str> {
+pub fn release_of_file(dpkg_status: &Path) -> Result<Release> {
     let text = std::fs::read_to_string(dpkg_status)
         .with_context(|| format!("reading the dpkg status {}", dpkg_status.display()))?;
     release_of(&text).with_context(|| format!("telling the Debian release from {}", dpkg_status.display()))
@@ -263,18 +271,19 @@ Description: Debian base system miscellaneous files
 
     #[test]
     fn the_release_is_read_from_base_files() {
-        assert_eq!(release_of(BOOKWORM_BASE_FILES).unwrap(), "debian-12");
-        assert_eq!(release_of(TRIXIE_BASE_FILES).unwrap(), "debian-13");
+        assert_eq!(release_of(BOOKWORM_BASE_FILES).unwrap(), Release::Debian12);
+        assert_eq!(release_of(TRIXIE_BASE_FILES).unwrap(), Release::Debian13);
         let status = format!("{OTHER_PACKAGE}\n{TRIXIE_BASE_FILES}\n{OTHER_PACKAGE}");
-        assert_eq!(release_of(&status).unwrap(), "debian-13");
+        assert_eq!(release_of(&status).unwrap(), Release::Debian13);
     }
 
     #[test]
     fn every_recipe_names_its_release() {
         for recipe in RECIPES {
-            assert_eq!(recipe.name, format!("debian-{}", recipe.debian_version));
+            let facts = recipe.release.facts();
+            assert!(facts.base_files_major.is_some(), "{}: kiln's recipes are Debian's", recipe.name());
             let toml = recipe.files.iter().find(|(n, _)| *n == "recipe.toml").unwrap().1;
-            assert!(toml.contains(&format!("suite = \"{}\"", recipe.codename)), "{}", recipe.name);
+            assert!(toml.contains(&format!("suite = \"{}\"", facts.codename)), "{}", recipe.name());
         }
     }
 
@@ -283,6 +292,9 @@ Description: Debian base system miscellaneous files
         let sid = TRIXIE_BASE_FILES.replace("Version: 13.8+deb13u8", "Version: 14");
         let err = format!("{:#}", release_of(&sid).unwrap_err());
         assert!(err.contains("Debian 14") && err.contains("debian-13"), "{err}");
+        // Ubuntu numbers base-files after Debian's release: not taken for Debian 13.
+        let noble = TRIXIE_BASE_FILES.replace("Version: 13.8+deb13u8", "Version: 13ubuntu10");
+        assert!(format!("{:#}", release_of(&noble).unwrap_err()).contains("Ubuntu's"));
         let removed = BOOKWORM_BASE_FILES.replace("install ok installed", "deinstall ok config-files");
         assert!(release_of(&removed).unwrap_err().to_string().contains("no installed base-files"));
         assert!(release_of(OTHER_PACKAGE).is_err());

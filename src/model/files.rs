@@ -344,7 +344,7 @@ fn check_owner(
     // The release's accounts include the `docker` group, which Docker's package creates: only a
     // profile with a `docker` section has it.
     let docker_group_missing = group == "docker" && profile.docker.is_none();
-    let base = debian::base_system(profile.host.os.unwrap_or(super::release::DEFAULT));
+    let base = debian::base_system(super::release::of(&profile.host));
     let missing: Vec<String> =
         [(user, base.user_exists(user), "user"), (group, base.group_exists(group) && !docker_group_missing, "group")]
             .into_iter()

@@ -17,7 +17,7 @@ pub(super) fn validate(raw: &v1::Host, report: &mut Report) -> Option<Host> {
             format!("`{}` is not a valid host name: {why}", raw.hostname),
         );
     }
-    let base = debian::base_system(raw.os.unwrap_or(super::release::DEFAULT));
+    let base = debian::base_system(super::release::of(raw));
     if !base.timezones().contains(raw.timezone.as_str()) {
         let mut diagnostic = Diagnostic::error(
             Code::BadValue,

@@ -189,7 +189,7 @@ pub const TAILSCALE_INTERFACE: &str = "tailscale0";
 pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, Report) {
     let mut report = Report::default();
     let host = host::validate(&raw.host, &mut report);
-    let release = raw.host.os.unwrap_or(release::DEFAULT).facts();
+    let release = release::of(&raw.host).facts();
     let user = user::validate(&raw.user, release.release, &raw.packages, files, &mut report);
     let ssh =
         Ssh { password_authentication: raw.ssh.password_authentication, permit_root_login: raw.ssh.permit_root_login };

@@ -329,7 +329,7 @@ fn test_refuses_the_bake_stage() {
 #[test]
 fn image_build_lists_its_recipes_and_names_them_for_an_unknown_one() {
     let expected: String =
-        kiln::effects::image::RECIPES.iter().map(|r| format!("{}\t{}\n", r.name, r.summary)).collect();
+        kiln::effects::image::RECIPES.iter().map(|r| format!("{}\t{}\n", r.name(), r.summary)).collect();
     assert!(expected.starts_with("debian-12\t") && expected.contains("\ndebian-13\t"), "{expected}");
     for args in [&["image", "build"][..], &["image", "build", "--list"]] {
         let out = kiln(args, &[]);

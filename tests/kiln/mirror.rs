@@ -413,7 +413,7 @@ fn a_real_mirror_installs_with_the_hosts_apt() {
 /// The release a dpkg status is from, as the harness finds its image's: the host's own status is the host's
 /// release, so these tests resolve with the host's apt lists.
 fn release_of(status: &Path) -> &'static str {
-    image::recipe(image::release_of_file(status).unwrap()).unwrap().codename
+    image::release_of_file(status).unwrap().facts().codename
 }
 
 #[test]
@@ -425,7 +425,11 @@ fn a_mirror_for_another_release_resolves_from_that_releases_lists() {
     // the host's own (bookworm) lists could not give.
     let status = Path::new("/var/lib/dpkg/status");
     let host = release_of(status);
-    let other = image::RECIPES.iter().map(|r| r.codename).find(|c| *c != host).expect("a recipe for another release");
+    let other = image::RECIPES
+        .iter()
+        .map(|r| r.release.facts().codename)
+        .find(|c| *c != host)
+        .expect("a recipe for another release");
     let work = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let packages = ["hello".to_string()];

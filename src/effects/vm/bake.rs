@@ -158,7 +158,7 @@ pub enum Outcome {
 
 /// The release a golden image was baked on (`debian-13`), from its manifest's `base-files` version; `None`
 /// when the image has no manifest beside it (not baked by kiln, or moved without it).
-pub fn golden_release(image: &Path) -> anyhow::Result<Option<&'static str>> {
+pub fn golden_release(image: &Path) -> anyhow::Result<Option<crate::model::Release>> {
     let path = manifest_path(image);
     if !path.is_file() {
         return Ok(None);

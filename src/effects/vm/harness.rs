@@ -413,8 +413,8 @@ fn serve_mirror(
     let packages = crate::lower::lower(model, secrets).packages;
     let status = dpkg_status_of(&scenario.image)?;
     // The image says which release it is; its packages come from that release's suites.
-    let release = image::recipe(image::release_of_file(&status)?)?;
-    let request = MirrorRequest { packages: &packages, dpkg_status: &status, codename: release.codename };
+    let release = image::release_of_file(&status)?;
+    let request = MirrorRequest { packages: &packages, dpkg_status: &status, codename: release.facts().codename };
     let mirror = mirror::build_mirror_with_cache(&scenario.run_dir, &request, &mirror::default_cache_dir())?;
     extension.mirror_data(&mirror.root)?;
     use_mirror(model, &mirror.public_key);
