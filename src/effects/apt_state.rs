@@ -10,14 +10,8 @@ use std::process::Command;
 use anyhow::{Context as _, bail, ensure};
 
 use super::process::run;
-
-/// The keyring that signs every Debian release's archive (the host's debian-archive-keyring package; a Debian
-/// 12 host's copy already holds the trixie keys).
-const ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-
-/// Debian's archive and its security archive, as Debian's own images and kiln's recipes name them.
-const ARCHIVE: &str = "http://deb.debian.org/debian";
-const SECURITY_ARCHIVE: &str = "http://deb.debian.org/debian-security";
+use crate::lower::deb822_stanza;
+use crate::model::{Family, ReleaseFacts, release};
 
 /// Where the host says which release it is (os-release(5)): the first of these that exists.
 const OS_RELEASE: [&str; 2] = ["/etc/os-release", "/usr/lib/os-release"];
@@ -39,15 +33,16 @@ impl AptState {
     /// The apt state for `codename` (`bookworm`, `trixie`): the host's own when the host is that release, else
     /// the private one under `cache/apt/CODENAME/`, made and `apt-get update`d the first time it is needed.
     pub fn for_release(codename: &str, cache: &Path) -> anyhow::Result<AptState> {
-        ensure!(
-            !codename.is_empty() && codename.chars().all(|c| c.is_ascii_lowercase()),
-            "{codename:?} is not a Debian release codename"
-        );
+        // The archive, its layout and its keyring are the release table's (`model::release`).
+        let facts = release::FACTS
+            .iter()
+            .find(|f| f.family == Family::Debian && f.codename == codename)
+            .with_context(|| format!("{codename:?} is not a Debian release codename kiln knows"))?;
         if host_codename()?.as_deref() == Some(codename) {
             return Ok(AptState::Host);
         }
         let state = AptState::Private { dir: cache.join("apt").join(codename) };
-        state.update_once(codename)?;
+        state.update_once(facts)?;
         Ok(state)
     }
 
@@ -86,18 +81,21 @@ impl AptState {
 
     /// Writes the release's sources and runs `apt-get update` with them, unless a previous update from the same
     /// sources finished. apt's own lock on the lists directory keeps two kiln runs from updating at once.
-    fn update_once(&self, codename: &str) -> anyhow::Result<()> {
+    fn update_once(&self, facts: &ReleaseFacts) -> anyhow::Result<()> {
         let AptState::Private { dir } = self else {
             return Ok(());
         };
-        let sources = sources(codename);
+        let codename = facts.codename;
+        let sources = sources(facts);
         let marker = dir.join(UPDATED);
         if fs::read_to_string(&marker).is_ok_and(|done| done == sources) {
             return Ok(());
         }
+        // The host's debian-archive-keyring (a Debian 12 host's copy already holds the trixie keys).
         ensure!(
-            Path::new(ARCHIVE_KEYRING).is_file(),
-            "{ARCHIVE_KEYRING} is missing: install debian-archive-keyring to resolve {codename} packages"
+            Path::new(facts.keyring).is_file(),
+            "{} is missing: install debian-archive-keyring to resolve {codename} packages",
+            facts.keyring
         );
         for sub in ["sources.list.d", "preferences.d", "lists/partial"] {
             let path = dir.join(sub);
@@ -121,15 +119,17 @@ impl AptState {
     }
 }
 
-/// The deb822 sources of a release's main archive, its updates and its security updates (main only, as the
-/// images are built from).
-fn sources(codename: &str) -> String {
-    format!(
-        "Types: deb\nURIs: {ARCHIVE}\nSuites: {codename} {codename}-updates\nComponents: main\n\
-         Signed-By: {ARCHIVE_KEYRING}\n\n\
-         Types: deb\nURIs: {SECURITY_ARCHIVE}\nSuites: {codename}-security\nComponents: main\n\
-         Signed-By: {ARCHIVE_KEYRING}\n"
-    )
+/// The deb822 sources of a release's main archive, its updates and its security updates, in the layout kiln
+/// writes for a host's archive override (`lower::apt`), with the release's default components.
+fn sources(facts: &ReleaseFacts) -> String {
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let components = words(facts.components);
+    let mut text = deb822_stanza(facts.archive, &facts.archive_suites(), &components, facts.keyring);
+    if let Some(security) = facts.security_archive {
+        text.push('\n');
+        text.push_str(&deb822_stanza(security, &[facts.security_suite()], &components, facts.keyring));
+    }
+    text
 }
 
 /// The host's Debian release codename (os-release's `VERSION_CODENAME`), if it says one.
@@ -202,9 +202,10 @@ mod tests {
         assert!(options.contains(&"Dir::Etc::sourceparts=/c/apt/trixie/sources.list.d".to_string()));
         assert!(options.chunks(2).all(|pair| pair[0] == "-o"));
         assert!(AptState::Host.options().is_empty());
-        let text = sources("trixie");
+        let trixie = crate::model::Release::Debian13.facts();
+        let text = sources(trixie);
         assert!(text.contains("Suites: trixie trixie-updates\n") && text.contains("Suites: trixie-security\n"));
-        assert_eq!(text.matches(&format!("Signed-By: {ARCHIVE_KEYRING}")).count(), 2);
+        assert_eq!(text.matches(&format!("Signed-By: {}", trixie.keyring)).count(), 2);
     }
 
     #[test]

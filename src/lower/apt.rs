@@ -101,7 +101,7 @@ fn sources_path(repo: &Repository) -> String {
 }
 
 /// One deb822 paragraph (sources.list(5)); paragraphs are separated by a blank line.
-fn stanza(url: &str, suites: &[String], components: &[String], key_path: &str) -> String {
+pub fn stanza(url: &str, suites: &[String], components: &[String], key_path: &str) -> String {
     let mut text = format!("Types: deb\nURIs: {url}\nSuites: {}\n", suites.join(" "));
     if !components.is_empty() {
         text.push_str(&format!("Components: {}\n", components.join(" ")));

@@ -26,6 +26,7 @@ pub mod wireguard;
 use crate::cloud_config::{AptConfig, CloudConfig, Swap, WriteFile};
 use crate::model::Model;
 use crate::secrets::{Secret, Secrets};
+pub use apt::stanza as deb822_stanza;
 pub use cloudflared::{args as cloudflared_args, token_path as cloudflared_token_path};
 use facts::{Facts, FirewallRule, Listener, Package, SecretFile, SecretLifetime, StartedBy, Unit};
 pub use firewall::ufw_command;
