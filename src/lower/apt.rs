@@ -12,6 +12,12 @@ pub const NO_LANGUAGES_PATH: &str = "/etc/apt/apt.conf.d/90kiln-no-languages";
 pub const NO_RECOMMENDS_PATH: &str = "/etc/apt/apt.conf.d/90kiln-first-boot-no-recommends";
 /// needrestart reads `conf.d/*.conf` after its own needrestart.conf (its last lines), so this wins.
 pub const NEEDRESTART_PATH: &str = "/etc/needrestart/conf.d/90-kiln.conf";
+/// Perl, as needrestart evaluates its configuration: restart without asking; kernel hints on stderr only
+/// (needrestart 3.6's needrestart.conf documents both values).
+const NEEDRESTART_CONF: &str = "# Managed by kiln: restart services after upgrades without asking (apt runs unattended here).\n\
+                                $nrconf{restart} = 'a';\n\
+                                # Kernel upgrades are reported in the log instead of an interactive notice.\n\
+                                $nrconf{kernelhints} = -1;\n";
 
 pub(super) fn lower(model: &Model, parts: &mut Parts) {
     // The repositories kiln configures, and the keys apt trusts: a profile file there would add or
@@ -46,14 +52,7 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
         // restart: a question nobody answers hangs cloud-init's package runs and unattended upgrades.
         // Restarting automatically is what the question's default answers would do, without the wait.
         parts.claim_prefix("/etc/needrestart/");
-        parts.bake_file(WriteFile::new(
-            NEEDRESTART_PATH,
-            0o644,
-            "# Managed by kiln: restart services after upgrades without asking (apt runs unattended here).\n\
-             $nrconf{restart} = 'a';\n\
-             # Kernel upgrades are reported in the log instead of an interactive notice.\n\
-             $nrconf{kernelhints} = -1;\n",
-        ));
+        parts.bake_file(WriteFile::new(NEEDRESTART_PATH, 0o644, NEEDRESTART_CONF));
     }
     if let Some(archive) = &model.apt.debian {
         // Both places apt reads the archive from are replaced: the one-line list (Debian 12, Ubuntu 22.04
@@ -108,4 +107,24 @@ pub fn stanza(url: &str, suites: &[String], components: &[String], key_path: &st
     }
     text.push_str(&format!("Signed-By: {key_path}\n"));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Perl (what needrestart is written in, and how it reads conf.d: `eval` of the file) takes the file and
+    /// ends with the values kiln means; a syntax error would stop needrestart from loading it.
+    #[test]
+    fn needrestart_reads_the_values_kiln_means() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), NEEDRESTART_CONF).unwrap();
+        let out = std::process::Command::new("perl")
+            .args(["-e", r#"our %nrconf; do $ARGV[0]; die $@ if $@; print "$nrconf{restart} $nrconf{kernelhints}""#])
+            .arg(file.path())
+            .output()
+            .expect("perl runs (perl-base)");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a -1");
+    }
 }

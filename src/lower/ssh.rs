@@ -68,3 +68,31 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
     parts.facts.sshd.extend(settings);
     parts.bake_step(Step::new("ssh: apply hardening", vec![cmd(&["sshd", "-t"]), check, reload]));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify::protocol::testing::{run_bash, stubs};
+
+    /// The provisioning step's check, run by sh against a stand-in `sshd -T`: it passes when sshd would run
+    /// with kiln's values, and fails naming the value when an earlier file won, or when `sshd -T` fails.
+    #[test]
+    fn the_effective_check_fails_when_another_file_wins() {
+        let check = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(check.path(), EFFECTIVE_CHECK).unwrap();
+        let script = format!(
+            "sh -c \"$(cat {})\" {SSHD_DROP_IN} 'passwordauthentication no' 'permitrootlogin no'",
+            check.path().display()
+        );
+        let run = |sshd: &str| {
+            let bin = stubs(&[("sshd", sshd)]);
+            run_bash(&script, Some(bin.path()), b"")
+        };
+        let kilns = "printf 'port 22\\npasswordauthentication no\\npermitrootlogin no\\n'";
+        assert_eq!(run(kilns).0, 0);
+        let (exit, _, stderr) = run("printf 'passwordauthentication yes\\npermitrootlogin no\\n'");
+        assert_eq!(exit, 1);
+        assert!(stderr.contains("'passwordauthentication no'") && stderr.contains(SSHD_DROP_IN), "{stderr}");
+        assert_ne!(run("echo broken >&2; exit 255").0, 0);
+    }
+}
