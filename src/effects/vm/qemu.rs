@@ -32,6 +32,14 @@ impl Accel {
     }
 }
 
+/// TCG with one host thread for all vCPUs. Multi-threaded TCG (QEMU 7.2's default for x86 guests)
+/// let a Debian 13 guest (kernel 6.12, 2 vCPUs) take an `int3` that the kernel had already patched
+/// away: `Oops: int3` in `sched_clock_cpu` two seconds into boot, when the kernel flips a static key
+/// with `text_poke_bp` while the other vCPU runs code translated before the patch (seen once in a CI
+/// run, a golden instance's second boot). Round-robin TCG switches vCPUs only between translated
+/// blocks, after the writer's store has invalidated them, so every vCPU sees patched code as the real
+/// CPU would.
+const TCG: &str = "tcg,thread=single";
 /// How often the console and QEMU's state are looked at while waiting.
 const POLL: Duration = Duration::from_millis(500);
 /// A KVM guest prints the kernel banner within seconds; one that has not in this long hangs (as KVM
@@ -224,7 +232,7 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
     }
     let mut command = Command::new("qemu-system-x86_64");
     command
-        .args(["-accel", if config.accel == Accel::Kvm { "kvm" } else { "tcg" }])
+        .args(["-accel", if config.accel == Accel::Kvm { "kvm" } else { TCG }])
         .args(["-m", &config.memory_mib.to_string(), "-smp", &config.cpus.to_string()])
         .args(["-bios", OVMF])
         .args(["-display", "none", "-monitor", "none", "-no-reboot"])
