@@ -25,6 +25,8 @@ pub struct ExpectedState {
     /// Sockets the profile's services listen on (the image's own, such as DHCP, come from the image).
     pub listeners: Vec<Listener>,
     pub secret_files: Vec<SecretFile>,
+    /// dockerd's live-restore, as `docker info` reports it (`LiveRestoreEnabled`), when the host runs Docker.
+    pub docker_live_restore: Option<bool>,
     /// How cloudflared must have been started (argv after the program name).
     pub cloudflared_args: Option<Vec<String>>,
     /// How `tailscale up` must have been called (argv after `tailscale`).
@@ -77,10 +79,35 @@ pub struct ExpectedUser {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExpectedSsh {
-    /// Values `sshd -T` must print, lowercase as sshd prints them.
-    pub password_authentication: String,
-    pub permit_root_login: String,
-    pub kbd_interactive_authentication: String,
+    /// What sshd must decide for the deploy user's connections (`sshd -T -C user=<deploy user>,…`): each
+    /// keyword kiln sets, with the values sshd prints for it (one per line for AllowUsers).
+    pub for_deploy_user: Vec<SshdValues>,
+    /// What sshd must decide for root's: where the deploy user's `Match` block differs, root gets the global
+    /// value.
+    pub for_root: Vec<SshdValues>,
+    /// Warnings ssh-audit may give about the host's sshd, each with kiln's reason; any other warning, and any
+    /// failure, fails the audit.
+    pub audit_accepted_warnings: Vec<AuditWarning>,
+}
+
+impl ExpectedSsh {
+    /// The value sshd must print for `keyword` (lower case) for the deploy user, when kiln sets one.
+    pub fn deploy_user_value(&self, keyword: &str) -> Option<String> {
+        self.for_deploy_user.iter().find(|v| v.keyword == keyword).map(|v| v.values.join(" "))
+    }
+}
+
+/// One keyword as `sshd -T` prints it: lower case, then each value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SshdValues {
+    pub keyword: String,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditWarning {
+    pub algorithm: String,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -181,10 +208,6 @@ pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
         }
     });
     let user = lower::user_entry(model);
-    let sshd = |keyword: &str| {
-        let setting = facts.sshd.iter().find(|s| s.keyword == keyword).expect("the ssh component sets it");
-        setting.printed_value().to_string()
-    };
     ExpectedState {
         hostname: model.host.hostname.split('.').next().unwrap_or(&model.host.hostname).to_string(),
         user: ExpectedUser {
@@ -196,9 +219,13 @@ pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
             password_locked: user.lock_passwd,
         },
         ssh: ExpectedSsh {
-            password_authentication: sshd("PasswordAuthentication"),
-            permit_root_login: sshd("PermitRootLogin"),
-            kbd_interactive_authentication: sshd("KbdInteractiveAuthentication"),
+            for_deploy_user: sshd_values(&facts.sshd, &facts.sshd_deploy_user),
+            for_root: sshd_values(&facts.sshd, &[]),
+            audit_accepted_warnings: facts
+                .ssh_audit_accepted
+                .iter()
+                .map(|w| AuditWarning { algorithm: w.algorithm.clone(), why: w.why.clone() })
+                .collect(),
         },
         packages: facts.packages.iter().map(|p| p.name.clone()).collect(),
         units: units.iter().map(|u| ExpectedUnit { name: u.name.clone(), active: true, enabled: true }).collect(),
@@ -209,6 +236,7 @@ pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
             .iter()
             .map(|f| SecretFile { path: f.path.clone(), present: f.lifetime == SecretLifetime::Kept })
             .collect(),
+        docker_live_restore: facts.docker_live_restore,
         cloudflared_args: facts.cloudflared_args.clone(),
         tailscale_up_args: facts.tailscale_up.as_ref().map(|command| command[1..].to_vec()),
         outside: outside_probes(facts),
@@ -227,6 +255,16 @@ pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
             })
             .collect(),
     }
+}
+
+/// The global settings with a `Match` block's applied over them, as `sshd -T -C` prints them for a
+/// connection the block matches.
+fn sshd_values(global: &[facts::SshdSetting], matched: &[facts::SshdSetting]) -> Vec<SshdValues> {
+    global
+        .iter()
+        .map(|setting| matched.iter().find(|m| m.keyword == setting.keyword).unwrap_or(setting))
+        .map(|setting| SshdValues { keyword: setting.printed_keyword(), values: setting.printed_values() })
+        .collect()
 }
 
 /// A rule as UFW stores it after `lower::ufw_command` added it: one `### tuple ###` per address family.

@@ -31,7 +31,63 @@ pub const KILN_KEYWORDS: &[(&str, &str)] = &[
     ("usepam", "without PAM, sshd refuses the deploy user, whose password is locked"),
     ("forcecommand", "Kamal runs its own commands over SSH"),
     ("chrootdirectory", "Kamal needs the deploy user's whole system (docker)"),
+    ("kexalgorithms", "kiln offers only key exchanges ssh-audit passes (and the one Kamal's net-ssh needs)"),
+    ("ciphers", "kiln offers only ciphers ssh-audit passes"),
+    ("macs", "kiln offers only MACs ssh-audit passes"),
+    ("hostkeyalgorithms", "kiln's host key is Ed25519"),
+    ("allowtcpforwarding", "Kamal's registry tunnel needs `ssh -R` for the deploy user, and nothing else"),
+    ("allowagentforwarding", "kiln turns agent forwarding off"),
+    ("x11forwarding", "kiln turns X11 forwarding off"),
+    ("maxauthtries", "part of kiln's SSH baseline (CIS)"),
+    ("logingracetime", "part of kiln's SSH baseline (CIS)"),
+    ("clientaliveinterval", "part of kiln's SSH baseline (CIS)"),
+    ("clientalivecountmax", "part of kiln's SSH baseline (CIS)"),
+    ("loglevel", "VERBOSE logs the key each login used"),
 ];
+
+/// The key exchanges an OpenSSH server of `version` (`major.minor`, as the release table states it) offers
+/// under kiln: the post-quantum hybrids it has, strongest first, then `curve25519-sha256` when a client
+/// without any (Kamal's net-ssh) must still get in. ssh-audit 3.9 passes the hybrids and warns about
+/// curve25519 ("does not provide protection against post-quantum attacks"); it fails the NIST curves and
+/// SHA-1 and asks for ≥ 3072-bit moduli for group exchange, so none of those is offered.
+///
+/// Sources: OpenSSH 8.5 added `sntrup761x25519-sha512@openssh.com`, 9.9 added `mlkem768x25519-sha256` and
+/// the `sntrup761x25519-sha512` name (release notes, openssh.com/releasenotes.html). net-ssh (7.0 to 8.0,
+/// `lib/net/ssh/transport/algorithms.rb`) offers curve25519-sha256 as its best key exchange when the
+/// `x25519` gem is loaded, which Kamal's gemspec requires; it has no post-quantum one.
+pub fn key_exchanges(version: &str, for_clients_without_post_quantum: bool) -> Vec<&'static str> {
+    let at_least = |want: (u32, u32)| parse_version(version).is_some_and(|have| have >= want);
+    let mut kex = Vec::new();
+    if at_least((9, 9)) {
+        kex.extend(["mlkem768x25519-sha256", "sntrup761x25519-sha512"]);
+    }
+    if at_least((8, 5)) {
+        kex.push("sntrup761x25519-sha512@openssh.com");
+    }
+    if for_clients_without_post_quantum || kex.is_empty() {
+        kex.push(CLASSIC_KEX);
+    }
+    kex
+}
+
+/// The one key exchange without post-quantum protection kiln offers: what Kamal's net-ssh speaks.
+pub const CLASSIC_KEX: &str = "curve25519-sha256";
+
+/// AEAD ciphers first, then CTR (net-ssh 7.0-7.2 offers only `aes*-ctr`); no CBC. Every one passes
+/// ssh-audit 3.9 with OpenSSH's strict key exchange (kex-strict, the Terrapin counter-measure Debian 12's
+/// 9.2p1-2+deb12u2 and every later release carry).
+pub const CIPHERS: &str =
+    "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr";
+
+/// Encrypt-then-MAC only: ssh-audit warns about every MAC that authenticates the plaintext (and fails
+/// SHA-1 and 64-bit tags). net-ssh offers both `hmac-sha2-*-etm@openssh.com` since 7.0.
+pub const MACS: &str = "hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm@openssh.com";
+
+/// `9.2` → (9, 2).
+fn parse_version(version: &str) -> Option<(u32, u32)> {
+    let (major, minor) = version.split_once('.')?;
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
 
 /// A line of a drop-in that kiln refuses, with the 1-based line and column of its keyword.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,16 +378,37 @@ pub fn check_key_options(options: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+mod algorithm_tests {
+    use super::*;
+
+    #[test]
+    fn each_openssh_offers_the_hybrids_it_has_and_curve25519_for_net_ssh() {
+        assert_eq!(
+            key_exchanges("10.0", true),
+            ["mlkem768x25519-sha256", "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com", CLASSIC_KEX]
+        );
+        assert_eq!(key_exchanges("9.2", true), ["sntrup761x25519-sha512@openssh.com", CLASSIC_KEX]);
+        assert_eq!(key_exchanges("9.2", false), ["sntrup761x25519-sha512@openssh.com"]);
+        // Before 8.5 there is no hybrid: curve25519 is offered rather than nothing.
+        assert_eq!(key_exchanges("8.4", false), [CLASSIC_KEX]);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn drop_ins_that_undo_kiln() {
-        let text = "# comment\nClientAliveInterval 60\n\nMatch User deploy\n  PasswordAuthentication yes\nPort=2222\ninclude /tmp/x\n";
+        let text =
+            "# comment\nMaxSessions 20\n\nMatch User deploy\n  PasswordAuthentication yes\nPort=2222\ninclude /tmp/x\n";
         let found = overrides(text);
         let lines: Vec<(usize, usize, &str)> = found.iter().map(|o| (o.line, o.column, o.keyword.as_str())).collect();
         assert_eq!(lines, [(5, 3, "PasswordAuthentication"), (6, 1, "Port"), (7, 1, "include")]);
-        assert!(overrides("X11Forwarding no\nMatch Address 10.0.0.0/8\n  AllowTcpForwarding yes\n").is_empty());
+        assert!(overrides("MaxSessions 20\nMatch Address 10.0.0.0/8\n  Banner /etc/issue.net\n").is_empty());
+        // The baseline too: forwarding for everyone, or a weak MAC, would undo it.
+        let baseline = overrides("Match Address 10.0.0.0/8\n  AllowTcpForwarding yes\nMACs +hmac-sha1\n");
+        assert_eq!(baseline.iter().map(|o| o.keyword.as_str()).collect::<Vec<_>>(), ["AllowTcpForwarding", "MACs"]);
     }
 
     #[test]

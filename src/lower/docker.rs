@@ -20,6 +20,10 @@ struct DaemonJson<'a> {
     log_driver: &'a str,
     #[serde(rename = "log-opts")]
     log_opts: LogOpts<'a>,
+    /// Containers keep running while dockerd restarts or is upgraded (an unattended upgrade of docker.io
+    /// restarts it): the app stays up. Incompatible only with swarm mode, which Kamal does not use.
+    #[serde(rename = "live-restore")]
+    live_restore: bool,
 }
 
 #[derive(Serialize)]
@@ -42,7 +46,9 @@ pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
         ip: docker.default_bind.to_string(),
         log_driver: "json-file",
         log_opts: LogOpts { max_size: &docker.log_max_size, max_file: docker.log_max_files.to_string() },
+        live_restore: true,
     };
+    parts.facts.docker_live_restore = Some(daemon.live_restore);
     let json = serde_json::to_string_pretty(&daemon).expect("daemon.json serializes") + "\n";
     parts.bake_file(WriteFile::new(DAEMON_JSON, 0o644, json));
     // A unit drop-in or /etc/default/docker could add `-H tcp://0.0.0.0:2375` or `--iptables=false`.
@@ -73,7 +79,13 @@ pub(super) fn lower(docker: &Docker, model: &Model, parts: &mut Parts) {
 }
 
 /// iptables-restore input appended to UFW's after.rules. Published ports are DNATed, so the filter sees
-/// the container's port: `--ctorigdstport` matches the port the client actually connected to.
+/// the container's port: `--ctorigdstport` matches the port the client actually connected to. An exception
+/// also requires `--ctstate DNAT`: a neighbour on the provider's layer-2 network can route to the Docker
+/// bridge and connect to a container's own address (Docker before 28 accepts that for every published port,
+/// even one published on 127.0.0.1: docs.docker.com, "Packet filtering and firewalls"); such a connection was
+/// never DNATed, its original destination port is the container's, and without the state it would pass
+/// whenever that port equals a declared host port (the `wireguard` scenario routes to the bridge to prove it
+/// dropped).
 fn docker_user_rules(open: &[(PortRange, Proto)], model: &Model) -> String {
     let mut rules = vec![
         DOCKER_USER_MARKER.to_string(),
@@ -91,7 +103,7 @@ fn docker_user_rules(open: &[(PortRange, Proto)], model: &Model) -> String {
     }
     for (ports, proto) in open {
         rules.push(format!(
-            "-A DOCKER-USER -p {} -m conntrack --ctorigdstport {} -j RETURN",
+            "-A DOCKER-USER -p {} -m conntrack --ctstate DNAT --ctorigdstport {} -j RETURN",
             proto.name(),
             render_port_range(ports)
         ));

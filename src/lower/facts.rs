@@ -23,6 +23,8 @@ pub struct Facts {
     pub firewall_rules: Vec<FirewallRule>,
     /// Published container ports that stay reachable from outside, when kiln filters `DOCKER-USER`.
     pub docker_user_open: Option<Vec<(PortRange, Proto)>>,
+    /// dockerd's `live-restore`, when the host runs Docker.
+    pub docker_live_restore: Option<bool>,
     pub secret_files: Vec<SecretFile>,
     /// Supplementary groups the provisioning script adds the deploy user to.
     pub deploy_user_groups: Vec<String>,
@@ -32,6 +34,10 @@ pub struct Facts {
     pub tailscale_up: Option<Vec<String>>,
     /// What kiln's sshd drop-in sets (and, sorting first, decides).
     pub sshd: Vec<SshdSetting>,
+    /// What its `Match User <deploy user>` block sets for the deploy user's connections.
+    pub sshd_deploy_user: Vec<SshdSetting>,
+    /// Warnings ssh-audit gives about the host's sshd that kiln accepts, each for a stated reason.
+    pub ssh_audit_accepted: Vec<AcceptedAuditWarning>,
 }
 
 impl Facts {
@@ -50,6 +56,15 @@ impl Facts {
     /// The value kiln's drop-in gives an sshd keyword, as written there.
     pub fn sshd_setting(&self, keyword: &str) -> Option<&str> {
         self.sshd.iter().find(|s| s.keyword == keyword).map(|s| s.value.as_str())
+    }
+
+    /// Whether a container port published at `port`/`proto` stays reachable from every interface: it is
+    /// declared open in `DOCKER-USER` (UFW does not see published ports), or nothing filters them.
+    pub fn published_port_open(&self, proto: Proto, port: u16) -> bool {
+        match &self.docker_user_open {
+            None => true,
+            Some(open) => open.iter().any(|(ports, p)| *p == proto && ports.contains(port)),
+        }
     }
 
     /// Whether a client anywhere reaches `port`/`proto` on the host's public interface, as far as the
@@ -290,10 +305,37 @@ impl SshdSetting {
         }
     }
 
-    /// The line `sshd -T` prints for it: the keyword in lower case, then [`Self::printed_value`].
-    pub fn printed_line(&self) -> String {
-        format!("{} {}", self.keyword.to_ascii_lowercase(), self.printed_value())
+    /// The lines `sshd -T` prints for it: the keyword in lower case, then [`Self::printed_value`]; a
+    /// keyword that takes a list of names (AllowUsers) gets a line per name.
+    pub fn printed_lines(&self) -> Vec<String> {
+        let keyword = self.printed_keyword();
+        self.printed_values().iter().map(|value| format!("{keyword} {value}")).collect()
     }
+
+    /// The keyword as `sshd -T` prints it: lower case.
+    pub fn printed_keyword(&self) -> String {
+        self.keyword.to_ascii_lowercase()
+    }
+
+    /// The values of [`Self::printed_lines`], one per line sshd prints.
+    pub fn printed_values(&self) -> Vec<String> {
+        if LISTED_PER_LINE.contains(&self.printed_keyword().as_str()) {
+            self.value.split_whitespace().map(str::to_string).collect()
+        } else {
+            vec![self.printed_value().to_string()]
+        }
+    }
+}
+
+/// Keywords whose values `sshd -T` prints one per line (servconf.c `dump_cfg_strarray`).
+const LISTED_PER_LINE: &[&str] = &["allowusers", "denyusers", "allowgroups", "denygroups"];
+
+/// A warning of ssh-audit's that kiln accepts on its hosts, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedAuditWarning {
+    /// The algorithm ssh-audit names.
+    pub algorithm: String,
+    pub why: String,
 }
 
 /// A secret kiln puts in a root-only 0600 file under `SECRETS_DIR`.

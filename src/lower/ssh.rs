@@ -2,9 +2,10 @@
 //! against `sshd -T` before sshd reloads, so a file that sorts earlier still cannot weaken it unnoticed.
 
 use super::Parts;
-use super::facts::{ListenPort, ListenScope, Listener, SocketOwner, SshdSetting, StartedBy};
+use super::facts::{AcceptedAuditWarning, ListenPort, ListenScope, Listener, SocketOwner, SshdSetting, StartedBy};
 use super::script::{Step, cmd};
 use crate::cloud_config::WriteFile;
+use crate::consumers::sshd;
 use crate::model::{Model, Proto};
 
 /// `00-` sorts before the drop-ins images and packages ship (Ubuntu's cloud images carry a
@@ -19,28 +20,81 @@ pub const EFFECTIVE_CHECK: &str = r#"effective=$(sshd -T) || exit 1; for want in
 
 pub use crate::model::SSH_PORT;
 
-/// Modern host keys only. DSA is refused by OpenSSH since 7.0 and RSA is only needed by clients older
-/// than OpenSSH 5.7 (2011); net-ssh, which Kamal uses, speaks ECDSA without extra gems. Generating a
-/// 3072-bit RSA key was also the slowest step of an instance's first boot under emulation (13 s).
-pub const HOST_KEY_TYPES: &[&str] = &["ed25519", "ecdsa"];
+/// Ed25519 only. ssh-audit fails ECDSA host keys (NIST curves) and asks for ≥ 3072-bit RSA, which was also the
+/// slowest step of an instance's first boot under emulation (13 s); DSA is gone from OpenSSH 10. Every
+/// client kiln's users have speaks Ed25519: OpenSSH since 6.5 (2014), and net-ssh, which Kamal uses, with the
+/// `ed25519` gem Kamal's gemspec requires.
+pub const HOST_KEY_TYPES: &[&str] = &["ed25519"];
+
+/// sshd's baseline besides the login policy: values from the CIS Debian Linux benchmark's SSH section (level
+/// 1: MaxAuthTries ≤ 4, LoginGraceTime ≤ 60 s, client keep-alives, no X11 or agent forwarding, VERBOSE
+/// logging so each login names its key) and from OpenSSH's defaults where CIS asks for them explicitly.
+/// `MaxAuthTries 4` counts every key a client offers: a deployer whose agent holds more keys than that sets
+/// `keys_only: true` (Kamal's `ssh` options) or `IdentitiesOnly`.
+const BASELINE: &[(&str, &str)] = &[
+    ("PermitEmptyPasswords", "no"),
+    ("MaxAuthTries", "4"),
+    ("LoginGraceTime", "30"),
+    ("ClientAliveInterval", "15"),
+    ("ClientAliveCountMax", "3"),
+    ("X11Forwarding", "no"),
+    ("AllowAgentForwarding", "no"),
+    ("AllowTcpForwarding", "no"),
+    ("LogLevel", "VERBOSE"),
+    ("Ciphers", sshd::CIPHERS),
+    ("MACs", sshd::MACS),
+];
+
+/// Kamal 2 reaches a registry on the deploying machine (`localhost:5555`, its default `registry.server` for a
+/// local registry) through `ssh -R`: remote forwarding, and nothing wider, for the deploy user alone.
+const DEPLOY_USER_FORWARDING: &str = "remote";
 
 pub(super) fn lower(model: &Model, parts: &mut Parts) {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let release = model.host.release.facts();
     // Naming the host keys stops sshd from looking for (and logging the absence of) the default RSA one.
     let host_keys: String = HOST_KEY_TYPES.iter().map(|t| format!("HostKey /etc/ssh/ssh_host_{t}_key\n")).collect();
-    let settings = [
+    let mut allowed_users = model.user.name.clone();
+    if model.ssh.permit_root_login {
+        allowed_users.push_str(" root");
+    }
+    let classic_kex = !model.ssh.post_quantum_only;
+    let kex = sshd::key_exchanges(release.openssh, classic_kex).join(",");
+    let login = [
         ("PasswordAuthentication", yes_no(model.ssh.password_authentication)),
         ("KbdInteractiveAuthentication", "no"),
         ("PermitRootLogin", if model.ssh.permit_root_login { "prohibit-password" } else { "no" }),
-        ("PermitEmptyPasswords", "no"),
-    ]
-    .map(|(keyword, value)| SshdSetting { keyword, value: value.to_string() });
+        // A key alone, unless the profile turned passwords on (a warning): then either, as sshd's default.
+        ("AuthenticationMethods", if model.ssh.password_authentication { "any" } else { "publickey" }),
+        ("AllowUsers", allowed_users.as_str()),
+        ("KexAlgorithms", kex.as_str()),
+    ];
+    let settings: Vec<SshdSetting> = login
+        .iter()
+        .chain(BASELINE)
+        .map(|(keyword, value)| SshdSetting { keyword, value: value.to_string() })
+        .collect();
+    let deploy_user = vec![SshdSetting { keyword: "AllowTcpForwarding", value: DEPLOY_USER_FORWARDING.into() }];
     let lines: String = settings.iter().map(|s| format!("{} {}\n", s.keyword, s.value)).collect();
+    // A Match block in an included file ends with that file (servconf.c), so it cannot capture the global
+    // lines of Debian's sshd_config that follow the Include.
+    let matched: String = deploy_user.iter().map(|s| format!("  {} {}\n", s.keyword, s.value)).collect();
     parts.bake_file(WriteFile::new(
         SSHD_DROP_IN,
         0o644,
-        format!("# Managed by kiln: SSH hardening.\n{host_keys}{lines}"),
+        format!(
+            "# Managed by kiln: SSH hardening.\n{host_keys}{lines}# Kamal's registry tunnel (ssh -R) for the deploy user only.\nMatch User {}\n{matched}",
+            model.user.name
+        ),
     ));
+    // ssh-audit's one warning on a kiln host, unless the profile gave up Kamal's client for it.
+    if classic_kex {
+        parts.facts.ssh_audit_accepted.push(AcceptedAuditWarning {
+            algorithm: sshd::CLASSIC_KEX.into(),
+            why: "Kamal's net-ssh has no post-quantum key exchange; OpenSSH clients negotiate a hybrid offered first"
+                .into(),
+        });
+    }
     // cloud-init edits sshd_config for `ssh_pwauth` and generates the host keys; other drop-ins are
     // judged by what they set (`consumers::sshd::overrides`).
     parts.claim("/etc/ssh/sshd_config");
@@ -50,7 +104,6 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
     // The image runs sshd (cloud images are reached over SSH); kiln only reloads it. Where ssh.socket owns
     // port 22 (Ubuntu ≥ 22.10), ssh.service starts on the first connection, so it may not be running yet:
     // try-reload-or-restart reloads it if it is, and the next connection reads the new file otherwise.
-    let release = model.host.release.facts();
     let (unit, owner, reload) = if release.sshd_socket_activated {
         ("ssh.socket", "systemd", cmd(&["systemctl", "try-reload-or-restart", "ssh.service"]))
     } else {
@@ -64,8 +117,9 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
     };
     parts.running_without_script(unit, StartedBy::Image, vec![listener]);
     let mut check = cmd(&["sh", "-c", EFFECTIVE_CHECK, SSHD_DROP_IN]);
-    check.extend(settings.iter().map(SshdSetting::printed_line));
+    check.extend(settings.iter().flat_map(SshdSetting::printed_lines));
     parts.facts.sshd.extend(settings);
+    parts.facts.sshd_deploy_user.extend(deploy_user);
     parts.bake_step(Step::new("ssh: apply hardening", vec![cmd(&["sshd", "-t"]), check, reload]));
 }
 

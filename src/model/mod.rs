@@ -83,6 +83,8 @@ pub struct User {
 pub struct Ssh {
     pub password_authentication: bool,
     pub permit_root_login: bool,
+    /// No key exchange without post-quantum protection (net-ssh, Kamal's, then cannot connect).
+    pub post_quantum_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,8 +193,11 @@ pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, R
     let host = host::validate(&raw.host, &mut report);
     let release = release::of(&raw.host).facts();
     let user = user::validate(&raw.user, release.release, &raw.packages, files, &mut report);
-    let ssh =
-        Ssh { password_authentication: raw.ssh.password_authentication, permit_root_login: raw.ssh.permit_root_login };
+    let ssh = Ssh {
+        password_authentication: raw.ssh.password_authentication,
+        permit_root_login: raw.ssh.permit_root_login,
+        post_quantum_only: raw.ssh.post_quantum_only,
+    };
     let docker = raw.docker.as_ref().map(|d| network::docker(d, &mut report));
     let firewall = raw.firewall.as_ref().map(|f| network::firewall(f, &mut report));
     let cloudflared = raw.cloudflared.as_ref().map(|c| services::cloudflared(c, &mut report));

@@ -165,6 +165,10 @@ pub struct Ssh {
     /// Allow root to log in over SSH. Off by default.
     #[serde(default)]
     pub permit_root_login: bool,
+    /// Offer only post-quantum hybrid key exchanges, so ssh-audit has no warning at all. Off by default:
+    /// Kamal's SSH library (net-ssh) has no post-quantum key exchange, and `kamal deploy` could not connect.
+    #[serde(default)]
+    pub post_quantum_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -7,6 +7,7 @@
 pub const UFW_RULE_SET: &str = "ufw rule set (exact)";
 /// The `DOCKER-USER` chain drops new connections to published ports but the declared ones.
 pub const DOCKER_USER_FILTER: &str = "DOCKER-USER filters published ports";
+pub const DOCKER_LIVE_RESTORE: &str = "docker live-restore";
 /// The secret scan: no process carries a secret value in its arguments.
 pub const NO_SECRET_IN_ARGV: &str = "no secret in any process argument";
 /// `/etc/timezone`.
@@ -29,9 +30,15 @@ pub fn user_in_group(user: &str, group: &str) -> String {
     format!("user {user} in group {group}")
 }
 
-/// A value `sshd -T` prints, by its lowercase keyword (`passwordauthentication`).
+/// A value `sshd -T` prints for the deploy user's connections, by its lowercase keyword
+/// (`passwordauthentication`).
 pub fn sshd_option(keyword: &str) -> String {
     format!("sshd {keyword}")
+}
+
+/// The same for root's connections.
+pub fn sshd_option_for_root(keyword: &str) -> String {
+    format!("sshd {keyword} for root")
 }
 
 /// A file the profile ships: mode, owner and content.

@@ -11,6 +11,7 @@ pub mod protocol;
 pub mod reach;
 pub mod report;
 pub mod secret_scan;
+pub mod ssh_audit;
 mod wireguard;
 
 use std::collections::BTreeSet;
@@ -64,15 +65,7 @@ pub fn verify(
 ) -> Result<Vec<Check>> {
     let mut checks = vec![Check::equal("hostname", &expected.hostname, probe.get(Section::Hostname)?)];
     checks.extend(user_checks(expected, probe)?);
-    let sshd = observe::parse_sshd_options(probe.get(Section::Sshd)?);
-    for (option, value) in [
-        ("passwordauthentication", &expected.ssh.password_authentication),
-        ("permitrootlogin", &expected.ssh.permit_root_login),
-        ("kbdinteractiveauthentication", &expected.ssh.kbd_interactive_authentication),
-    ] {
-        let observed = sshd.get(option).map_or("(not reported by sshd -T)", |v| v.trim());
-        checks.push(Check::equal(check_names::sshd_option(option), value.as_str(), observed));
-    }
+    checks.extend(sshd_checks(expected, probe)?);
     let installed = observe::parse_installed_packages(probe.get(Section::Packages)?)?;
     for package in &expected.packages {
         let ok = installed.contains(package.as_str());
@@ -108,6 +101,10 @@ pub fn verify(
         let expected_text = if file.present { "mode 600 owner root" } else { "absent" };
         checks.push(Check::equal(format!("secret file {}", file.path), expected_text, observed));
     }
+    if let Some(live_restore) = expected.docker_live_restore {
+        let observed = observe::parse_live_restore(probe.get(Section::DockerLiveRestore)?)?;
+        checks.push(Check::equal(check_names::DOCKER_LIVE_RESTORE, live_restore.to_string(), observed.to_string()));
+    }
     checks.extend(system_checks(expected, probe)?);
     checks.extend(standin_checks(expected, probe, digests)?);
     checks.extend(wireguard::checks(expected, probe)?);
@@ -118,6 +115,26 @@ pub fn verify(
         if failed.is_empty() { "none" } else { failed },
         failed.is_empty(),
     ));
+    Ok(checks)
+}
+
+/// Every keyword kiln sets, as sshd decides it for the deploy user's connections; for root's, the keywords
+/// where the deploy user's Match block makes them differ.
+fn sshd_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    let deploy = observe::parse_sshd_options(probe.get(Section::Sshd)?);
+    let root = observe::parse_sshd_options(probe.get(Section::SshdRoot)?);
+    let observed = |options: &std::collections::BTreeMap<&str, Vec<&str>>, keyword: &str| {
+        options.get(keyword).map_or_else(|| "(not reported by sshd -T)".to_string(), |values| values.join(" "))
+    };
+    for want in &expected.ssh.for_deploy_user {
+        let name = check_names::sshd_option(&want.keyword);
+        checks.push(Check::equal(name, want.values.join(" "), observed(&deploy, &want.keyword)));
+    }
+    for want in expected.ssh.for_root.iter().filter(|w| !expected.ssh.for_deploy_user.contains(w)) {
+        let name = check_names::sshd_option_for_root(&want.keyword);
+        checks.push(Check::equal(name, want.values.join(" "), observed(&root, &want.keyword)));
+    }
     Ok(checks)
 }
 
@@ -214,10 +231,9 @@ fn firewall_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<C
         }
         for port in open {
             let (ports, proto) = port.split_once('/').unwrap_or((port, "tcp"));
-            if !chain
-                .iter()
-                .any(|l| l.contains(&format!("-p {proto}")) && l.contains(&format!("--ctorigdstport {ports}")))
-            {
+            if !chain.iter().any(|l| {
+                l.contains(&format!("-p {proto} -m conntrack --ctstate DNAT --ctorigdstport {ports} -j RETURN"))
+            }) {
                 problems.push(format!("no exception for {port}"));
             }
         }

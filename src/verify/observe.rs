@@ -29,6 +29,7 @@ probe_sections! {
         PasswdStatus = "passwd-status",
         Sudo = "sudo",
         Sshd = "sshd",
+        SshdRoot = "sshd-root",
         Packages = "packages",
         Units = "units",
         UfwStatus = "ufw-status",
@@ -37,6 +38,7 @@ probe_sections! {
         Iptables4 = "iptables4",
         Iptables6 = "iptables6",
         DockerUser = "docker-user",
+        DockerLiveRestore = "docker-live-restore",
         Listeners = "listeners",
         SecretFiles = "secret-files",
         Timezone = "timezone",
@@ -71,6 +73,16 @@ const UFW_STATUS: &str = "ufw status verbose";
 /// `-H`: no header; `-ltnup`: listening TCP and UDP sockets, numeric, with their processes. The columns
 /// are then Netid, State, Recv-Q, Send-Q, local address:port, peer address:port, process.
 const LISTENERS: &str = "ss -H -ltnup";
+/// What the running dockerd reports (`true`/`false`, Go's template of `docker info`'s field): the setting it
+/// runs with, whatever file set it.
+const DOCKER_LIVE_RESTORE: &str = "docker info --format '{{json .LiveRestoreEnabled}}'";
+
+/// `docker info`'s `LiveRestoreEnabled`, as [`DOCKER_LIVE_RESTORE`] prints it.
+pub fn parse_live_restore(text: &str) -> Result<bool> {
+    serde_json::from_str(text.trim())
+        .map_err(|_| malformed(Section::DockerLiveRestore, text.trim(), "`true` or `false` from docker info"))
+}
+
 /// The whole filter table as rules (`-P`, `-N`, `-A` lines); the reader takes the chain it needs, so a
 /// chain that does not exist (ufw's, with ufw off) reads as no rule, not as an error. `-w`: wait for the
 /// xtables lock rather than fail while Docker or ufw holds it.
@@ -121,7 +133,12 @@ if [ "$rc" -eq 0 ]; then printf '%s\n' "$out"; else printf '%s\n' "$out" >&2; fi
 return "$rc""#
         ),
     );
-    s.section(Section::Sshd, "sshd -T");
+    // sshd's decision for a connection of the deploy user, and of root: `-C` evaluates the Match blocks
+    // (kiln's gives the deploy user remote forwarding). The address is any client's; no Match kiln writes
+    // depends on it.
+    for (section, who) in [(Section::Sshd, user.as_str()), (Section::SshdRoot, "root")] {
+        s.section(section, &format!("sshd -T -C user={who},host=kiln-probe,addr=192.0.2.1,laddr=192.0.2.2,lport=22"));
+    }
     s.section(Section::Packages, "dpkg-query -W -f='${Package}\\t${db:Status-Abbrev}\\n'");
     s.section(
         Section::Units,
@@ -155,6 +172,9 @@ done"#
         if firewall.docker_user.is_some() {
             s.section(Section::DockerUser, IPTABLES4);
         }
+    }
+    if expected.docker_live_restore.is_some() {
+        s.section(Section::DockerLiveRestore, DOCKER_LIVE_RESTORE);
     }
     s.section(Section::Listeners, LISTENERS);
     s.section(
@@ -268,9 +288,15 @@ pub fn parse_sudo_nopasswd_all(text: &str) -> bool {
     text.contains("NOPASSWD: ALL")
 }
 
-/// `sshd -T` (`keyword value` per line, keywords in lower case) → keyword → value.
-pub fn parse_sshd_options(text: &str) -> BTreeMap<&str, &str> {
-    text.lines().filter(|l| !l.is_empty()).map(|l| l.split_once(' ').unwrap_or((l, ""))).collect()
+/// `sshd -T` (`keyword value` per line, keywords in lower case; a keyword with several values, such as
+/// AllowUsers, on several lines) → keyword → its values, in order.
+pub fn parse_sshd_options(text: &str) -> BTreeMap<&str, Vec<&str>> {
+    let mut options: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (keyword, value) = line.split_once(' ').unwrap_or((line, ""));
+        options.entry(keyword).or_default().push(value.trim());
+    }
+    options
 }
 
 /// `dpkg-query -W -f='${Package}\t${db:Status-Abbrev}\n'` → the packages installed (`ii`).
@@ -554,9 +580,12 @@ mod tests {
         assert!(parse_sudo_nopasswd_all(seed.get(Section::Sudo).unwrap()));
         assert!(!parse_sudo_nopasswd_all("User deploy is not allowed to run sudo on app-1."));
         let sshd = parse_sshd_options(seed.get(Section::Sshd).unwrap());
-        assert_eq!(sshd.get("permitrootlogin"), Some(&"no"));
-        assert_eq!(sshd.get("passwordauthentication"), Some(&"no"));
-        assert_eq!(sshd.get("kbdinteractiveauthentication"), Some(&"no"));
+        assert_eq!(sshd["permitrootlogin"], ["no"]);
+        assert_eq!(sshd["passwordauthentication"], ["no"]);
+        assert_eq!(sshd["kbdinteractiveauthentication"], ["no"]);
+        // A keyword sshd prints once per value keeps each.
+        let listed = parse_sshd_options("allowusers deploy\nallowusers root\nport 22\n");
+        assert_eq!(listed["allowusers"], ["deploy", "root"]);
     }
 
     #[test]
@@ -785,7 +814,7 @@ esac"#,
         assert_eq!(units["missing.service"], ("inactive", "not-found"));
         assert_eq!(parse_passwd_shell(probe.get(Section::Passwd).unwrap()).unwrap().map(|s| !s.is_empty()), Some(true));
         assert!(probe.get(Section::Sudo).unwrap().contains("is not allowed to run sudo"));
-        assert_eq!(parse_sshd_options(probe.get(Section::Sshd).unwrap()).get("permitrootlogin"), Some(&"no"));
+        assert_eq!(parse_sshd_options(probe.get(Section::Sshd).unwrap())["permitrootlogin"], ["no"]);
         let secrets = parse_secret_files(probe.get(Section::SecretFiles).unwrap()).unwrap();
         assert!(secrets["/etc/hostname"].is_some());
         assert_eq!(secrets["/etc/kiln/secrets/tailscale-auth-key"], None);

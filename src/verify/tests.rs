@@ -60,6 +60,12 @@ fn run(expected: &ExpectedState, probe: &StateProbe, digests: &SecretDigests) ->
     verify(expected, probe, &image_listeners(), digests).expect("the probe reads")
 }
 
+/// Sets what sshd must print for `keyword`: the values separated by spaces, as it prints a list one per line.
+fn set_sshd(settings: &mut [crate::expect::SshdValues], keyword: &str, values: &str) {
+    let setting = settings.iter_mut().find(|s| s.keyword == keyword).expect("kiln sets the keyword");
+    setting.values = values.split(' ').map(str::to_string).collect();
+}
+
 fn failing(checks: &[Check]) -> Vec<String> {
     checks.iter().filter(|c| !c.passed).map(|c| c.name.clone()).collect()
 }
@@ -85,8 +91,12 @@ fn each_expected_fact_made_wrong_fails_its_check() {
         }),
         ("user deploy password locked", |e| e.user.password_locked = false),
         ("user deploy passwordless sudo", |e| e.user.passwordless_sudo = false),
-        ("sshd passwordauthentication", |e| e.ssh.password_authentication = "yes".into()),
-        ("sshd permitrootlogin", |e| e.ssh.permit_root_login = "yes".into()),
+        ("sshd passwordauthentication", |e| set_sshd(&mut e.ssh.for_deploy_user, "passwordauthentication", "yes")),
+        ("docker live-restore", |e| e.docker_live_restore = Some(false)),
+        ("sshd macs", |e| set_sshd(&mut e.ssh.for_deploy_user, "macs", "hmac-sha2-256-etm@openssh.com")),
+        ("sshd allowusers", |e| set_sshd(&mut e.ssh.for_deploy_user, "allowusers", "deploy root")),
+        ("sshd allowtcpforwarding", |e| set_sshd(&mut e.ssh.for_deploy_user, "allowtcpforwarding", "no")),
+        ("sshd allowtcpforwarding for root", |e| set_sshd(&mut e.ssh.for_root, "allowtcpforwarding", "yes")),
         ("package nginx", |e| e.packages.push("nginx".into())),
         ("unit docker.service enabled", |e| {
             e.units.iter_mut().find(|u| u.name == "docker.service").unwrap().enabled = false

@@ -122,13 +122,14 @@ fn every_fact_is_in_the_user_data_and_in_kiln_expect() {
         }
         // …and provisioning checks `sshd -T` for each, as sshd prints it, before reloading.
         let mut check = words(&["sh", "-c", kiln::lower::SSHD_EFFECTIVE_CHECK, kiln::lower::SSHD_DROP_IN]);
-        check.extend(facts.sshd.iter().map(|s| s.printed_line()));
+        check.extend(facts.sshd.iter().flat_map(|s| s.printed_lines()));
         assert!(runs(&check), "{at}: {check:?}");
         let sshd =
             |keyword: &str| facts.sshd_setting(keyword).map(|v| v.replace("prohibit-password", "without-password"));
-        assert_eq!(sshd("PasswordAuthentication").as_ref(), Some(&expected.ssh.password_authentication), "{at}");
-        assert_eq!(sshd("PermitRootLogin").as_ref(), Some(&expected.ssh.permit_root_login), "{at}");
-        assert_eq!(sshd("KbdInteractiveAuthentication").as_ref(), Some(&expected.ssh.kbd_interactive_authentication));
+        for keyword in ["PasswordAuthentication", "PermitRootLogin", "KbdInteractiveAuthentication"] {
+            let printed = expected.ssh.deploy_user_value(&keyword.to_ascii_lowercase());
+            assert_eq!(sshd(keyword), printed, "{at}: {keyword}");
+        }
 
         // The deploy user's groups.
         assert_eq!(expected.user.groups, facts.deploy_user_groups, "{at}");

@@ -140,13 +140,12 @@ const BAD_PATHS: &[&str] = &[
     "etc/relative",
 ];
 const SSHD_LINES: &[&str] = &[
-    "ClientAliveInterval 300",
-    "ClientAliveCountMax 3",
-    "X11Forwarding no",
-    "AllowTcpForwarding yes",
     "MaxSessions 20",
-    "Match Address 10.0.0.0/8\n  AllowTcpForwarding no",
-    "LogLevel VERBOSE",
+    "PrintLastLog no",
+    "UseDNS no",
+    "Banner /etc/issue.net",
+    "Match Address 10.0.0.0/8\n  Banner none",
+    "TCPKeepAlive yes",
 ];
 const BAD_SSHD_LINES: &[&str] = &[
     "PasswordAuthentication yes",
@@ -156,6 +155,9 @@ const BAD_SSHD_LINES: &[&str] = &[
     "UsePAM no",
     "PasswordAuthenticaton no",
     "Include /etc/other.conf",
+    "AllowTcpForwarding yes",
+    "MACs +hmac-sha1",
+    "Match Address 10.0.0.0/8\n  X11Forwarding yes",
 ];
 const MODES: &[&str] = &["0644", "0600", "0640", "0755", "0700", "0444"];
 const BAD_MODES: &[&str] = &["4755", "2755", "0999", "rw-r--r--"];

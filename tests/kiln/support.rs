@@ -152,6 +152,9 @@ fn scripts_test_all_installs_every_listed_tool() {
             tools::Source::Npm(package) => {
                 assert!(script.contains(&format!("npm install -g --silent {package}@")), "{tool}: no npm {package}")
             }
+            tools::Source::Pip(package) => {
+                assert!(script.contains(&format!("pip install --quiet {package}")), "{tool}: no pip {package}")
+            }
             tools::Source::Base(_) => {}
         }
     }

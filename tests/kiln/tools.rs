@@ -13,6 +13,8 @@ pub enum Source {
     Apt(&'static str),
     /// An npm package `scripts/test-all` installs globally.
     Npm(&'static str),
+    /// A PyPI package `scripts/test-all` installs with pip, pinned (`name==version`).
+    Pip(&'static str),
     /// Part of every Debian system (an essential or required package): `scripts/test-all` expects Debian 12.
     Base(&'static str),
 }
@@ -51,6 +53,7 @@ pub const TOOLS: &[(&str, Source)] = &[
     ("sfdisk", Source::Apt("fdisk")),
     ("sh", Source::Base("dash")),
     ("ssh", Source::Apt("openssh-client")),
+    ("ssh-audit", Source::Pip("ssh-audit==3.9.0")),
     ("ssh-keygen", Source::Apt("openssh-client")),
     ("tar", Source::Base("tar")),
     ("timeout", Source::Apt("coreutils")),
@@ -82,6 +85,9 @@ pub fn locate_in(tool: &str, path: &OsStr) -> Result<PathBuf, String> {
         }
         Source::Npm(package) => {
             format!("{tool} is not installed: `scripts/test-all` installs it (npm package {package})")
+        }
+        Source::Pip(package) => {
+            format!("{tool} is not installed: `scripts/test-all` installs it (`python3 -m pip install {package}`)")
         }
         Source::Base(package) => format!(
             "{tool} is not installed: it is part of every Debian 12 system (package {package}), which \

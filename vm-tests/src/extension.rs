@@ -36,6 +36,10 @@ pub struct ScenarioExtension {
     pub sshd_trap: bool,
     /// The profile's deploy user, once `prepare` saw the model.
     deploy_user: String,
+    /// ssh-audit's warnings kiln accepts for the profile, once `prepare` saw the model.
+    audit_accepted: Vec<kiln::expect::AuditWarning>,
+    /// The scenario's run directory, once `prepare` saw it.
+    run_dir: PathBuf,
     /// The peer, once `prepare` made it.
     peer: Option<TunnelPeer>,
     /// The golden image, once baked.
@@ -57,20 +61,31 @@ impl ScenarioExtension {
             bake_first,
             sshd_trap,
             deploy_user: String::new(),
+            audit_accepted: Vec::new(),
+            run_dir: PathBuf::new(),
             peer: None,
             golden: None,
         }
     }
 
-    /// The trap's checks from outside, through the forwarded SSH port (none without the trap).
-    fn trap_checks(&self, instance: &Instance, user: &str) -> Result<Vec<Check>> {
+    /// The trap's checks from outside, through the forwarded SSH port (none without the trap): the login
+    /// methods sshd offers, then ssh-audit's verdict (`label` names its report).
+    fn trap_checks(&self, instance: &Instance, user: &str, label: &str) -> Result<Vec<Check>> {
         if !self.sshd_trap {
             return Ok(Vec::new());
         }
         let port = instance
             .forwarded_port(kiln::model::SSH_PORT)
             .context("the trap scenario's profile must let SSH in from outside (the checks reach it there)")?;
-        trap::checks(port, &[user, "root"])
+        let mut checks = trap::checks(port, &[user, "root"])?;
+        let report = self.run_dir.join(format!("ssh-audit-{label}.json"));
+        checks.push(crate::audit::check(&[], "127.0.0.1", port, &self.audit_accepted, &report)?);
+        Ok(checks)
+    }
+
+    /// The test containers, each with the port its server listens on inside.
+    fn container_ports(&self) -> Vec<(String, u16)> {
+        self.scaffolding.containers.iter().map(|c| (c.name.clone(), c.container_port())).collect()
     }
 
     /// Changes the guest on purpose, runs the product's checks and the peer's again, and reports whether
@@ -81,8 +96,9 @@ impl ScenarioExtension {
         let mut after = finished.rounds.recheck(&mut finished.agent, "tampered")?;
         if let Some(peer) = &self.peer {
             after.extend(peer.checks(&mut finished.agent, None, "tampered", false)?);
+            after.extend(peer.neighbour_checks(&mut finished.agent, &self.container_ports())?);
         }
-        after.extend(self.trap_checks(finished.instance, &self.deploy_user)?);
+        after.extend(self.trap_checks(finished.instance, &self.deploy_user, "tampered")?);
         Ok(tamper::verdicts(&self.tamper, &after))
     }
 }
@@ -92,6 +108,8 @@ impl Extension for ScenarioExtension {
     /// derived, so it is expected exactly as a declared peer.
     fn prepare(&mut self, run_dir: &Path, model: &mut Model) -> Result<()> {
         self.deploy_user = model.user.name.clone();
+        self.audit_accepted = kiln::expect::expect(model).ssh.audit_accepted_warnings;
+        self.run_dir = run_dir.to_path_buf();
         if self.wireguard_peer {
             self.peer = Some(TunnelPeer::create(run_dir, model)?);
         }
@@ -144,10 +162,14 @@ impl Extension for ScenarioExtension {
     /// Through the tunnel and from the public network, with a peer that has an unknown key too.
     fn round(&mut self, agent: &mut Agent, instance: &Instance, label: &str) -> Result<Vec<Check>> {
         let mut checks = match &self.peer {
-            Some(peer) => peer.checks(agent, Some(&instance.console_text()), label, true)?,
+            Some(peer) => {
+                let mut checks = peer.checks(agent, Some(&instance.console_text()), label, true)?;
+                checks.extend(peer.neighbour_checks(agent, &self.container_ports())?);
+                checks
+            }
             None => Vec::new(),
         };
-        checks.extend(self.trap_checks(instance, &self.deploy_user)?);
+        checks.extend(self.trap_checks(instance, &self.deploy_user, label)?);
         Ok(checks)
     }
 

@@ -11,6 +11,7 @@
 //! (`peer.rs`), test servers and containers (`scaffolding.rs`), tamperings (`tamper.rs`), golden images
 //! baked first and their proofs (`golden.rs`). The list itself is `scenarios.rs`.
 
+mod audit;
 mod extension;
 mod golden;
 mod interrupted;

@@ -53,11 +53,54 @@ const HANDSHAKE: Duration = Duration::from_secs(30);
 pub const CHECK_KEY_REPORTED: &str = "WireGuard: the guest printed its public key on the console";
 pub const CHECK_HANDSHAKE: &str = "WireGuard: the harness peer completes a handshake";
 pub const CHECK_SSH_TUNNEL: &str = "through WireGuard, ssh as the deploy user runs `docker ps`";
-pub const CHECK_TUNNEL_PORTS: &str = "through WireGuard, only SSH answers";
+pub const CHECK_TUNNEL_PORTS: &str = "through WireGuard, only SSH and declared container ports answer";
+/// Docker's address pools: its default bridge (172.17.0.0/16) and the networks it makes after it.
+const DOCKER_NETWORKS: &str = "172.16.0.0/12";
+/// Reading the containers' addresses in the guest.
+const INSPECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The check that a layer-2 neighbour routing to the Docker bridge gets no answer from a container.
+pub fn neighbour_check_name(container: &str) -> String {
+    format!(
+        "from a layer-2 neighbour routing to the Docker bridge, container {container} does not answer at its own address"
+    )
+}
+
+/// The process that holds a published container port on the host (`ss -p`).
+const DOCKER_PROXY: &str = "docker-proxy";
 pub const CHECK_PUBLIC_SSH: &str = "from the public network, SSH gives no banner";
 pub const CHECK_PUBLIC_PORTS: &str = "from the public network, no TCP port answers but those declared";
 pub const CHECK_WRONG_KEY_HANDSHAKE: &str = "a peer with an unknown key gets no handshake";
 pub const CHECK_WRONG_KEY_SSH: &str = "a peer with an unknown key cannot reach SSH";
+pub const CHECK_KAMAL_FORWARD: &str = "through WireGuard, Kamal's registry tunnel works: `ssh -R 5555` as the deploy user, offering what net-ssh 7.0 offers";
+
+/// What net-ssh 7.0 (the oldest Kamal 2 takes) offers by default with the gems Kamal's gemspec requires
+/// (`x25519`, `ed25519`; not `rbnacl`, so no chacha20), from its `lib/net/ssh/transport/algorithms.rb`
+/// (tag v7.0.0). The real OpenSSH client offers exactly these: a stand-in for Kamal's client, which cannot
+/// run here (no RubyGems), that negotiates as it would. `ssh-rsa-cert-v00`, which OpenSSH no longer knows,
+/// is left out.
+const NET_SSH_KEX: &str = "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp521,ecdh-sha2-nistp384,ecdh-sha2-nistp256,diffie-hellman-group-exchange-sha256,diffie-hellman-group14-sha1";
+const NET_SSH_HOST_KEYS: &str = "ssh-ed25519-cert-v01@openssh.com,ssh-ed25519,ecdsa-sha2-nistp521-cert-v01@openssh.com,ecdsa-sha2-nistp384-cert-v01@openssh.com,ecdsa-sha2-nistp256-cert-v01@openssh.com,ecdsa-sha2-nistp521,ecdsa-sha2-nistp384,ecdsa-sha2-nistp256,ssh-rsa-cert-v01@openssh.com,ssh-rsa";
+const NET_SSH_CIPHERS: &str = "aes256-ctr,aes192-ctr,aes128-ctr";
+const NET_SSH_MACS: &str =
+    "hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,hmac-sha2-512,hmac-sha2-256,hmac-sha1";
+/// Kamal 2's default port for a registry on the deploying machine (`localhost:5555`).
+const KAMAL_REGISTRY_PORT: u16 = 5555;
+/// The registry stand-in: listens on loopback in the namespace, says where, answers one connection with
+/// the token it was given, and ends.
+const ONE_ANSWER_SERVER: &str = r#"
+import socket, sys
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(1)
+print(server.getsockname()[1], flush=True)
+connection, _ = server.accept()
+connection.sendall((sys.argv[1] + "
+").encode())
+connection.close()
+"#;
+/// The stand-in registry waits this long for the forwarded connection.
+const REGISTRY_WAIT: Duration = Duration::from_secs(90);
 
 /// The guest's second NIC: a tap that QEMU opens and the harness moves into `netns`.
 #[derive(Debug, Clone)]
@@ -290,7 +333,13 @@ impl TunnelPeer {
         let handshake = self.connect()?;
         checks.push(self.handshake_check(handshake, label));
         checks.push(self.ssh_check(handshake.is_some(), label)?);
+        checks.push(self.forward_check()?);
         checks.extend(self.port_checks(agent)?);
+        // Last: its connections end before authentication, which OpenSSH 10 counts against this source.
+        let report = self.dir.join(format!("ssh-audit-{}.json", label.replace(' ', "-")));
+        let runner = ["ip", "netns", "exec", self.netns.as_str()];
+        let tunnel = self.guest_tunnel.to_string();
+        checks.push(crate::audit::check(&runner, &tunnel, SSH_PORT, &self.audit_accepted(), &report)?);
         if wrong_key {
             checks.extend(self.unknown_key_checks()?);
         }
@@ -352,22 +401,128 @@ impl TunnelPeer {
         ))
     }
 
+    /// The Docker hole Docker's own documentation warns of (before Docker 28): a host on the same layer-2
+    /// network routes to the bridge through the guest's public address and connects to containers directly,
+    /// even to ports published on 127.0.0.1 only. The namespace is such a neighbour; every container, given as
+    /// (name, port it listens on inside), must stay silent at its own address, declared open or not (a
+    /// declared port is open at the host's address, where the public-ports check expects it).
+    pub fn neighbour_checks(&self, agent: &mut Agent, containers: &[(String, u16)]) -> Result<Vec<Check>> {
+        if containers.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The route goes with the tap device, which QEMU makes anew at every start: set it each round.
+        ip(&["-n", &self.netns, "route", "replace", DOCKER_NETWORKS, "via", GUEST_PUBLIC])?;
+        let names: Vec<&str> = containers.iter().map(|(name, _)| name.as_str()).collect();
+        let inspect =
+            agent.exec("/usr/bin/docker", &[&["inspect", "--"][..], &names].concat(), None, INSPECT_TIMEOUT)?;
+        if !inspect.ok() {
+            bail!("docker inspect {} failed in the guest: {}", names.join(" "), inspect.stderr.trim());
+        }
+        let addresses = container_addresses(&inspect.stdout)?;
+        let mut checks = Vec::new();
+        for (name, port) in containers {
+            let address = addresses
+                .get(name.as_str())
+                .with_context(|| format!("docker inspect gave no address for container {name}"))?;
+            let answered = self.answering_ports(address, &[*port])?;
+            checks.push(Check::new(
+                neighbour_check_name(name),
+                format!("{address}:{port} silent"),
+                if answered.is_empty() {
+                    format!("{address}:{port} silent")
+                } else {
+                    format!("{address}:{port} answers")
+                },
+                answered.is_empty(),
+            ));
+        }
+        Ok(checks)
+    }
+
+    /// Warnings of ssh-audit's that kiln accepts, with its reasons (from the facts the peer was made with).
+    fn audit_accepted(&self) -> Vec<kiln::expect::AuditWarning> {
+        let accepted = &self.facts.ssh_audit_accepted;
+        accepted
+            .iter()
+            .map(|w| kiln::expect::AuditWarning { algorithm: w.algorithm.clone(), why: w.why.clone() })
+            .collect()
+    }
+
+    /// Kamal 2's way to a registry on the deploying machine: `ssh -R 5555:localhost:5555` as the deploy
+    /// user, with net-ssh's algorithms; in the guest, a connection to 127.0.0.1:5555 must reach the
+    /// stand-in registry in the namespace and read the token it was given.
+    fn forward_check(&self) -> Result<Check> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let token = format!("kiln-registry-{}-{}", std::process::id(), now.as_nanos());
+        let mut server = self
+            .in_namespace("timeout")
+            .args([&REGISTRY_WAIT.as_secs().to_string(), "python3", "-c", ONE_ANSWER_SERVER, &token])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting the stand-in registry (python3)")?;
+        let mut port = String::new();
+        let stdout = server.stdout.take().context("the stand-in registry's stdout")?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut port)?;
+        let port: u16 = port.trim().parse().with_context(|| format!("the stand-in registry said {port:?}"))?;
+        let forward = format!("{KAMAL_REGISTRY_PORT}:127.0.0.1:{port}");
+        let remote = format!("exec 3<>/dev/tcp/127.0.0.1/{KAMAL_REGISTRY_PORT} && head -n 1 <&3");
+        let ssh = self
+            .ssh_command(20)
+            .args(["-o", "ExitOnForwardFailure=yes", "-o", &format!("KexAlgorithms={NET_SSH_KEX}")])
+            .args([
+                "-o",
+                &format!("HostKeyAlgorithms={NET_SSH_HOST_KEYS}"),
+                "-o",
+                &format!("Ciphers={NET_SSH_CIPHERS}"),
+            ])
+            .args(["-o", &format!("MACs={NET_SSH_MACS}"), "-R", &forward])
+            .arg(format!("{}@{}", self.user, self.guest_tunnel))
+            .args(["bash", "-c", &kiln::templates::shell_quote(&remote)])
+            .output()
+            .context("running ssh -R (install openssh-client)")?;
+        // The server ends after one answer, or when its wait runs out; either way it is gone after this.
+        let _ = server.kill();
+        let _ = server.wait();
+        let answered = String::from_utf8_lossy(&ssh.stdout).trim() == token;
+        Ok(Check::new(
+            CHECK_KAMAL_FORWARD,
+            "the guest reads the stand-in registry's token through the forward",
+            if answered {
+                "read it".to_string()
+            } else {
+                format!("exit {:?}: {}", ssh.status.code(), String::from_utf8_lossy(&ssh.stderr).trim())
+            },
+            answered,
+        ))
+    }
+
     /// Of the TCP ports the guest listens on: only SSH answers through the tunnel, SSH gives no banner
     /// on the public address, and no port answers there but those the profile opens to everyone.
     fn port_checks(&self, agent: &mut Agent) -> Result<Vec<Check>> {
-        let listening = listening_tcp_ports(agent)?;
+        let (listening, published) = listening_tcp_ports(agent)?;
         let through_tunnel = self.answering_ports(&self.guest_tunnel.to_string(), &listening)?;
         let banner = self.public_banner()?;
         let public = self.answering_ports(GUEST_PUBLIC, &listening)?;
-        let mut wanted: Vec<u16> =
-            listening.iter().copied().filter(|p| self.facts.open_to_everyone(Proto::Tcp, *p)).collect();
+        // Container ports declared open answer on every interface (DOCKER-USER lets them through, UFW never
+        // sees them); other published ports on none.
+        let declared_container = |p: &u16| published.contains(p) && self.facts.published_port_open(Proto::Tcp, *p);
+        let mut wanted: Vec<u16> = listening
+            .iter()
+            .copied()
+            .filter(|p| self.facts.open_to_everyone(Proto::Tcp, *p) || declared_container(p))
+            .collect();
         wanted.sort_unstable();
+        let mut tunnel_wanted: Vec<u16> =
+            listening.iter().copied().filter(|p| *p == SSH_PORT || declared_container(p)).collect();
+        tunnel_wanted.sort_unstable();
         Ok(vec![
             Check::new(
                 CHECK_TUNNEL_PORTS,
-                format!("{SSH_PORT} only (of {} listening TCP ports)", listening.len()),
+                format!("{} (of {} listening TCP ports)", describe_ports(&tunnel_wanted), listening.len()),
                 describe_ports(&through_tunnel),
-                through_tunnel == [SSH_PORT],
+                through_tunnel == tunnel_wanted,
             ),
             Check::new(CHECK_PUBLIC_SSH, "no banner", if banner { "SSH banner" } else { "no banner" }, !banner),
             Check::new(
@@ -464,7 +619,18 @@ impl TunnelPeer {
 
     /// The real OpenSSH client, in the namespace, as the deploy user with the harness's key.
     fn ssh(&self, remote: &str, timeout_secs: u32) -> Result<Output> {
-        self.in_namespace("ssh")
+        self.ssh_command(timeout_secs)
+            .args([&format!("{}@{}", self.user, self.guest_tunnel), remote])
+            .stdin(Stdio::null())
+            .output()
+            .context("running ssh (install openssh-client)")
+    }
+
+    /// `ssh` in the namespace with the harness's key and no host-key bookkeeping; the caller adds options,
+    /// the destination and the command.
+    fn ssh_command(&self, timeout_secs: u32) -> Command {
+        let mut command = self.in_namespace("ssh");
+        command
             .arg("-i")
             .arg(&self.ssh_key)
             .args([
@@ -482,12 +648,9 @@ impl TunnelPeer {
                 "LogLevel=ERROR",
                 "-o",
                 &format!("ConnectTimeout={timeout_secs}"),
-                &format!("{}@{}", self.user, self.guest_tunnel),
-                remote,
             ])
-            .stdin(Stdio::null())
-            .output()
-            .context("running ssh (install openssh-client)")
+            .stdin(Stdio::null());
+        command
     }
 
     /// Whether sshd's banner comes back from the guest's public address within a few seconds.
@@ -566,18 +729,38 @@ fn ssh_listed_containers(out: &Output) -> bool {
 }
 
 /// Every TCP port the guest listens on, whatever the address (from `ss` inside).
-fn listening_tcp_ports(agent: &mut Agent) -> Result<Vec<u16>> {
+/// `docker inspect` → each container's name → its address on its (first) network.
+fn container_addresses(json: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let containers: serde_json::Value = serde_json::from_str(json).context("docker inspect's output is not JSON")?;
+    let mut addresses = std::collections::BTreeMap::new();
+    for container in containers.as_array().context("docker inspect's output is not a list")? {
+        let name = container["Name"].as_str().context("a container without a name")?.trim_start_matches('/');
+        let networks = container["NetworkSettings"]["Networks"].as_object().context("a container without networks")?;
+        let address = networks
+            .values()
+            .filter_map(|n| n["IPAddress"].as_str())
+            .find(|a| !a.is_empty())
+            .with_context(|| format!("container {name} has no address"))?;
+        addresses.insert(name.to_string(), address.to_string());
+    }
+    Ok(addresses)
+}
+
+/// The guest's listening TCP ports, and of them those Docker publishes (its `docker-proxy` holds them).
+fn listening_tcp_ports(agent: &mut Agent) -> Result<(Vec<u16>, Vec<u16>)> {
     const SS_TIMEOUT: Duration = Duration::from_secs(30);
     let out = agent.shell(&observe::listeners_script().text(), SS_TIMEOUT)?;
     let probe = observe::StateProbe::parse(&out.stdout, out.code, &out.stderr)?;
     let listeners = observe::parse_listeners(probe.get(observe::Section::Listeners)?)?;
-    let mut ports: Vec<u16> = listeners.iter().filter(|l| l.proto == "tcp").map(|l| l.port).collect();
+    let tcp = || listeners.iter().filter(|l| l.proto == "tcp");
+    let mut ports: Vec<u16> = tcp().map(|l| l.port).collect();
     ports.sort_unstable();
     ports.dedup();
     if ports.is_empty() {
         bail!("`ss` in the guest listed no listening TCP socket");
     }
-    Ok(ports)
+    let published = tcp().filter(|l| l.process == DOCKER_PROXY).map(|l| l.port).collect();
+    Ok((ports, published))
 }
 
 fn describe_ports(ports: &[u16]) -> String {
@@ -631,6 +814,19 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn container_addresses_come_from_docker_inspect() {
+        // The parts of `docker inspect` (Docker 26) the reader uses; the rest of each object is left out.
+        let json = r#"[{"Name": "/undeclared", "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.3"}}}},
+                       {"Name": "/loopback", "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.4"}}}}]"#;
+        let addresses = container_addresses(json).unwrap();
+        assert_eq!(addresses["undeclared"], "172.17.0.3");
+        assert_eq!(addresses["loopback"], "172.17.0.4");
+        let stopped = r#"[{"Name": "/gone", "NetworkSettings": {"Networks": {"bridge": {"IPAddress": ""}}}}]"#;
+        assert!(container_addresses(stopped).unwrap_err().to_string().contains("gone has no address"));
+        assert!(container_addresses("Error: No such object").is_err());
+    }
 
     #[test]
     fn network_config_matches_both_nics_by_mac() {

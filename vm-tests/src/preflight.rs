@@ -32,6 +32,7 @@ const PROGRAMS: &[&str] = &[
     "wg",
     "ssh",
     "ssh-keygen",
+    "ssh-audit",
     "ip",
     "kill",
 ];

@@ -30,6 +30,11 @@ pub struct Container {
 }
 
 impl Container {
+    /// The port the container's server listens on inside: the last field of `publish`.
+    pub fn container_port(&self) -> u16 {
+        self.publish.rsplit(':').next().and_then(|p| p.parse().ok()).expect("`publish` ends with the container's port")
+    }
+
     /// The name of the check that probes the container's port from outside (tamperings name it).
     pub fn probe_name(&self) -> String {
         format!("from outside, container {} (-p {})", self.name, self.publish)

@@ -92,7 +92,7 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
         wireguard_peer: false,
         sshd_trap: false,
     };
-    let tamper = |command: &str, detected_by: &str| Tamper { command: command.into(), detected_by: detected_by.into() };
+    let tamper = Tamper::new;
     let container = |name: &str, publish: &str, host_port: u16, reachable: bool| Container {
         name: name.into(),
         publish: publish.into(),
@@ -135,12 +135,26 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
         },
         // On Debian 13 (iptables-nft, docker.io 26): besides the tunnel, a container published on all addresses
         // but not declared must stay unreachable from outside, as `ports` shows on Debian 12.
+        // Besides, the profile declares container port 8080 open: it answers at the host's address (publicly and
+        // through the tunnel), and no container answers a layer-2 neighbour at its own address.
         Scenario {
             wireguard_peer: true,
-            containers: vec![undeclared.clone()],
+            containers: vec![
+                container("declared-open", "0.0.0.0:8080:8080", 8080, true),
+                undeclared.clone(),
+                container("loopback", "127.0.0.1:8083:8080", 8083, false),
+            ],
             tamper: vec![
                 tamper("iptables -D DOCKER-USER -m conntrack --ctstate NEW -j DROP", check_names::DOCKER_USER_FILTER),
                 tamper("true", &undeclared.probe_name()),
+                tamper("true", &peer::neighbour_check_name("undeclared")),
+                tamper("true", &peer::neighbour_check_name("loopback")),
+                tamper("true", &peer::neighbour_check_name("declared-open")),
+                // dockerd reloads live-restore on SIGHUP (docker.service's ExecReload).
+                tamper(
+                    "sed -i 's/\"live-restore\": true/\"live-restore\": false/' /etc/docker/daemon.json && systemctl reload docker.service",
+                    check_names::DOCKER_LIVE_RESTORE,
+                ),
                 tamper("ufw allow 22/tcp", peer::CHECK_PUBLIC_SSH),
                 tamper("true", peer::CHECK_PUBLIC_PORTS),
                 tamper("true", &check_names::from_outside(22, "tcp", false)),
@@ -170,13 +184,25 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
         Scenario {
             reboot: false,
             sshd_trap: true,
-            tamper: vec![tamper(
-                &format!(
-                    "rm {} && printf 'PasswordAuthentication yes\\n' > /etc/ssh/sshd_config.d/0-tamper.conf && systemctl restart ssh.service",
-                    kiln::lower::SSHD_DROP_IN
+            tamper: vec![
+                // A weak MAC back in kiln's list: ssh-audit, from outside, must name it.
+                tamper(
+                    &format!(
+                        "sed -i 's/^MACs /MACs hmac-sha1,/' {} && systemctl restart ssh.service",
+                        kiln::lower::SSHD_DROP_IN
+                    ),
+                    kiln::verify::ssh_audit::CHECK,
+                )
+                .because("hmac-sha1"),
+                // Kiln's drop-in sorting after the image's: the trap's passwords and root login win.
+                tamper(
+                    &format!(
+                        "mv {} /etc/ssh/sshd_config.d/60-kiln.conf && systemctl restart ssh.service",
+                        kiln::lower::SSHD_DROP_IN
+                    ),
+                    &trap::check_name("deploy"),
                 ),
-                &trap::check_name("deploy"),
-            )],
+            ],
             ..scenario("sshd-trap", root.join("vm-tests/profiles/sshd-trap.yaml"))
         },
         Scenario {

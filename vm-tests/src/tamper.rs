@@ -22,6 +22,21 @@ pub struct Tamper {
     pub command: String,
     /// The check that must then fail.
     pub detected_by: String,
+    /// Words the failed check must observe, when another tampering of the same round could fail that check
+    /// too (the weak MAC and the moved drop-in both fail ssh-audit's check; only the MAC names hmac-sha1).
+    pub because: Option<String>,
+}
+
+impl Tamper {
+    pub fn new(command: &str, detected_by: &str) -> Self {
+        Tamper { command: command.into(), detected_by: detected_by.into(), because: None }
+    }
+
+    /// The same, detected only when the failed check observed `words`.
+    pub fn because(mut self, words: &str) -> Self {
+        self.because = Some(words.into());
+        self
+    }
 }
 
 /// Runs every tampering in the guest, in order; one that fails to run is a harness error.
@@ -41,9 +56,14 @@ pub fn verdicts(tampers: &[Tamper], after: &[Check]) -> Vec<Check> {
     tampers
         .iter()
         .map(|t| {
-            let failed = after.iter().any(|c| c.name == t.detected_by && !c.passed);
+            let failed = after.iter().any(|c| {
+                c.name == t.detected_by
+                    && !c.passed
+                    && t.because.as_ref().is_none_or(|w| c.observed.contains(w.as_str()))
+            });
+            let because = t.because.as_ref().map(|w| format!(" (observing {w:?})")).unwrap_or_default();
             Check::new(
-                format!("`{}` is detected by `{}`", t.command, t.detected_by),
+                format!("`{}` is detected by `{}`{because}", t.command, t.detected_by),
                 "that check fails",
                 if failed { "it fails" } else { "it still passes" },
                 failed,
@@ -57,7 +77,16 @@ mod tests {
     use super::*;
 
     fn tamper(detected_by: &str) -> Tamper {
-        Tamper { command: "true".into(), detected_by: detected_by.into() }
+        Tamper::new("true", detected_by)
+    }
+
+    #[test]
+    fn a_tampering_with_a_reason_needs_the_check_to_observe_it() {
+        let after = vec![Check::new("ssh-audit", "no failure", "Fail hmac-sha1: mac: using broken SHA-1", false)];
+        assert!(verdicts(&[tamper("ssh-audit").because("hmac-sha1")], &after)[0].passed);
+        let verdict = &verdicts(&[tamper("ssh-audit").because("umac-64")], &after)[0];
+        assert!(!verdict.passed);
+        assert_eq!(verdict.name, "`true` is detected by `ssh-audit` (observing \"umac-64\")");
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn judge_chain(chain: &[String], open: &[String]) -> Vec<String> {
         .iter()
         .filter_map(|line| {
             let rest = line.strip_prefix("-A DOCKER-USER -p ")?;
-            let (proto, rest) = rest.split_once(" -m conntrack --ctorigdstport ")?;
+            let (proto, rest) = rest.split_once(" -m conntrack --ctstate DNAT --ctorigdstport ")?;
             let port = rest.strip_suffix(" -j RETURN")?;
             Some(format!("{port}/{proto}"))
         })

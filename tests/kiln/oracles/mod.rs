@@ -12,7 +12,8 @@
 //! | `cloud-init` | the release's cloud-init schema validator: 22.4.2 (Debian 12 root) for debian-12, 25.1.4 (Debian 13 root) for debian-13, and for Ubuntu 25.1.4 with Ubuntu's schema | the user-data is valid cloud-config, with no deprecated key on 25.1 |
 //! | `ufw` | ufw 0.36.2, every command for real | each command succeeds silently, stores exactly the expected rules and policies |
 //! | `docker-user` | ufw-init, iptables-restore | kiln's DOCKER-USER rules load with UFW at boot |
-//! | `sshd` | OpenSSH 9.2's `sshd -t`, `sshd -T -C` | the configuration loads; effective values are the expected ones for the deploy user and root, from any address |
+//! | `sshd` | OpenSSH's `sshd -t`, `sshd -T -C` (10.0 for debian-13, 9.2 for the rest) | the configuration loads; every value kiln sets is sshd's effective one for the deploy user and root, from any address |
+//! | `ssh-audit` | that sshd running, audited by ssh-audit 3.9 | no failure, no warning but those `kiln expect` accepts |
 //! | `accounts` | useradd, passwd, visudo, usermod, sudo | the user is created as cloud-init creates it, the sudo rule parses, every owner exists when written |
 //! | `timezone` | tzdata | the zone is a TZif file cloud-init accepts |
 //! | `locale` | locale-gen, update-locale | cloud-init's locale commands succeed |
@@ -21,8 +22,8 @@
 //! | `shell` | bash -n | every script kiln ships parses |
 //!
 //! The roots come from `scripts/oracle-root debian-12` and `scripts/oracle-root debian-13` (`KILN_ORACLE_ROOT`
-//! and `KILN_ORACLE_ROOT_DEBIAN_13` point elsewhere); every oracle but cloud-init's runs in the Debian 12
-//! root, whatever the case's release; the tests run as
+//! and `KILN_ORACLE_ROOT_DEBIAN_13` point elsewhere); every oracle but cloud-init's, sshd's and ssh-audit's runs
+//! in the Debian 12 root, whatever the case's release; the tests run as
 //! root (namespaces, overlays). `KILN_ORACLES=ufw,sshd` runs only the oracles named; each oracle's time
 //! is printed on stderr. `cargo test -- --ignored oracle_throughput --nocapture` measures many cases.
 
@@ -33,6 +34,7 @@ mod docker_user;
 mod locale;
 mod sandbox;
 mod shell;
+mod ssh_audit;
 mod sshd;
 mod tests;
 mod timezone;
@@ -79,6 +81,7 @@ const ORACLES: &[(&str, Oracle)] = &[
     ("ufw", ufw::check),
     ("docker-user", docker_user::check),
     ("sshd", sshd::check),
+    ("ssh-audit", ssh_audit::check),
     ("accounts", accounts::check),
     ("timezone", timezone::check),
     ("locale", locale::check),

@@ -51,6 +51,16 @@ impl Root {
         }
     }
 
+    /// The root whose OpenSSH judges a release's sshd configuration: Debian 13's own 10.0 for debian-13;
+    /// Debian 12's 9.2 for debian-12 and for Ubuntu (8.9 and 9.6, which take the same key exchanges from
+    /// kiln: the post-quantum hybrid OpenSSH 8.5 added, and curve25519).
+    pub fn for_openssh(release: kiln::model::Release) -> Root {
+        match release {
+            kiln::model::Release::Debian13 => Root::Debian13,
+            _ => Root::Debian12,
+        }
+    }
+
     /// Where the root is (`KILN_ORACLE_ROOT` / `KILN_ORACLE_ROOT_DEBIAN_13` override the default place).
     pub fn path(self) -> PathBuf {
         std::env::var_os(self.override_var())
@@ -121,6 +131,26 @@ pub struct Input {
 impl Input {
     pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) {
         std::fs::write(self.dir.join(name), bytes).expect("input file written");
+    }
+
+    /// Copies the directory `from` (its files, recursively; Python's byte-code caches left out) as `name`.
+    pub fn copy_dir(&self, from: &Path, name: &str) {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).expect("input directory");
+            for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("reading {}: {e}", from.display())) {
+                let entry = entry.expect("directory entry");
+                let (path, target) = (entry.path(), to.join(entry.file_name()));
+                if entry.file_name() == "__pycache__" {
+                    continue;
+                }
+                if entry.file_type().expect("file type").is_dir() {
+                    copy(&path, &target);
+                } else {
+                    std::fs::copy(&path, &target).unwrap_or_else(|e| panic!("copying {}: {e}", path.display()));
+                }
+            }
+        }
+        copy(from, &self.dir.join(name));
     }
 
     /// One item a line.
@@ -211,6 +241,25 @@ impl Outputs {
 /// key's input; large batches are split into parallel jobs. Returns each key's records, in order.
 pub fn run<K: Sync>(script: &str, mode: Mode, keys: &[K], fill: impl Fn(&Input, &K) + Sync) -> Vec<Outputs> {
     run_in(Root::Debian12, script, mode, keys, fill)
+}
+
+/// `run`, each key in the root `root_of` names for it (outputs in the keys' order).
+pub fn run_per_root<K: Sync>(
+    script: &str,
+    mode: Mode,
+    keys: &[K],
+    root_of: impl Fn(&K) -> Root,
+    fill: impl Fn(&Input, &K) + Sync,
+) -> Vec<Outputs> {
+    let mut outputs: Vec<Option<Outputs>> = keys.iter().map(|_| None).collect();
+    for root in [Root::Debian12, Root::Debian13] {
+        let mine: Vec<usize> = (0..keys.len()).filter(|&k| root_of(&keys[k]) == root).collect();
+        let done = run_in(root, script, mode, &mine, |input, &k| fill(input, &keys[k]));
+        for (k, output) in mine.into_iter().zip(done) {
+            outputs[k] = Some(output);
+        }
+    }
+    outputs.into_iter().map(|o| o.expect("every key ran in a root")).collect()
 }
 
 /// `run`, in the given root.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::sandbox::{self, Mode};
+use super::sandbox::{self, Mode, Root};
 use super::userdata::File;
 use super::{Prepared, Verdicts, distinct};
 
@@ -30,6 +30,8 @@ const ANY_USER: &str = "kiln-oracle-user";
 
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Input {
+    /// Whose sshd judges: the case's release's (`Root::for_openssh`).
+    root: Root,
     files: Vec<File>,
     key_types: Vec<String>,
     pwauth: Option<&'static str>,
@@ -49,18 +51,25 @@ pub fn check(cases: &[Prepared]) -> Verdicts {
             let files: Vec<File> = c.data.files_under(&[SSH_FILES]).cloned().collect();
             let matches = release_matches || files.iter().any(|f| has_match(&String::from_utf8_lossy(&f.content)));
             let user = if matches { c.expected.user.name.clone() } else { ANY_USER.to_string() };
-            Some(Input { files, key_types, pwauth: pwauth(c.data.config.get("ssh_pwauth")), user })
+            let root = Root::for_openssh(c.release);
+            Some(Input { root, files, key_types, pwauth: pwauth(c.data.config.get("ssh_pwauth")), user })
         })
         .collect();
     let (keys, of_case) = distinct(inputs);
-    let outputs = sandbox::run("sshd.sh", Mode::Each, &keys, |input, key| {
-        input.files(&key.files);
-        input.lines("keytypes", &key.key_types);
-        if let Some(value) = key.pwauth {
-            input.write("pwauth", value);
-        }
-        input.lines("queries", queries(&key.user).into_iter().map(|(spec, _)| spec));
-    });
+    let outputs = sandbox::run_per_root(
+        "sshd.sh",
+        Mode::Each,
+        &keys,
+        |key| key.root,
+        |input, key| {
+            input.files(&key.files);
+            input.lines("keytypes", &key.key_types);
+            if let Some(value) = key.pwauth {
+                input.write("pwauth", value);
+            }
+            input.lines("queries", queries(&key.user).into_iter().map(|(spec, _)| spec));
+        },
+    );
     cases
         .iter()
         .zip(of_case)
@@ -146,9 +155,11 @@ fn judge(case: &Prepared, input: &Input, out: &sandbox::Outputs) -> Vec<String> 
         want("port", SSH_PORT);
         want("pubkeyauthentication", "yes");
         want("usepam", "yes");
-        want("passwordauthentication", &ssh.password_authentication);
-        want("kbdinteractiveauthentication", &ssh.kbd_interactive_authentication);
-        want("permitrootlogin", &ssh.permit_root_login);
+        // Every keyword kiln sets, as sshd itself decides it for this user (Match blocks applied).
+        let settings = if who == "root" { &ssh.for_root } else { &ssh.for_deploy_user };
+        for setting in settings {
+            want(&setting.keyword, &setting.values.join(" | "));
+        }
         if who != "root" {
             wrong.extend(key_login_blockers(&config, &user.name, &groups));
         }

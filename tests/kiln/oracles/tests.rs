@@ -154,9 +154,27 @@ fn controls(base: &Case) -> Vec<(&'static str, &'static str, Case)> {
         ),
         (
             "sshd",
-            "AllowUsers",
-            edited(base, "AllowUsers leaves the deploy user out", |c, _| {
+            "allowusers is deploy | admin, expected deploy",
+            edited(base, "a drop-in lets another user in (AllowUsers lines add up)", |c, _| {
                 add_file(c, "/etc/ssh/sshd_config.d/05-app.conf", "root:root", "AllowUsers admin\n")
+            }),
+        ),
+        (
+            "sshd",
+            "DenyUsers deploy names deploy",
+            edited(base, "DenyUsers shuts the deploy user out", |c, _| {
+                add_file(c, "/etc/ssh/sshd_config.d/05-app.conf", "root:root", "DenyUsers deploy\n")
+            }),
+        ),
+        (
+            "ssh-audit",
+            "Fail hmac-sha1: mac: using broken SHA-1",
+            edited(base, "a weak MAC offered", |c, _| {
+                let files = c["write_files"].as_array_mut().expect("write_files");
+                let drop_in =
+                    files.iter_mut().find(|f| f["path"] == kiln::lower::SSHD_DROP_IN).expect("kiln's drop-in");
+                let text = drop_in["content"].as_str().expect("text").replace("\nMACs ", "\nMACs hmac-sha1,");
+                drop_in["content"] = json!(text);
             }),
         ),
         (
@@ -302,7 +320,9 @@ fn oracle_throughput() {
                 // A published port of its own, and a tunnel of its own.
                 let port = 10000 + i;
                 if let Some(open) = e.firewall.as_mut().and_then(|f| f.docker_user.as_mut()) {
-                    let rule = format!("-A DOCKER-USER -p tcp -m conntrack --ctorigdstport {port} -j RETURN\n{DROP}");
+                    let rule = format!(
+                        "-A DOCKER-USER -p tcp -m conntrack --ctstate DNAT --ctorigdstport {port} -j RETURN\n{DROP}"
+                    );
                     replace_in(c, DOCKER_USER, DROP, &rule);
                     open.push(format!("{port}/tcp"));
                 }
