@@ -431,6 +431,13 @@ fn profile(rng: &mut Rng) -> RawProfile {
         files: (0..rng.below(4)).map(|i| file(rng, i, &user_name)).collect(),
         vars,
         apt: Apt::default(),
+        // Drawn last, so the rest of a seed's profile stays what it was before this section existed.
+        hardening: Hardening {
+            kernel_network: rng.chance(90),
+            time_sync: rng.chance(90),
+            persistent_journal: rng.chance(90),
+            tmp_nosuid_nodev: rng.chance(90),
+        },
     }
 }
 
