@@ -13,10 +13,15 @@ use crate::model::{Model, TmpMount};
 /// and before the administrator's `99-sysctl.conf` (`/etc/sysctl.conf`).
 pub const SYSCTL_FILE: &str = "/etc/sysctl.d/60-kiln-hardening.conf";
 
-/// The file UFW applies with `sysctl -p` every time it starts (`IPT_SYSCTL` in /etc/default/ufw;
-/// ufw-init-functions `ufw_start`), at boot and at `ufw enable`: after systemd-sysctl, so its values win
-/// over every sysctl.d file. Debian's sets `log_martians=0`. kiln writes its own settings there too.
-pub const UFW_SYSCTL_FILE: &str = "/etc/ufw/sysctl.conf";
+/// UFW applies the file `IPT_SYSCTL` names (/etc/default/ufw; Debian's is /etc/ufw/sysctl.conf, which sets
+/// `log_martians=0`) with `sysctl -p` each time it starts (ufw-init-functions `ufw_start`), at boot after
+/// systemd-sysctl and at every `ufw enable`: the last writer. kiln points it at its own file, so both
+/// writers apply the same settings. The assignment is appended to /etc/default/ufw: ufw-init sources that
+/// file, so the last assignment wins (ufw's Python reads no `IPT_SYSCTL`), and `ufw default` rewrites only
+/// its policy lines.
+pub const UFW_IPT_SYSCTL: &str = "/etc/kiln/ufw-ipt-sysctl.default";
+const UFW_DEFAULTS: &str = "/etc/default/ufw";
+const UFW_IPT_SYSCTL_MARKER: &str = "# BEGIN kiln IPT_SYSCTL";
 
 /// kiln's journald drop-in (journald.conf(5): drop-ins in journald.conf.d override journald.conf).
 pub const JOURNALD_DROP_IN: &str = "/etc/systemd/journald.conf.d/60-kiln.conf";
@@ -29,52 +34,54 @@ const TMP_MOUNT_UNIT: &str = "/etc/systemd/system/tmp.mount";
 /// json-file, rotated by the `docker` section) and fits the smallest cloud disks (10 GB).
 const JOURNAL_CAP: Journal = Journal { system_max_use: "500M", system_max_use_bytes: 500 * 1024 * 1024 };
 
-/// The CIS Debian Linux 12 Benchmark's Level 1 network parameters (section 3.3) that fit a Docker host,
-/// each with why it is set so. IP forwarding is among them only without Docker (below).
-const NETWORK: &[(&str, &str, &str)] = &[
-    ("net.ipv4.conf.all.send_redirects", "0", "no ICMP redirects sent (a host is no router)"),
-    ("net.ipv4.conf.default.send_redirects", "0", ""),
-    ("net.ipv4.conf.all.accept_redirects", "0", "no ICMP redirects accepted (they rewrite routes)"),
-    ("net.ipv4.conf.default.accept_redirects", "0", ""),
-    ("net.ipv6.conf.all.accept_redirects", "0", ""),
-    ("net.ipv6.conf.default.accept_redirects", "0", ""),
-    ("net.ipv4.conf.all.secure_redirects", "0", "not even from listed gateways"),
-    ("net.ipv4.conf.default.secure_redirects", "0", ""),
-    ("net.ipv4.conf.all.accept_source_route", "0", "no source-routed packets"),
-    ("net.ipv4.conf.default.accept_source_route", "0", ""),
-    ("net.ipv6.conf.all.accept_source_route", "0", ""),
-    ("net.ipv6.conf.default.accept_source_route", "0", ""),
+/// The CIS Debian Linux 12 Benchmark's Level 1 network parameters that fit a Docker host,
+/// each with why it is set so (here and in the README only: AWS's 16 KB of user-data has no room for
+/// comments). IP forwarding is among them only without Docker (below).
+const NETWORK: &[(&str, &str)] = &[
+    // No ICMP redirects sent (a host is no router).
+    ("net.ipv4.conf.all.send_redirects", "0"),
+    ("net.ipv4.conf.default.send_redirects", "0"),
+    // No ICMP redirects accepted (they rewrite routes).
+    ("net.ipv4.conf.all.accept_redirects", "0"),
+    ("net.ipv4.conf.default.accept_redirects", "0"),
+    ("net.ipv6.conf.all.accept_redirects", "0"),
+    ("net.ipv6.conf.default.accept_redirects", "0"),
+    // Not even from listed gateways.
+    ("net.ipv4.conf.all.secure_redirects", "0"),
+    ("net.ipv4.conf.default.secure_redirects", "0"),
+    // No source-routed packets.
+    ("net.ipv4.conf.all.accept_source_route", "0"),
+    ("net.ipv4.conf.default.accept_source_route", "0"),
+    ("net.ipv6.conf.all.accept_source_route", "0"),
+    ("net.ipv6.conf.default.accept_source_route", "0"),
     // Strict: a packet is dropped unless the route back to its source leaves by the interface it came in
     // on. Docker bridges (their networks are routed on the bridge), WireGuard (the tunnel's network is
     // routed on wg0) and tailscale0 (tailscaled routes the tailnet there, table 52) all pass; loose (2) is
     // needed for asymmetric routing only: a Tailscale exit node or subnet router, several uplinks.
     // Debian ships no per-interface default (no systemd 50-default.conf), so `all` decides (the kernel
     // takes the larger of `all` and the interface's value).
-    ("net.ipv4.conf.all.rp_filter", "1", "strict reverse-path filter"),
-    ("net.ipv4.conf.default.rp_filter", "1", ""),
-    ("net.ipv4.conf.all.log_martians", "1", "log packets with impossible source addresses"),
-    ("net.ipv4.conf.default.log_martians", "1", ""),
-    ("net.ipv4.tcp_syncookies", "1", "SYN cookies, ICMP broadcasts and bogus ICMP errors ignored"),
-    ("net.ipv4.icmp_echo_ignore_broadcasts", "1", ""),
-    ("net.ipv4.icmp_ignore_bogus_error_responses", "1", ""),
+    ("net.ipv4.conf.all.rp_filter", "1"),
+    ("net.ipv4.conf.default.rp_filter", "1"),
+    // Log packets with impossible source addresses.
+    ("net.ipv4.conf.all.log_martians", "1"),
+    ("net.ipv4.conf.default.log_martians", "1"),
+    // SYN cookies, ICMP broadcasts and bogus ICMP errors ignored.
+    ("net.ipv4.tcp_syncookies", "1"),
+    ("net.ipv4.icmp_echo_ignore_broadcasts", "1"),
+    ("net.ipv4.icmp_ignore_bogus_error_responses", "1"),
     // The kernel's own router advertisement handling is off. Cloud images configure the public interface
     // with systemd-networkd (netplan), which handles advertisements itself and sets the interface's
     // accept_ra to 0 anyway (systemd.network(5), IPv6AcceptRA=); ifupdown sets each interface's accept_ra
     // from its own configuration. Clouds that give IPv6 by advertisement (AWS, GCP, Azure) keep working.
-    (
-        "net.ipv6.conf.all.accept_ra",
-        "0",
-        "no IPv6 router advertisements handled by the kernel (networkd handles the cloud's)",
-    ),
-    ("net.ipv6.conf.default.accept_ra", "0", ""),
+    ("net.ipv6.conf.all.accept_ra", "0"),
+    ("net.ipv6.conf.default.accept_ra", "0"),
 ];
 
 /// Without Docker the host forwards nothing (CIS: IP forwarding is disabled). With Docker, kiln leaves
 /// forwarding to Docker: dockerd turns IPv4 forwarding on and, because it had to, sets iptables' FORWARD
 /// policy to DROP (Docker's packet-filtering documentation); were forwarding on already, it would leave the
 /// policy alone, and a host without a `firewall` section would route for anyone.
-const NO_FORWARDING: &[(&str, &str, &str)] =
-    &[("net.ipv4.ip_forward", "0", "no forwarding (no Docker here)"), ("net.ipv6.conf.all.forwarding", "0", "")];
+const NO_FORWARDING: &[(&str, &str)] = &[("net.ipv4.ip_forward", "0"), ("net.ipv6.conf.all.forwarding", "0")];
 
 pub(super) fn lower(model: &Model, parts: &mut Parts) {
     let hardening = &model.hardening;
@@ -97,51 +104,37 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
             JOURNALD_DROP_IN,
             0o644,
             format!(
-                "# Managed by kiln (`hardening.persistent_journal`): keep the journal on disk, capped.\n\
-                 [Journal]\nStorage=persistent\nSystemMaxUse={}\n",
+                "# kiln: hardening.persistent_journal\n[Journal]\nStorage=persistent\nSystemMaxUse={}\n",
                 cap.system_max_use
             ),
         ));
         parts.facts.journal = Some(cap);
         // journald reads its configuration when it starts: restarted, it moves to /var/log/journal now.
-        parts.bake_step(Step::new(
-            "hardening: persistent journal",
-            vec![cmd(&["systemctl", "restart", "systemd-journald.service"])],
-        ));
+        parts.bake_step(Step::new("hardening: journal", vec![cmd(&["systemctl", "restart", "systemd-journald"])]));
     }
 }
 
 fn kernel_network(model: &Model, parts: &mut Parts) {
     let forwarding = if model.docker.is_some() { &[][..] } else { NO_FORWARDING };
-    let mut explained =
-        String::from("# Managed by kiln (`hardening.kernel_network`): CIS Debian Level 1 network parameters.\n");
-    let mut bare = String::new();
-    for (key, value, why) in NETWORK.iter().chain(forwarding) {
-        if !why.is_empty() {
-            explained.push_str(&format!("# {why}\n"));
-        }
-        explained.push_str(&format!("{key} = {value}\n"));
-        bare.push_str(&format!("{key} = {value}\n"));
+    let mut body = String::from("# kiln: hardening.kernel_network\n");
+    for (key, value) in NETWORK.iter().chain(forwarding) {
+        body.push_str(&format!("{key} = {value}\n"));
         parts.facts.sysctls.push(Sysctl { key, value });
     }
-    parts.bake_file(WriteFile::new(SYSCTL_FILE, 0o644, explained));
+    parts.bake_file(WriteFile::new(SYSCTL_FILE, 0o644, body));
+    // systemd-sysctl applies every sysctl.d file in order, as at boot.
+    let mut commands = vec![cmd(&["systemctl", "restart", "systemd-sysctl"])];
     if model.firewall.is_some() {
-        // UFW's file would otherwise undo some of them (log_martians=0) at every start.
+        // UFW's own file would undo some of them (log_martians=0) at every start; the firewall step's
+        // `ufw --force enable` applies kiln's instead.
         parts.bake_file(WriteFile::new(
-            UFW_SYSCTL_FILE,
+            UFW_IPT_SYSCTL,
             0o644,
-            format!(
-                "# Managed by kiln: UFW applies this file each time it starts, after systemd-sysctl, so it holds\n\
-                 # kiln's settings (the same as {SYSCTL_FILE}, explained there).\n{bare}"
-            ),
+            format!("{UFW_IPT_SYSCTL_MARKER}\nIPT_SYSCTL={SYSCTL_FILE}\n"),
         ));
+        commands.push(cmd(&["append_once", UFW_DEFAULTS, UFW_IPT_SYSCTL, UFW_IPT_SYSCTL_MARKER]));
     }
-    // systemd-sysctl applies every sysctl.d file in order, as at boot; UFW applies its file when the
-    // firewall step enables it.
-    parts.bake_step(Step::new(
-        "hardening: kernel network settings",
-        vec![cmd(&["systemctl", "restart", "systemd-sysctl.service"])],
-    ));
+    parts.bake_step(Step::new("hardening: sysctl", commands));
 }
 
 fn tmp(model: &Model, parts: &mut Parts) {

@@ -12,6 +12,7 @@
 //! | `cloud-init` | the release's cloud-init schema validator: 22.4.2 (Debian 12 root) for debian-12, 25.1.4 (Debian 13 root) for debian-13, and for Ubuntu 25.1.4 with Ubuntu's schema | the user-data is valid cloud-config, with no deprecated key on 25.1 |
 //! | `ufw` | ufw 0.36.2, every command for real | each command succeeds silently, stores exactly the expected rules and policies |
 //! | `docker-user` | ufw-init, iptables-restore | kiln's DOCKER-USER rules load with UFW at boot |
+//! | `sysctl` | systemd-sysctl, then ufw-init's `sysctl -p` | kiln's kernel settings are what the kernel holds after both, in a boot's order |
 //! | `sshd` | OpenSSH 9.2's `sshd -t`, `sshd -T -C` | the configuration loads; effective values are the expected ones for the deploy user and root, from any address |
 //! | `accounts` | useradd, passwd, visudo, usermod, sudo | the user is created as cloud-init creates it, the sudo rule parses, every owner exists when written |
 //! | `timezone` | tzdata | the zone is a TZif file cloud-init accepts |
@@ -34,6 +35,7 @@ mod locale;
 mod sandbox;
 mod shell;
 mod sshd;
+mod sysctl;
 mod tests;
 mod timezone;
 mod ufw;
@@ -78,6 +80,7 @@ const ORACLES: &[(&str, Oracle)] = &[
     ("cloud-init", cloud_init::check),
     ("ufw", ufw::check),
     ("docker-user", docker_user::check),
+    ("sysctl", sysctl::check),
     ("sshd", sshd::check),
     ("accounts", accounts::check),
     ("timezone", timezone::check),
