@@ -57,6 +57,7 @@ catalog! {
     ContradictoryRule => "contradictory-rule": "rules or settings that contradict each other",
     NoFirewall => "no-firewall": "no firewall section: every listening port is reachable",
     WeakSsh => "weak-ssh": "SSH settings that weaken the host (passwords, root login)",
+    HardeningOff => "hardening-off": "a system hardening item kiln applies by default is turned off",
     Lockout => "lockout": "once the firewall is up there is no way left to reach SSH",
     DockerBypassesFirewall => "docker-bypasses-firewall": "Docker-published ports would be reachable despite the firewall",
     IngressOrder => "ingress-order": "cloudflared ingress rules that are unreachable or lack a catch-all",

@@ -41,7 +41,31 @@ pub struct ExpectedState {
     pub locale: String,
     /// The profile's own files, exactly as rendered.
     pub files: Vec<ExpectedFile>,
+    /// Kernel settings as `sysctl` must print them after every boot (`hardening.kernel_network`).
+    pub sysctls: Vec<ExpectedSysctl>,
+    /// The journal journald writes (`hardening.persistent_journal`).
+    pub journal: Option<ExpectedJournal>,
+    /// Options `/tmp` must be mounted with, as `findmnt` lists them (`hardening.tmp_nosuid_nodev`).
+    pub tmp_mount_options: Vec<String>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedSysctl {
+    /// Dotted, as `sysctl` prints it (`net.ipv4.tcp_syncookies`).
+    pub key: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExpectedJournal {
+    /// journald's system journal is under this directory (on disk), not under /run/log/journal.
+    pub directory: String,
+    /// Its cap in bytes, as journald reports it (`MAX_USE` of its "Disk space used" message).
+    pub max_use_bytes: u64,
+}
+
+/// Where journald keeps a persistent journal (journald.conf(5), `Storage=persistent`).
+pub const PERSISTENT_JOURNAL_DIR: &str = "/var/log/journal/";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExpectedFile {
@@ -254,6 +278,16 @@ pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
                 sha256: sha256_hex(f.content.as_bytes()),
             })
             .collect(),
+        sysctls: facts
+            .sysctls
+            .iter()
+            .map(|s| ExpectedSysctl { key: s.key.to_string(), value: s.value.to_string() })
+            .collect(),
+        journal: facts.journal.as_ref().map(|j| ExpectedJournal {
+            directory: PERSISTENT_JOURNAL_DIR.to_string(),
+            max_use_bytes: j.system_max_use_bytes,
+        }),
+        tmp_mount_options: facts.tmp_options.iter().map(|o| o.to_string()).collect(),
     }
 }
 

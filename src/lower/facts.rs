@@ -38,6 +38,12 @@ pub struct Facts {
     pub sshd_deploy_user: Vec<SshdSetting>,
     /// Warnings ssh-audit gives about the host's sshd that kiln accepts, each for a stated reason.
     pub ssh_audit_accepted: Vec<AcceptedAuditWarning>,
+    /// Kernel settings kiln's sysctl file sets, in the order it sets them.
+    pub sysctls: Vec<Sysctl>,
+    /// journald's on-disk journal, when kiln makes it persistent.
+    pub journal: Option<Journal>,
+    /// Options `/tmp` must be mounted with (none: kiln leaves `/tmp` as the image has it).
+    pub tmp_options: Vec<&'static str>,
 }
 
 impl Facts {
@@ -351,4 +357,20 @@ pub enum SecretLifetime {
     Kept,
     /// Used once by the provisioning script, which then removes it.
     RemovedOnceUsed,
+}
+
+/// One kernel setting: `key = value` in sysctl.d syntax, as `sysctl` prints it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sysctl {
+    pub key: &'static str,
+    pub value: &'static str,
+}
+
+/// journald's persistent storage and its cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Journal {
+    /// `SystemMaxUse=` as written (`500M`).
+    pub system_max_use: &'static str,
+    /// The same in bytes, as journald reports it (`MAX_USE=` of its usage message).
+    pub system_max_use_bytes: u64,
 }

@@ -16,6 +16,7 @@ mod cloudflared;
 pub mod docker;
 pub mod facts;
 mod firewall;
+mod hardening;
 mod host;
 mod script;
 mod ssh;
@@ -30,6 +31,7 @@ pub use apt::stanza as deb822_stanza;
 pub use cloudflared::{args as cloudflared_args, token_path as cloudflared_token_path};
 use facts::{Facts, FirewallRule, Listener, Package, SecretFile, SecretLifetime, StartedBy, Unit};
 pub use firewall::ufw_command;
+pub use hardening::{JOURNALD_DROP_IN, SYSCTL_FILE, UFW_IPT_SYSCTL};
 use script::cmd;
 pub use script::{PROVISION_PATH, Step, provision_path};
 pub use ssh::{EFFECTIVE_CHECK as SSHD_EFFECTIVE_CHECK, SSH_PORT, SSHD_DROP_IN};
@@ -283,6 +285,8 @@ fn components(model: &Model, secrets: &Secrets) -> Parts {
     apt::lower(model, &mut parts);
     parts.component = "`host`";
     host::lower(model, &mut parts);
+    parts.component = "`hardening`";
+    hardening::lower(model, &mut parts);
     parts.component = "`user`";
     users::lower(model, &mut parts);
     if let Some(docker) = &model.docker {

@@ -33,6 +33,7 @@ pub(super) fn check(model: &Model, one_off_key: bool, report: &mut Report) {
     if model.ssh.permit_root_login {
         report.push(Diagnostic::warning(Code::WeakSsh, "$.ssh.permit_root_login", "root can log in over SSH"));
     }
+    hardening_off(model, report);
     if model.tailscale.is_some() && !one_off_key {
         report.push(
             Diagnostic::warning(
@@ -140,5 +141,40 @@ fn docker_bypass(model: &Model, report: &mut Report) {
             )
             .with_help("keep `default_bind: 127.0.0.1` or `block_from_outside: true`"),
         );
+    }
+}
+
+/// Each hardening item turned off: allowed (a host may need it), never silent, refused by `--strict`.
+fn hardening_off(model: &Model, report: &mut Report) {
+    let h = &model.hardening;
+    let items = [
+        (
+            h.kernel_network,
+            "kernel_network",
+            "the kernel's network hardening (redirects, source routing, reverse-path filter, martians, SYN cookies) is not applied",
+        ),
+        (
+            h.time_sync,
+            "time_sync",
+            "systemd-timesyncd is not installed or started: nothing kiln checks keeps the clock right",
+        ),
+        (
+            h.persistent_journal,
+            "persistent_journal",
+            "the journal is not made persistent and capped: logs may be lost at reboot, or grow unbounded",
+        ),
+        (
+            h.tmp_nosuid_nodev,
+            "tmp_nosuid_nodev",
+            "`/tmp` is not mounted nosuid,nodev: setuid programs and device files there keep working",
+        ),
+    ];
+    for (on, name, what) in items {
+        if !on {
+            report.push(
+                Diagnostic::warning(Code::HardeningOff, format!("$.hardening.{name}"), what)
+                    .with_help(format!("remove `{name}: false` unless this host needs it")),
+            );
+        }
     }
 }

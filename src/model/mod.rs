@@ -19,12 +19,12 @@ mod wireguard;
 use crate::diag::{Diagnostic, Report};
 use crate::profile::v1::RawProfile;
 
-pub use crate::profile::v1::{DockerSource, Policy, Proto, SecretRef};
+pub use crate::profile::v1::{DockerSource, Hardening, Policy, Proto, SecretRef};
 pub use cidr::Cidr;
 pub use files::{ManagedFile, template_context};
 pub use host::check_hostname;
 pub use network::{PortRange, render_port_range};
-pub use release::{Family, Release, ReleaseFacts};
+pub use release::{Family, Release, ReleaseFacts, TmpMount};
 pub use wireguard::{Wireguard, WireguardPeer, is_key as is_wireguard_key};
 
 /// Reads files named by the profile, relative to its directory. Implementations must refuse paths that
@@ -57,6 +57,8 @@ pub struct Model {
     pub packages: Vec<String>,
     pub files: Vec<ManagedFile>,
     pub apt: Apt,
+    /// The system hardening items that are on (`hardening`; each off is a `hardening-off` warning).
+    pub hardening: Hardening,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -216,8 +218,20 @@ pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, R
     if report.has_errors() {
         return (None, report);
     }
-    let model =
-        Model { host, user, ssh, docker, cloudflared, tailscale, wireguard, firewall, packages, files: managed, apt };
+    let model = Model {
+        host,
+        user,
+        ssh,
+        docker,
+        cloudflared,
+        tailscale,
+        wireguard,
+        firewall,
+        packages,
+        files: managed,
+        apt,
+        hardening: raw.hardening.clone(),
+    };
     lints::check(&model, raw.tailscale.as_ref().is_some_and(|t| t.one_off_key), &mut report);
     conflicts::check(&model, &mut report);
     let model = (!report.has_errors()).then_some(model);

@@ -55,6 +55,18 @@ pub struct ReleaseFacts {
     /// The cloud image has needrestart installed and it asks (interactively) which services to restart
     /// after an upgrade (Ubuntu ≥ 22.04); kiln's configuration makes it restart them without asking.
     pub needrestart_prompts: bool,
+    /// How `/tmp` becomes a `nosuid,nodev` tmpfs (systemd's `tmp.mount`).
+    pub tmp_mount: TmpMount,
+}
+
+/// Where a release's systemd keeps `tmp.mount` (a tmpfs on `/tmp` with `nosuid,nodev`, in every systemd
+/// since 2011), and whether it is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TmpMount {
+    /// In use by default: the unit is static, pulled in by `local-fs.target.wants/`.
+    Default,
+    /// Shipped at this path but not installed: kiln copies it to `/etc/systemd/system/` and enables it.
+    Shipped(&'static str),
 }
 
 /// The four releases, newest first per family.
@@ -80,6 +92,9 @@ pub const FACTS: &[ReleaseFacts] = &[
         openssh: "10.0",
         sshd_socket_activated: false,
         needrestart_prompts: false,
+        // systemd 256~rc3-3's NEWS.Debian: "/tmp/ is now by default a tmpfs, via the tmp.mount unit provided
+        // upstream" (/usr/lib/systemd/system/local-fs.target.wants/tmp.mount in 257.13-1~deb13u1).
+        tmp_mount: TmpMount::Default,
     },
     // Debian 12: cloud-init 22.4.2-1+deb12u4, openssh 1:9.2p1-2+deb12u7 (packages.debian.org/bookworm); the
     // cloud images keep a one-line-style /etc/apt/sources.list.
@@ -101,6 +116,8 @@ pub const FACTS: &[ReleaseFacts] = &[
         openssh: "9.2",
         sshd_socket_activated: false,
         needrestart_prompts: false,
+        // systemd 252.39-1~deb12u2 ships it as /usr/share/systemd/tmp.mount; /tmp stays on the root file system.
+        tmp_mount: TmpMount::Shipped("/usr/share/systemd/tmp.mount"),
     },
     // Ubuntu 24.04 LTS "noble": cloud-init 25.1.4-0ubuntu0~24.04.1 in noble-updates (Ubuntu backports each
     // cloud-init release to every LTS; launchpad.net/ubuntu/+source/cloud-init), openssh 1:9.6p1-3ubuntu13;
@@ -124,6 +141,8 @@ pub const FACTS: &[ReleaseFacts] = &[
         openssh: "9.6",
         sshd_socket_activated: true,
         needrestart_prompts: true,
+        // systemd 255 as Debian packaged it before 256~rc3-3 (not observed here: no Ubuntu archive).
+        tmp_mount: TmpMount::Shipped("/usr/share/systemd/tmp.mount"),
     },
     // Ubuntu 22.04 LTS "jammy": cloud-init 25.1.4-0ubuntu0~22.04.1 in jammy-updates, openssh 1:8.9p1-3ubuntu0;
     // sshd is still a plain service (socket activation came in 22.10); needrestart prompts (22.04 introduced
@@ -146,6 +165,8 @@ pub const FACTS: &[ReleaseFacts] = &[
         openssh: "8.9",
         sshd_socket_activated: false,
         needrestart_prompts: true,
+        // systemd 249, the same packaging (not observed here).
+        tmp_mount: TmpMount::Shipped("/usr/share/systemd/tmp.mount"),
     },
 ];
 

@@ -49,6 +49,10 @@ pub struct RawProfile {
     /// Package mirror overrides (a private mirror, or a test harness's local one).
     #[serde(default)]
     pub apt: Apt,
+    /// The system hardening kiln applies to every host, one switch per item, all on by default. Turning
+    /// one off is a warning (`hardening-off`), so `kiln check --strict` refuses it.
+    #[serde(default)]
+    pub hardening: Hardening,
 }
 
 /// A template variable's value. Booleans and integers keep their type, so `{% if vars.debug %}` is false
@@ -169,6 +173,32 @@ pub struct Ssh {
     /// Kamal's SSH library (net-ssh) has no post-quantum key exchange, and `kamal deploy` could not connect.
     #[serde(default)]
     pub post_quantum_only: bool,
+}
+
+/// System hardening on by default. Each switch turns one item off, for a host that needs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hardening {
+    /// Kernel network settings from the CIS Debian Level 1 benchmark (no ICMP redirects, no source routing,
+    /// reverse-path filtering, martians logged, SYN cookies, ICMP broadcasts and bogus errors ignored, IPv6
+    /// router advertisements ignored by the kernel), in /etc/sysctl.d and in the file UFW applies.
+    #[serde(default = "yes")]
+    pub kernel_network: bool,
+    /// Time synchronisation with systemd-timesyncd (installed, enabled, running).
+    #[serde(default = "yes")]
+    pub time_sync: bool,
+    /// A journal kept on disk across reboots, its size capped.
+    #[serde(default = "yes")]
+    pub persistent_journal: bool,
+    /// `/tmp` mounted `nosuid,nodev` (systemd's tmpfs `tmp.mount`).
+    #[serde(default = "yes")]
+    pub tmp_nosuid_nodev: bool,
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Hardening { kernel_network: true, time_sync: true, persistent_journal: true, tmp_nosuid_nodev: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -15,6 +15,18 @@ pub const TIMEZONE: &str = "timezone";
 /// `LANG` in `/etc/default/locale`.
 pub const LOCALE_LANG: &str = "locale LANG";
 
+/// journald writes its system journal on disk (`/var/log/journal/…`), not only in /run.
+pub const JOURNAL_PERSISTENT: &str = "journal kept on disk";
+/// journald's cap on the on-disk journal.
+pub const JOURNAL_CAP: &str = "journal size cap";
+/// `/tmp` is mounted with the options the hardening asks for.
+pub const TMP_MOUNT: &str = "/tmp mounted nosuid,nodev";
+
+/// A kernel setting as `sysctl` prints it (`net.ipv4.tcp_syncookies`).
+pub fn sysctl(key: &str) -> String {
+    format!("sysctl {key}")
+}
+
 /// A unit that must be active (or inactive) right now.
 pub fn unit_active(unit: &str) -> String {
     format!("unit {unit} active")
@@ -74,6 +86,7 @@ mod tests {
         assert_eq!(sshd_option("passwordauthentication"), "sshd passwordauthentication");
         assert_eq!(file("/etc/awkward/motd.txt"), "file /etc/awkward/motd.txt");
         assert_eq!(locale_usable("de_DE.UTF-8"), "locale de_DE.UTF-8 usable");
+        assert_eq!(sysctl("net.ipv4.tcp_syncookies"), "sysctl net.ipv4.tcp_syncookies");
         assert_eq!(wireguard_peers("wg0"), "wireguard wg0 peers (exact)");
         assert_eq!(from_outside(22, "tcp", false), "from outside, 22/tcp is closed");
         assert_eq!(from_outside(8000, "tcp", true), "from outside, 8000/tcp answers");

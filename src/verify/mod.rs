@@ -106,6 +106,7 @@ pub fn verify(
         checks.push(Check::equal(check_names::DOCKER_LIVE_RESTORE, live_restore.to_string(), observed.to_string()));
     }
     checks.extend(system_checks(expected, probe)?);
+    checks.extend(hardening_checks(expected, probe)?);
     checks.extend(standin_checks(expected, probe, digests)?);
     checks.extend(wireguard::checks(expected, probe)?);
     let failed = probe.get(Section::FailedUnits)?;
@@ -293,6 +294,46 @@ fn system_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<Che
         };
         let wanted = format!("mode {} owner {}:{} sha256 {}", file.mode, file.owner, file.group, file.sha256);
         checks.push(Check::equal(check_names::file(&file.path), wanted, observed));
+    }
+    Ok(checks)
+}
+
+/// The kernel's settings, the journal on disk and capped, /tmp's mount options.
+fn hardening_checks(expected: &ExpectedState, probe: &StateProbe) -> Result<Vec<Check>> {
+    let mut checks = Vec::new();
+    if !expected.sysctls.is_empty() {
+        let observed = observe::parse_sysctl(probe.get(Section::Sysctl)?)?;
+        for setting in &expected.sysctls {
+            let value = observed.get(setting.key.as_str()).copied().unwrap_or("(not printed by sysctl)");
+            checks.push(Check::equal(check_names::sysctl(&setting.key), setting.value.as_str(), value));
+        }
+    }
+    if let Some(journal) = &expected.journal {
+        let usage = observe::parse_journal_usage(probe.get(Section::JournalUsage)?)?;
+        // The last report of this boot says which journal journald writes now.
+        let last = usage.last();
+        let on_disk = last.filter(|u| u.path.starts_with(&journal.directory));
+        checks.push(Check::new(
+            check_names::JOURNAL_PERSISTENT,
+            format!("System Journal under {}", journal.directory),
+            last.map_or("no usage report this boot".to_string(), |u| format!("{} at {}", u.name, u.path)),
+            on_disk.is_some(),
+        ));
+        let cap = format!("MAX_USE {}", journal.max_use_bytes);
+        checks.push(Check::equal(
+            check_names::JOURNAL_CAP,
+            cap,
+            on_disk.map_or("no journal on disk this boot".to_string(), |u| format!("MAX_USE {}", u.max_use)),
+        ));
+    }
+    if !expected.tmp_mount_options.is_empty() {
+        let options = observe::parse_tmp_mount(probe.get(Section::TmpMount)?)?;
+        let wanted = expected.tmp_mount_options.join(",");
+        let (observed, passed) = match &options {
+            None => ("not a mount point".to_string(), false),
+            Some(options) => (options.join(","), expected.tmp_mount_options.iter().all(|o| options.contains(o))),
+        };
+        checks.push(Check::new(check_names::TMP_MOUNT, format!("options include {wanted}"), observed, passed));
     }
     Ok(checks)
 }

@@ -53,6 +53,9 @@ probe_sections! {
         WgPeers = "wg-peers",
         WgPublicKey = "wg-public-key",
         WgPublicKeyFile = "wg-public-key-file",
+        Sysctl = "sysctl",
+        JournalUsage = "journal-usage",
+        TmpMount = "tmp-mount",
     }
 }
 
@@ -88,6 +91,10 @@ pub fn parse_live_restore(text: &str) -> Result<bool> {
 /// xtables lock rather than fail while Docker or ufw holds it.
 const IPTABLES4: &str = "iptables -w -S";
 const IPTABLES6: &str = "ip6tables -w -S";
+/// journald's "Disk space used by the journal" message (sd-messages.h `SD_MESSAGE_JOURNAL_USAGE`; the
+/// catalog entry in /usr/lib/systemd/catalog/systemd.catalog), logged each time journald starts and when it
+/// flushes to /var: its fields name the journal in use (`JOURNAL_PATH`) and its cap (`MAX_USE`, bytes).
+pub const JOURNAL_USAGE_MESSAGE_ID: &str = "ec387f577b844b8fa948f33cad9a75e6";
 
 /// One bash script printing every section the checks of `expected` read, and only those.
 pub fn probe_script(expected: &ExpectedState) -> Script<Section> {
@@ -212,6 +219,31 @@ done"#
     }
     if expected.tailscale_up_args.is_some() {
         s.section(Section::StandinTailscale, "kiln_cat_if_present /var/lib/kiln-standin/tailscale-up.json");
+    }
+    if !expected.sysctls.is_empty() {
+        // `sysctl KEY…` prints `KEY = VALUE` per key; a key the kernel does not have fails the section.
+        let keys = words(expected.sysctls.iter().map(|k| shell_quote(&k.key)).collect());
+        s.section(Section::Sysctl, &format!("sysctl {keys}"));
+    }
+    if expected.journal.is_some() {
+        // One JSON object per line; `-b`: this boot's messages only; `-q`: no notes about journals the
+        // caller cannot read (root reads all).
+        s.section(
+            Section::JournalUsage,
+            &format!(
+                "journalctl -q -b -o json --output-fields=JOURNAL_NAME,JOURNAL_PATH,MAX_USE MESSAGE_ID={JOURNAL_USAGE_MESSAGE_ID}"
+            ),
+        );
+    }
+    if !expected.tmp_mount_options.is_empty() {
+        s.section(
+            Section::TmpMount,
+            r#"# findmnt exits 1, printing nothing, when /tmp is no mount point: an answer the check reports.
+rc=0; out=$(findmnt -J --mountpoint /tmp) || rc=$?
+if [ "$rc" -eq 1 ] && [ -z "$out" ]; then rc=0; fi
+[ "$rc" -eq 0 ] || return "$rc"
+printf '%s\n' "$out""#,
+        );
     }
     s.section(Section::FailedUnits, "systemctl --failed --plain --no-legend");
     if let Some(wireguard) = &expected.wireguard {
@@ -525,6 +557,62 @@ pub fn parse_interface_addresses(text: &str) -> Result<Vec<&str>> {
     Ok(addresses)
 }
 
+/// `sysctl KEY…` (`net.ipv4.tcp_syncookies = 1` per line) → key → value.
+pub fn parse_sysctl(text: &str) -> Result<BTreeMap<&str, &str>> {
+    text.lines()
+        .map(|line| line.split_once(" = ").ok_or_else(|| malformed(Section::Sysctl, line, "`KEY = VALUE` from sysctl")))
+        .collect()
+}
+
+/// One "Disk space used by the journal" message: which journal journald writes, and its cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalUsage {
+    /// `System Journal` (on disk) or `Runtime Journal` (in /run).
+    pub name: String,
+    pub path: String,
+    /// `MAX_USE`, in bytes.
+    pub max_use: u64,
+}
+
+/// `journalctl -o json` of journald's usage messages (one object per line, field values as strings) →
+/// the messages, oldest first.
+pub fn parse_journal_usage(text: &str) -> Result<Vec<JournalUsage>> {
+    let section = Section::JournalUsage;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let entry: Value = serde_json::from_str(line)
+                .with_context(|| format!("section {}: `{line}` is not a journal entry in JSON", section.name()))?;
+            let field = |name: &str| {
+                entry[name].as_str().ok_or_else(|| malformed(section, line, &format!("an entry with a `{name}` text")))
+            };
+            let max_use = field("MAX_USE")?;
+            Ok(JournalUsage {
+                name: field("JOURNAL_NAME")?.to_string(),
+                path: field("JOURNAL_PATH")?.to_string(),
+                max_use: max_use.parse().map_err(|_| malformed(section, line, "a MAX_USE in bytes"))?,
+            })
+        })
+        .collect()
+}
+
+/// `findmnt -J --mountpoint /tmp` → the options of what is mounted there (`None`: /tmp is no mount point).
+pub fn parse_tmp_mount(text: &str) -> Result<Option<Vec<String>>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let section = Section::TmpMount;
+    let listing: Value = serde_json::from_str(text)
+        .with_context(|| format!("section {}: not what `findmnt -J` prints", section.name()))?;
+    // The last file system mounted on /tmp is the one in use (findmnt lists each one stacked there).
+    let options = listing["filesystems"]
+        .as_array()
+        .and_then(|all| all.last())
+        .and_then(|fs| fs["options"].as_str())
+        .ok_or_else(|| malformed(section, text, "`{\"filesystems\": [{…, \"options\": \"…\"}]}`"))?;
+    Ok(Some(options.split(',').map(str::to_string).collect()))
+}
+
 /// `wg show IFACE listen-port` → the port (`None`: no interface, so nothing printed).
 pub fn parse_listen_port(text: &str) -> Result<Option<u16>> {
     if text.is_empty() {
@@ -597,7 +685,8 @@ mod tests {
         assert!(parse_installed_packages("dpkg-query: no packages found").is_err());
         let units = parse_units(seed.get(Section::Units).unwrap()).unwrap();
         assert_eq!(units.get("tailscaled.service"), Some(&("active", "enabled")));
-        assert_eq!(units.len(), 6);
+        assert_eq!(units.get("systemd-timesyncd.service"), Some(&("active", "enabled")));
+        assert_eq!(units.len(), 7);
         let wg = captured(WIREGUARD);
         let wireguard = parse_units(wg.get(Section::Units).unwrap()).unwrap();
         assert_eq!(wireguard.get("wg-quick@wg0.service"), Some(&("active", "enabled")));
@@ -737,6 +826,33 @@ mod tests {
         assert!(crate::model::is_wireguard_key(wg.get(Section::WgPublicKey).unwrap()));
     }
 
+    #[test]
+    fn hardening_sections() {
+        let seed = captured(SEED);
+        let sysctl = parse_sysctl(seed.get(Section::Sysctl).unwrap()).unwrap();
+        assert_eq!(sysctl.get("net.ipv4.conf.all.log_martians"), Some(&"1"));
+        assert_eq!(sysctl.len(), 21);
+        assert!(
+            parse_sysctl("sysctl: cannot stat /proc/sys/net/ipv6/conf/all/accept_ra: No such file or directory")
+                .is_err()
+        );
+        let usage = parse_journal_usage(seed.get(Section::JournalUsage).unwrap()).unwrap();
+        assert_eq!(usage.len(), 3);
+        assert_eq!(usage[0].name, "Runtime Journal");
+        assert!(usage[2].path.starts_with("/var/log/journal/"));
+        assert_eq!(usage[2].max_use, 524_288_000);
+        assert_eq!(parse_journal_usage("").unwrap(), []);
+        assert!(parse_journal_usage("-- No entries --").is_err());
+        assert!(
+            parse_journal_usage(r#"{"JOURNAL_NAME":"System Journal","JOURNAL_PATH":"/var/log/journal/x"}"#).is_err()
+        );
+        let tmp = parse_tmp_mount(seed.get(Section::TmpMount).unwrap()).unwrap().unwrap();
+        assert!(tmp.iter().any(|o| o == "nosuid") && tmp.iter().any(|o| o == "nodev"), "{tmp:?}");
+        assert_eq!(parse_tmp_mount("").unwrap(), None);
+        assert!(parse_tmp_mount("findmnt: /tmp: not found").is_err());
+        assert!(parse_tmp_mount("{\"filesystems\": []}").is_err());
+    }
+
     /// The scripts for the fixtures' expected states and for one that has every section.
     fn scripts() -> Vec<Script<Section>> {
         let mut all = super::super::tests::seed_expected();
@@ -784,6 +900,8 @@ esac"#,
             ("ufw", "printf 'Status: inactive\\n'"),
             ("iptables", "printf -- '-P INPUT ACCEPT\\n'"),
             ("ip6tables", "printf -- '-P INPUT ACCEPT\\n'"),
+            // No journal on this machine's disk to read; the section is then empty.
+            ("journalctl", "exit 0"),
         ]);
         let mut expected = super::super::tests::seed_expected();
         // A user this machine has, so the user sections have an entry to read.

@@ -130,6 +130,15 @@ fn each_expected_fact_made_wrong_fails_its_check() {
         }),
         ("timezone", |e| e.timezone = "Europe/Berlin".into()),
         ("locale LANG", |e| e.locale = "de_DE.UTF-8".into()),
+        ("sysctl net.ipv4.conf.all.rp_filter", |e| {
+            e.sysctls.iter_mut().find(|s| s.key == "net.ipv4.conf.all.rp_filter").unwrap().value = "2".into()
+        }),
+        ("unit systemd-timesyncd.service active", |e| {
+            e.units.iter_mut().find(|u| u.name == "systemd-timesyncd.service").unwrap().active = false
+        }),
+        ("journal size cap", |e| e.journal.as_mut().unwrap().max_use_bytes = 4 << 30),
+        ("journal kept on disk", |e| e.journal.as_mut().unwrap().directory = "/srv/journal/".into()),
+        ("/tmp mounted nosuid,nodev", |e| e.tmp_mount_options.push("noexec".into())),
     ];
     let probe = captured(PROBE);
     for (name, mutate) in mutations {
@@ -166,6 +175,30 @@ fn each_observed_fact_made_wrong_fails_its_check() {
         (Section::Keys, "user deploy authorized keys", |s| {
             format!("{s}\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIntruderKeyIntruderKeyIntruderKeyIntrud x")
         }),
+        // UFW's own sysctl.conf applied after kiln's file: what the hardening must prevent.
+        (Section::Sysctl, "sysctl net.ipv4.conf.all.log_martians", |s| {
+            s.replace("net.ipv4.conf.all.log_martians = 1", "net.ipv4.conf.all.log_martians = 0")
+        }),
+        // A key the kernel did not print at all.
+        (Section::Sysctl, "sysctl net.ipv4.tcp_syncookies", |s| {
+            s.lines().filter(|l| !l.starts_with("net.ipv4.tcp_syncookies")).collect::<Vec<_>>().join("\n")
+        }),
+        (Section::Units, "unit systemd-timesyncd.service enabled", |s| {
+            s.replace("systemd-timesyncd.service\tactive\tenabled", "systemd-timesyncd.service\tinactive\tdisabled")
+        }),
+        // journald restarted volatile (Storage=volatile, or no /var/log/journal with Storage=auto): its last
+        // report of the boot is the runtime journal.
+        (Section::JournalUsage, "journal kept on disk", |s| {
+            let runtime = s.lines().next().unwrap().to_string();
+            format!("{s}\n{runtime}")
+        }),
+        // No cap: journald's default (10% of the file system, at most 4 GiB).
+        (Section::JournalUsage, "journal size cap", |s| {
+            s.replace("\"MAX_USE\":\"524288000\"", "\"MAX_USE\":\"411041792\"")
+        }),
+        (Section::TmpMount, "/tmp mounted nosuid,nodev", |s| s.replace("rw,nosuid,nodev,", "rw,nodev,")),
+        // /tmp on the root file system (Debian 12 without tmp.mount): no mount point.
+        (Section::TmpMount, "/tmp mounted nosuid,nodev", |_| String::new()),
     ];
     for (section, name, mutate) in mutations {
         let mut probe = captured(PROBE);
@@ -197,7 +230,15 @@ pub(crate) fn awkward_expected() -> ExpectedState {
 fn the_awkward_guest_passes_every_check() {
     let checks = run(&awkward_expected(), &captured(AWKWARD_PROBE), &SecretDigests::default());
     assert!(failing(&checks).is_empty(), "{:#?}", checks.iter().filter(|c| !c.passed).collect::<Vec<_>>());
-    for name in ["file /etc/awkward/motd.txt", "file /etc/awkward/app.env", "locale de_DE.UTF-8 usable", "timezone"] {
+    for name in [
+        "file /etc/awkward/motd.txt",
+        "file /etc/awkward/app.env",
+        "locale de_DE.UTF-8 usable",
+        "timezone",
+        "unit tmp.mount active",
+        "/tmp mounted nosuid,nodev",
+        "journal size cap",
+    ] {
         assert!(checks.iter().any(|c| c.name == name), "no check `{name}`");
     }
 }
@@ -233,6 +274,10 @@ fn each_awkward_fact_made_wrong_fails_its_check() {
         }),
         // A range must be loaded as ufw loads it, with the multiport match.
         (Section::Iptables4, "iptables agree with ufw", |s| s.replace("--dports 8000:8010", "--dports 8000:8009")),
+        // Debian 12: kiln installs and enables systemd's tmp.mount.
+        (Section::Units, "unit tmp.mount enabled", |s| {
+            s.replace("tmp.mount\tactive\tenabled", "tmp.mount\tinactive\tdisabled")
+        }),
     ];
     for (section, name, mutate) in observed_mutations {
         let mut probe = captured(AWKWARD_PROBE);

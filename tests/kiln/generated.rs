@@ -371,7 +371,7 @@ fn profile(rng: &mut Rng) -> RawProfile {
         log: DockerLog::default(),
         published_ports: PublishedPorts {
             default_bind: rng.pick(&["127.0.0.1", "127.0.0.1", "0.0.0.0"]).to_string(),
-            block_from_outside: rng.chance(90),
+            block_from_outside: rng.chance(97),
             open: (0..rng.below(2)).map(|_| PortRule { port: port(rng), proto: proto(rng) }).collect(),
         },
     });
@@ -433,6 +433,13 @@ fn profile(rng: &mut Rng) -> RawProfile {
         files: (0..rng.below(4)).map(|i| file(rng, i, &user_name)).collect(),
         vars,
         apt: Apt::default(),
+        // Drawn last, so the rest of a seed's profile stays what it was before this section existed.
+        hardening: Hardening {
+            kernel_network: rng.chance(97),
+            time_sync: rng.chance(97),
+            persistent_journal: rng.chance(97),
+            tmp_nosuid_nodev: rng.chance(97),
+        },
     }
 }
 

@@ -92,6 +92,7 @@ fn base_profile() -> RawProfile {
         files: vec![],
         vars: BTreeMap::new(),
         apt: Apt::default(),
+        hardening: Hardening::default(),
     }
 }
 

@@ -15,13 +15,20 @@ use super::{Prepared, Verdicts, distinct};
 const KILN_FILES: &str = "/etc/kiln/";
 const KILN_SECRETS: &str = "/etc/kiln/secrets/";
 const UFW_FILES: &str = "/etc/ufw/";
+const AFTER_RULES: &str = "/etc/ufw/after.rules";
 const DROP_NEW: &str = "-A DOCKER-USER -m conntrack --ctstate NEW -j DROP";
 
 pub fn check(cases: &[Prepared]) -> Verdicts {
     let inputs = cases
         .iter()
         .map(|c| {
-            let lines = c.data.script_lines("append_once");
+            // Only the lines appending to UFW's after.rules (the hardening's appends to /etc/default/ufw).
+            let lines: Vec<String> = c
+                .data
+                .script_lines("append_once")
+                .into_iter()
+                .filter(|l| l.split_whitespace().nth(1) == Some(AFTER_RULES))
+                .collect();
             let files: Vec<File> = c
                 .data
                 .files_under(&[KILN_FILES, UFW_FILES])

@@ -12,6 +12,7 @@
 //! | `cloud-init` | the release's cloud-init schema validator: 22.4.2 (Debian 12 root) for debian-12, 25.1.4 (Debian 13 root) for debian-13, and for Ubuntu 25.1.4 with Ubuntu's schema | the user-data is valid cloud-config, with no deprecated key on 25.1 |
 //! | `ufw` | ufw 0.36.2, every command for real | each command succeeds silently, stores exactly the expected rules and policies |
 //! | `docker-user` | ufw-init, iptables-restore | kiln's DOCKER-USER rules load with UFW at boot |
+//! | `sysctl` | systemd-sysctl, then ufw-init's `sysctl -p` | kiln's kernel settings are what the kernel holds after both, in a boot's order |
 //! | `sshd` | OpenSSH's `sshd -t`, `sshd -T -C` (10.0 for debian-13, 9.2 for the rest) | the configuration loads; every value kiln sets is sshd's effective one for the deploy user and root, from any address |
 //! | `ssh-audit` | that sshd running, audited by ssh-audit 3.9 | no failure, no warning but those `kiln expect` accepts |
 //! | `accounts` | useradd, passwd, visudo, usermod, sudo | the user is created as cloud-init creates it, the sudo rule parses, every owner exists when written |
@@ -36,6 +37,7 @@ mod sandbox;
 mod shell;
 mod ssh_audit;
 mod sshd;
+mod sysctl;
 mod tests;
 mod timezone;
 mod ufw;
@@ -80,6 +82,7 @@ const ORACLES: &[(&str, Oracle)] = &[
     ("cloud-init", cloud_init::check),
     ("ufw", ufw::check),
     ("docker-user", docker_user::check),
+    ("sysctl", sysctl::check),
     ("sshd", sshd::check),
     ("ssh-audit", ssh_audit::check),
     ("accounts", accounts::check),

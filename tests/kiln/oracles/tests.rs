@@ -131,6 +131,26 @@ fn controls(base: &Case) -> Vec<(&'static str, &'static str, Case)> {
             }),
         ),
         (
+            "sysctl",
+            "log_martians is 0, expected 1",
+            edited(base, "UFW left applying the package's sysctl.conf", |c, _| {
+                replace_in(
+                    c,
+                    kiln::lower::UFW_IPT_SYSCTL,
+                    "IPT_SYSCTL=/etc/sysctl.d/60-kiln-hardening.conf",
+                    "IPT_SYSCTL=/etc/ufw/sysctl.conf",
+                )
+            }),
+        ),
+        (
+            "sysctl",
+            "rp_filter is 1, expected 2",
+            edited(base, "a value kiln does not write", |_, e| {
+                e.sysctls.iter_mut().find(|s| s.key == "net.ipv4.conf.all.rp_filter").expect("rp_filter").value =
+                    "2".into()
+            }),
+        ),
+        (
             "sshd",
             "passwordauthentication is yes",
             edited(base, "a drop-in re-enables passwords for the deploy user", |c, _| {
