@@ -311,19 +311,13 @@ impl SshdSetting {
         }
     }
 
-    /// The lines `sshd -T` prints for it: the keyword in lower case, then [`Self::printed_value`]; a
-    /// keyword that takes a list of names (AllowUsers) gets a line per name.
-    pub fn printed_lines(&self) -> Vec<String> {
-        let keyword = self.printed_keyword();
-        self.printed_values().iter().map(|value| format!("{keyword} {value}")).collect()
-    }
-
     /// The keyword as `sshd -T` prints it: lower case.
     pub fn printed_keyword(&self) -> String {
         self.keyword.to_ascii_lowercase()
     }
 
-    /// The values of [`Self::printed_lines`], one per line sshd prints.
+    /// The values `sshd -T` prints after [`Self::printed_keyword`], one per line: [`Self::printed_value`], or for
+    /// a keyword that takes a list of names (AllowUsers) one line per name.
     pub fn printed_values(&self) -> Vec<String> {
         if LISTED_PER_LINE.contains(&self.printed_keyword().as_str()) {
             self.value.split_whitespace().map(str::to_string).collect()

@@ -13,10 +13,12 @@ use crate::model::{Model, Proto};
 /// is why provisioning also checks the effective values ([`EFFECTIVE_CHECK`]).
 pub const SSHD_DROP_IN: &str = "/etc/ssh/sshd_config.d/00-kiln.conf";
 
-/// Fails, naming the value, when `sshd -T` (the configuration sshd will run with) differs from a
-/// `keyword value` pair given as an argument: another file in sshd_config.d set it first. `$0` is kiln's
-/// drop-in, for the message. One line, so the provisioning script keeps one command per line.
-pub const EFFECTIVE_CHECK: &str = r#"effective=$(sshd -T) || exit 1; for want in "$@"; do printf '%s\n' "$effective" | grep -qxF -- "$want" || { echo "sshd would not run with '$want' from $0: a file in /etc/ssh/sshd_config.d that sorts before it sets this keyword" >&2; exit 1; }; done"#;
+/// Fails, naming the keyword, when sshd's configuration (`sshd -T`) and sshd's reading of kiln's drop-in alone
+/// (`sshd -T -f` it: the same printing, defaults for the rest) differ on a keyword given as an argument: another
+/// file in sshd_config.d set it first. `$0` is kiln's drop-in. sshd prints both, so no value is restated here
+/// and the script stays short (the seed host's user-data must fit AWS's 16 KB). One line, so the provisioning
+/// script keeps one command per line.
+pub const EFFECTIVE_CHECK: &str = r#"mine=$(sshd -T -f "$0") && effective=$(sshd -T) || exit 1; for k in "$@"; do [ "$(printf '%s\n' "$mine" | grep "^$k ")" = "$(printf '%s\n' "$effective" | grep "^$k ")" ] || { echo "sshd would not run with $k as $0 sets it: another file in /etc/ssh/sshd_config.d sets it first, or adds to it" >&2; exit 1; }; done"#;
 
 pub use crate::model::SSH_PORT;
 
@@ -117,7 +119,7 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
     };
     parts.running_without_script(unit, StartedBy::Image, vec![listener]);
     let mut check = cmd(&["sh", "-c", EFFECTIVE_CHECK, SSHD_DROP_IN]);
-    check.extend(settings.iter().flat_map(SshdSetting::printed_lines));
+    check.extend(settings.iter().map(SshdSetting::printed_keyword));
     parts.facts.sshd.extend(settings);
     parts.facts.sshd_deploy_user.extend(deploy_user);
     parts.bake_step(Step::new("ssh: apply hardening", vec![cmd(&["sshd", "-t"]), check, reload]));
@@ -128,25 +130,35 @@ mod tests {
     use super::*;
     use crate::verify::protocol::testing::{run_bash, stubs};
 
-    /// The provisioning step's check, run by sh against a stand-in `sshd -T`: it passes when sshd would run
-    /// with kiln's values, and fails naming the value when an earlier file won, or when `sshd -T` fails.
+    /// The provisioning step's check, run by sh against a stand-in sshd: it passes when sshd would run with
+    /// kiln's values, fails naming the keyword when an earlier file won (a list keyword too), and fails when
+    /// `sshd -T` fails.
     #[test]
     fn the_effective_check_fails_when_another_file_wins() {
         let check = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(check.path(), EFFECTIVE_CHECK).unwrap();
         let script = format!(
-            "sh -c \"$(cat {})\" {SSHD_DROP_IN} 'passwordauthentication no' 'permitrootlogin no'",
+            "sh -c \"$(cat {})\" {SSHD_DROP_IN} passwordauthentication permitrootlogin allowusers",
             check.path().display()
         );
-        let run = |sshd: &str| {
-            let bin = stubs(&[("sshd", sshd)]);
+        let kilns = "passwordauthentication no\\npermitrootlogin no\\nallowusers deploy\\n";
+        let run = |effective: &str| {
+            // `sshd -T -f FILE` prints kiln's file alone; `sshd -T` the whole configuration.
+            let sshd = format!(
+                "if [ \"$2\" = -f ]; then printf 'port 22\\n{kilns}'; else {effective}; fi"
+            );
+            let bin = stubs(&[("sshd", &sshd)]);
             run_bash(&script, Some(bin.path()), b"")
         };
-        let kilns = "printf 'port 22\\npasswordauthentication no\\npermitrootlogin no\\n'";
-        assert_eq!(run(kilns).0, 0);
-        let (exit, _, stderr) = run("printf 'passwordauthentication yes\\npermitrootlogin no\\n'");
+        assert_eq!(run(&format!("printf 'port 22\\n{kilns}'")).0, 0);
+        let (exit, _, stderr) =
+            run("printf 'passwordauthentication yes\\npermitrootlogin no\\nallowusers deploy\\n'");
         assert_eq!(exit, 1);
-        assert!(stderr.contains("'passwordauthentication no'") && stderr.contains(SSHD_DROP_IN), "{stderr}");
+        assert!(stderr.contains("with passwordauthentication as") && stderr.contains(SSHD_DROP_IN), "{stderr}");
+        let (exit, _, stderr) =
+            run("printf 'passwordauthentication no\\npermitrootlogin no\\nallowusers deploy\\nallowusers admin\\n'");
+        assert_eq!(exit, 1);
+        assert!(stderr.contains("with allowusers as"), "{stderr}");
         assert_ne!(run("echo broken >&2; exit 255").0, 0);
     }
 }

@@ -120,9 +120,9 @@ fn every_fact_is_in_the_user_data_and_in_kiln_expect() {
             let line = format!("{} {}", setting.keyword, setting.value);
             assert!(drop_in.lines().any(|l| l == line), "{at}: {line}");
         }
-        // …and provisioning checks `sshd -T` for each, as sshd prints it, before reloading.
+        // …and provisioning checks `sshd -T` for each keyword, as sshd prints it, before reloading.
         let mut check = words(&["sh", "-c", kiln::lower::SSHD_EFFECTIVE_CHECK, kiln::lower::SSHD_DROP_IN]);
-        check.extend(facts.sshd.iter().flat_map(|s| s.printed_lines()));
+        check.extend(facts.sshd.iter().map(|s| s.printed_keyword()));
         assert!(runs(&check), "{at}: {check:?}");
         let sshd =
             |keyword: &str| facts.sshd_setting(keyword).map(|v| v.replace("prohibit-password", "without-password"));
