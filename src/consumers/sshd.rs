@@ -280,6 +280,107 @@ const IGNORED_KEYWORDS: &[&str] = &[
     "kerberostgtpassing",
 ];
 
+/// Keywords sshd takes inside a `Match` block: OpenSSH 9.2's `servconf.c` `keywords[]` entries flagged
+/// `SSHCFG_MATCH` or `SSHCFG_ALL` (tag V_9_2_P1; 10.0 adds PAMServiceName, RefuseConnection and Subsystem).
+/// Any other keyword after a `Match` line of the same file makes sshd stop: "Directive '…' is not allowed
+/// within a Match block" (a Match block ends with the file that holds it).
+const MATCH_KEYWORDS: &[&str] = &[
+    "acceptenv",
+    "allowagentforwarding",
+    "allowgroups",
+    "allowstreamlocalforwarding",
+    "allowtcpforwarding",
+    "allowusers",
+    "authenticationmethods",
+    "authorizedkeyscommand",
+    "authorizedkeyscommanduser",
+    "authorizedkeysfile",
+    "authorizedkeysfile2",
+    "authorizedprincipalscommand",
+    "authorizedprincipalscommanduser",
+    "authorizedprincipalsfile",
+    "banner",
+    "casignaturealgorithms",
+    "challengeresponseauthentication",
+    "channeltimeout",
+    "chrootdirectory",
+    "clientalivecountmax",
+    "clientaliveinterval",
+    "denygroups",
+    "denyusers",
+    "disableforwarding",
+    "exposeauthinfo",
+    "forcecommand",
+    "gatewayports",
+    "gssapiauthentication",
+    "hostbasedacceptedalgorithms",
+    "hostbasedacceptedkeytypes",
+    "hostbasedauthentication",
+    "hostbasedusesnamefrompacketonly",
+    "ignorerhosts",
+    "include",
+    "ipqos",
+    "kbdinteractiveauthentication",
+    "kerberosauthentication",
+    "loglevel",
+    "logverbose",
+    "match",
+    "maxauthtries",
+    "maxsessions",
+    "passwordauthentication",
+    "permitemptypasswords",
+    "permitlisten",
+    "permitopen",
+    "permitrootlogin",
+    "permittty",
+    "permittunnel",
+    "permituserrc",
+    "pubkeyacceptedalgorithms",
+    "pubkeyacceptedkeytypes",
+    "pubkeyauthentication",
+    "pubkeyauthoptions",
+    "rdomain",
+    "rekeylimit",
+    "requiredrsasize",
+    "revokedkeys",
+    "rhostsrsaauthentication",
+    "rsaauthentication",
+    "setenv",
+    "skeyauthentication",
+    "streamlocalbindmask",
+    "streamlocalbindunlink",
+    "trustedusercakeys",
+    "unusedconnectiontimeout",
+    "x11displayoffset",
+    "x11forwarding",
+    "x11uselocalhost",
+];
+
+/// A line after a `Match` line of the same drop-in whose keyword sshd does not take there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotInMatch {
+    pub line: usize,
+    pub column: usize,
+    pub keyword: String,
+}
+
+/// Every line of a drop-in, after its first `Match` line, with a keyword sshd knows but refuses inside a
+/// Match block (unknown keywords are `unknown_keywords`' to report).
+pub fn not_allowed_in_match(text: &str) -> Vec<NotInMatch> {
+    let mut in_match = false;
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some((word, column)) = keyword(line) else { continue };
+        let lower = word.to_ascii_lowercase();
+        if lower == "match" {
+            in_match = true;
+        } else if in_match && KEYWORDS.contains(&lower.as_str()) && !MATCH_KEYWORDS.contains(&lower.as_str()) {
+            found.push(NotInMatch { line: i + 1, column, keyword: word.to_string() });
+        }
+    }
+    found
+}
+
 /// A keyword sshd does not know (it refuses the whole configuration), or one it ignores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unknown {
@@ -375,6 +476,26 @@ pub fn check_key_options(options: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod match_tests {
+    use super::*;
+
+    #[test]
+    fn keywords_sshd_refuses_inside_a_match_block() {
+        let text = "UseDNS no\nMatch Address 10.0.0.0/8\n  Banner none\n  TCPKeepAlive yes\n  PrintLastLog no\n";
+        let found = not_allowed_in_match(text);
+        let at: Vec<(usize, usize, &str)> = found.iter().map(|f| (f.line, f.column, f.keyword.as_str())).collect();
+        assert_eq!(at, [(4, 3, "TCPKeepAlive"), (5, 3, "PrintLastLog")]);
+        // Before any Match, and every keyword the block may hold, pass.
+        assert!(
+            not_allowed_in_match("TCPKeepAlive yes\nMatch User x\n  MaxSessions 2\n  X11Forwarding no\n").is_empty()
+        );
+        // Every Match keyword is one sshd knows or ignores (the table was copied right).
+        let known = |k: &&str| KEYWORDS.contains(k) || IGNORED_KEYWORDS.contains(k);
+        assert!(MATCH_KEYWORDS.iter().all(known), "a Match keyword sshd does not know");
+    }
 }
 
 #[cfg(test)]

@@ -144,15 +144,12 @@ mod tests {
         let kilns = "passwordauthentication no\\npermitrootlogin no\\nallowusers deploy\\n";
         let run = |effective: &str| {
             // `sshd -T -f FILE` prints kiln's file alone; `sshd -T` the whole configuration.
-            let sshd = format!(
-                "if [ \"$2\" = -f ]; then printf 'port 22\\n{kilns}'; else {effective}; fi"
-            );
+            let sshd = format!("if [ \"$2\" = -f ]; then printf 'port 22\\n{kilns}'; else {effective}; fi");
             let bin = stubs(&[("sshd", &sshd)]);
             run_bash(&script, Some(bin.path()), b"")
         };
         assert_eq!(run(&format!("printf 'port 22\\n{kilns}'")).0, 0);
-        let (exit, _, stderr) =
-            run("printf 'passwordauthentication yes\\npermitrootlogin no\\nallowusers deploy\\n'");
+        let (exit, _, stderr) = run("printf 'passwordauthentication yes\\npermitrootlogin no\\nallowusers deploy\\n'");
         assert_eq!(exit, 1);
         assert!(stderr.contains("with passwordauthentication as") && stderr.contains(SSHD_DROP_IN), "{stderr}");
         let (exit, _, stderr) =

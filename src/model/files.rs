@@ -251,6 +251,20 @@ fn check_sshd_drop_in(content: &str, body_path: &str, source: Option<&str>, repo
             .within(line, column, source),
         });
     }
+    for misplaced in sshd::not_allowed_in_match(content) {
+        report.push(
+            Diagnostic::error(
+                Code::BadValue,
+                body_path,
+                format!(
+                    "sshd does not take `{0}` inside a Match block: it would refuse to start (\"Directive '{0}' is not allowed within a Match block\")",
+                    misplaced.keyword
+                ),
+            )
+            .within(misplaced.line, misplaced.column, source)
+            .with_help("move it above the file's first `Match` line (a Match block runs to the end of its file)"),
+        );
+    }
     for o in sshd::overrides(content) {
         report.push(
             Diagnostic::error(

@@ -902,6 +902,7 @@ esac"#,
             ("ip6tables", "printf -- '-P INPUT ACCEPT\\n'"),
             // No journal on this machine's disk to read; the section is then empty.
             ("journalctl", "exit 0"),
+            ("docker", "echo true"),
         ]);
         let mut expected = super::super::tests::seed_expected();
         // A user this machine has, so the user sections have an entry to read.

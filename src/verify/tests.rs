@@ -168,6 +168,15 @@ fn each_observed_fact_made_wrong_fails_its_check() {
             s.replace("\"600\"", "\"644\"")
         }),
         (Section::Timezone, "timezone", |_| "Etc/GMT".into()),
+        (Section::DockerLiveRestore, "docker live-restore", |_| "false".into()),
+        // A Match block (or an earlier file) giving the deploy user passwords, or root forwarding.
+        (Section::Sshd, "sshd passwordauthentication", |s| {
+            s.replace("passwordauthentication no", "passwordauthentication yes")
+        }),
+        (Section::SshdRoot, "sshd allowtcpforwarding for root", |s| {
+            s.replace("allowtcpforwarding no", "allowtcpforwarding yes")
+        }),
+        (Section::Sshd, "sshd allowusers", |s| format!("{s}\nallowusers admin")),
         (Section::Locale, "locale LANG", |_| "LANG=en_US.UTF-8".into()),
         (Section::LocaleCharmap, "locale C.UTF-8 usable", |_| {
             "locale: Cannot set LC_CTYPE to default locale: No such file or directory\nANSI_X3.4-1968".into()

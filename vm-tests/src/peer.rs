@@ -95,8 +95,7 @@ server.bind(("127.0.0.1", 0))
 server.listen(1)
 print(server.getsockname()[1], flush=True)
 connection, _ = server.accept()
-connection.sendall((sys.argv[1] + "
-").encode())
+connection.sendall((sys.argv[1] + "\n").encode())
 connection.close()
 "#;
 /// The stand-in registry waits this long for the forwarded connection.
@@ -459,7 +458,7 @@ impl TunnelPeer {
             .args([&REGISTRY_WAIT.as_secs().to_string(), "python3", "-c", ONE_ANSWER_SERVER, &token])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::inherit())
             .spawn()
             .context("starting the stand-in registry (python3)")?;
         let mut port = String::new();

@@ -9,14 +9,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use kiln::expect::AuditWarning;
-use serde_json::Value;
 
 use super::sandbox::{self, Mode, Root};
 use super::userdata::File;
 use super::{Prepared, Verdicts, distinct};
 
-/// cc_ssh.GENERATE_KEY_NAMES: what cloud-init generates when ssh_genkeytypes is not set.
-const DEFAULT_KEY_TYPES: &[&str] = &["rsa", "dsa", "ecdsa", "ed25519"];
 /// The ssh-audit release whose verdicts the checks were written against (`scripts/test-all` installs it).
 const SSH_AUDIT_VERSION: &str = "v3.9.0";
 
@@ -31,10 +28,7 @@ pub fn check(cases: &[Prepared]) -> Verdicts {
     let inputs = cases
         .iter()
         .map(|c| {
-            let key_types = match c.data.config.get("ssh_genkeytypes").and_then(Value::as_array) {
-                Some(types) => types.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-                None => DEFAULT_KEY_TYPES.iter().map(|t| t.to_string()).collect(),
-            };
+            let key_types = c.data.ssh_key_types();
             let files = c.data.files_under(&["/etc/ssh/"]).cloned().collect();
             Some(Input { root: Root::for_openssh(c.release), files, key_types })
         })

@@ -17,8 +17,6 @@ use super::userdata::File;
 use super::{Prepared, Verdicts, distinct};
 
 const SSH_FILES: &str = "/etc/ssh/";
-/// cc_ssh.GENERATE_KEY_NAMES: what cloud-init generates when ssh_genkeytypes is not set.
-const DEFAULT_KEY_TYPES: &[&str] = &["rsa", "dsa", "ecdsa", "ed25519"];
 /// Where clients come from: the internet, a private network, Tailscale's CGNAT range, IPv6.
 const CLIENT_ADDRESSES: &[&str] = &["192.0.2.1", "10.0.0.1", "100.64.0.1", "2001:db8::1"];
 const SSH_PORT: &str = "22";
@@ -44,10 +42,7 @@ pub fn check(cases: &[Prepared]) -> Verdicts {
     let inputs = cases
         .iter()
         .map(|c| {
-            let key_types = match c.data.config.get("ssh_genkeytypes").and_then(Value::as_array) {
-                Some(types) => types.iter().filter_map(Value::as_str).map(str::to_string).collect(),
-                None => DEFAULT_KEY_TYPES.iter().map(|t| t.to_string()).collect(),
-            };
+            let key_types = c.data.ssh_key_types();
             let files: Vec<File> = c.data.files_under(&[SSH_FILES]).cloned().collect();
             let matches = release_matches || files.iter().any(|f| has_match(&String::from_utf8_lossy(&f.content)));
             let user = if matches { c.expected.user.name.clone() } else { ANY_USER.to_string() };

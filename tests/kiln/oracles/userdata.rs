@@ -85,7 +85,18 @@ fn decode(encoding: &str, raw: &str) -> Result<Vec<u8>, String> {
     }
 }
 
+/// cc_ssh.GENERATE_KEY_NAMES: what cloud-init generates when ssh_genkeytypes is not set.
+const DEFAULT_SSH_KEY_TYPES: &[&str] = &["rsa", "dsa", "ecdsa", "ed25519"];
+
 impl UserData {
+    /// The SSH host key types cloud-init generates for this user-data (`ssh_genkeytypes`, or its default).
+    pub fn ssh_key_types(&self) -> Vec<String> {
+        match self.config.get("ssh_genkeytypes").and_then(serde_json::Value::as_array) {
+            Some(types) => types.iter().filter_map(serde_json::Value::as_str).map(str::to_string).collect(),
+            None => DEFAULT_SSH_KEY_TYPES.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
     /// The files whose path starts with one of `prefixes` (a prefix ending in `/` is a directory).
     pub fn files_under<'a>(&'a self, prefixes: &'a [&str]) -> impl Iterator<Item = &'a File> {
         self.files.iter().filter(move |f| prefixes.iter().any(|p| f.path.starts_with(p)))
