@@ -1,7 +1,8 @@
 //! Unit tests of the comparison: the probe output of a real guest booted from `profiles/app.yaml`
 //! passes every check, and each fact, made wrong on either side, fails the check that covers it.
 //!
-//! The fixtures are whole probe outputs of Debian 13 guests, from the run of 2026-11-30 after issue 11 (`target/vm-tests/<scenario>/
+//! The fixtures are whole probe outputs of real guests (Debian 13: seed-host, wireguard; Debian 12: awkward), from
+//! the runs of 2026-12-01 during issue 12 (`target/vm-tests/<scenario>/
 //! probe-first-boot.txt`, with the trailer that records each section's exit status), read by the
 //! production parser as the harness reads them.
 
