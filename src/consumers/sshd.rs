@@ -65,13 +65,16 @@ pub fn key_exchanges(version: &str, for_clients_without_post_quantum: bool) -> V
         kex.push("sntrup761x25519-sha512@openssh.com");
     }
     if for_clients_without_post_quantum || kex.is_empty() {
-        kex.push(CLASSIC_KEX);
+        kex.extend(CLASSIC_KEX);
     }
     kex
 }
 
-/// The one key exchange without post-quantum protection kiln offers: what Kamal's net-ssh speaks.
-pub const CLASSIC_KEX: &str = "curve25519-sha256";
+/// The one key exchange without post-quantum protection kiln offers, under both its names: the RFC 8731
+/// name Kamal's net-ssh prefers, and libssh's older one, the only one paramiko (Ansible's and Fabric's SSH
+/// library; Debian 12's 2.12 here) knows: with the RFC name alone it finds no common key exchange (found by
+/// the sshd-trap scenario, whose outside check uses paramiko).
+pub const CLASSIC_KEX: [&str; 2] = ["curve25519-sha256", "curve25519-sha256@libssh.org"];
 
 /// AEAD ciphers first, then CTR (net-ssh 7.0-7.2 offers only `aes*-ctr`); no CBC. Every one passes
 /// ssh-audit 3.9 with OpenSSH's strict key exchange (kex-strict, the Terrapin counter-measure Debian 12's
@@ -506,12 +509,18 @@ mod algorithm_tests {
     fn each_openssh_offers_the_hybrids_it_has_and_curve25519_for_net_ssh() {
         assert_eq!(
             key_exchanges("10.0", true),
-            ["mlkem768x25519-sha256", "sntrup761x25519-sha512", "sntrup761x25519-sha512@openssh.com", CLASSIC_KEX]
+            [
+                "mlkem768x25519-sha256",
+                "sntrup761x25519-sha512",
+                "sntrup761x25519-sha512@openssh.com",
+                CLASSIC_KEX[0],
+                CLASSIC_KEX[1]
+            ]
         );
-        assert_eq!(key_exchanges("9.2", true), ["sntrup761x25519-sha512@openssh.com", CLASSIC_KEX]);
+        assert_eq!(key_exchanges("9.2", true), ["sntrup761x25519-sha512@openssh.com", CLASSIC_KEX[0], CLASSIC_KEX[1]]);
         assert_eq!(key_exchanges("9.2", false), ["sntrup761x25519-sha512@openssh.com"]);
         // Before 8.5 there is no hybrid: curve25519 is offered rather than nothing.
-        assert_eq!(key_exchanges("8.4", false), [CLASSIC_KEX]);
+        assert_eq!(key_exchanges("8.4", false), CLASSIC_KEX);
     }
 }
 

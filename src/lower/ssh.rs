@@ -89,13 +89,16 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
             model.user.name
         ),
     ));
-    // ssh-audit's one warning on a kiln host, unless the profile gave up Kamal's client for it.
+    // ssh-audit's one warning on a kiln host (for each name of curve25519), unless the profile gave up
+    // Kamal's client for it.
     if classic_kex {
-        parts.facts.ssh_audit_accepted.push(AcceptedAuditWarning {
-            algorithm: sshd::CLASSIC_KEX.into(),
-            why: "Kamal's net-ssh has no post-quantum key exchange; OpenSSH clients negotiate a hybrid offered first"
-                .into(),
-        });
+        for algorithm in sshd::CLASSIC_KEX {
+            parts.facts.ssh_audit_accepted.push(AcceptedAuditWarning {
+                algorithm: algorithm.into(),
+                why: "Kamal's net-ssh (and paramiko) have no post-quantum key exchange; OpenSSH clients negotiate a hybrid offered first"
+                    .into(),
+            });
+        }
     }
     // cloud-init edits sshd_config for `ssh_pwauth` and generates the host keys; other drop-ins are
     // judged by what they set (`consumers::sshd::overrides`).

@@ -125,19 +125,23 @@ mod tests {
     use super::*;
 
     /// ssh-audit 3.9's reports on Debian 12's and Debian 13's own sshd (9.2p1-2+deb12u10, 10.0p2-7+deb13u4)
-    /// running kiln's drop-in, captured from the oracle roots with `ssh-audit -j`.
+    /// running kiln's drop-in, captured from the oracle roots with `ssh-audit -j` (2026-12-01).
     const DEBIAN_12: &str = include_str!("fixtures/ssh-audit-debian-12.json");
     const DEBIAN_13: &str = include_str!("fixtures/ssh-audit-debian-13.json");
 
     fn accepted() -> Vec<AuditWarning> {
-        vec![AuditWarning { algorithm: "curve25519-sha256".into(), why: "Kamal's net-ssh".into() }]
+        crate::consumers::sshd::CLASSIC_KEX
+            .iter()
+            .map(|a| AuditWarning { algorithm: (*a).into(), why: "Kamal's net-ssh".into() })
+            .collect()
     }
 
     #[test]
     fn kilns_sshd_draws_only_the_accepted_warning_on_both_releases() {
         for report in [DEBIAN_12, DEBIAN_13] {
             let found = findings(report).unwrap();
-            assert!(!found.is_empty() && found.iter().all(|f| f.subject == "curve25519-sha256"), "{found:#?}");
+            let curve25519 = |f: &Finding| crate::consumers::sshd::CLASSIC_KEX.contains(&f.subject.as_str());
+            assert!(!found.is_empty() && found.iter().all(curve25519), "{found:#?}");
             assert!(found.iter().all(|f| f.severity == Severity::Warn));
             let verdict = check(report, &accepted()).unwrap();
             assert!(verdict.passed, "{verdict:?}");
