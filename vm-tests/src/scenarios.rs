@@ -194,12 +194,11 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
                     kiln::verify::ssh_audit::CHECK,
                 )
                 .because("hmac-sha1"),
-                // Kiln's drop-in sorting after the image's: the trap's passwords and root login win.
+                // A drop-in sorting before kiln's that turns passwords back on. (Moving kiln's file after the
+                // trap's is not enough: its `AuthenticationMethods publickey` still kept passwords out, seen on
+                // this scenario's guest on 2026-12-01.)
                 tamper(
-                    &format!(
-                        "mv {} /etc/ssh/sshd_config.d/60-kiln.conf && systemctl restart ssh.service",
-                        kiln::lower::SSHD_DROP_IN
-                    ),
+                    "printf 'PasswordAuthentication yes\\nAuthenticationMethods any\\n' > /etc/ssh/sshd_config.d/0-tamper.conf && systemctl restart ssh.service",
                     &trap::check_name("deploy"),
                 ),
             ],
