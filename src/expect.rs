@@ -134,6 +134,12 @@ pub struct AuditWarning {
     pub why: String,
 }
 
+impl From<&facts::AcceptedAuditWarning> for AuditWarning {
+    fn from(accepted: &facts::AcceptedAuditWarning) -> Self {
+        AuditWarning { algorithm: accepted.algorithm.clone(), why: accepted.why.clone() }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExpectedUnit {
     pub name: String,
@@ -245,11 +251,7 @@ pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
         ssh: ExpectedSsh {
             for_deploy_user: sshd_values(&facts.sshd, &facts.sshd_deploy_user),
             for_root: sshd_values(&facts.sshd, &[]),
-            audit_accepted_warnings: facts
-                .ssh_audit_accepted
-                .iter()
-                .map(|w| AuditWarning { algorithm: w.algorithm.clone(), why: w.why.clone() })
-                .collect(),
+            audit_accepted_warnings: facts.ssh_audit_accepted.iter().map(AuditWarning::from).collect(),
         },
         packages: facts.packages.iter().map(|p| p.name.clone()).collect(),
         units: units.iter().map(|u| ExpectedUnit { name: u.name.clone(), active: true, enabled: true }).collect(),

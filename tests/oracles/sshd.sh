@@ -4,8 +4,9 @@
 # connection (Match blocks evaluated by sshd itself).
 #
 # in:  files.list (+ bodies), keytypes (one ssh_genkeytypes entry a line), pwauth (yes|no, optional),
-#      queries (one `sshd -T -C` connection spec a line)
-# out: keygen-<type>.*, pwauth.*, test.*, query-<i>.* (see lib.sh's record)
+#      queries (one `sshd -T -C` connection spec a line), effective-check (the provisioning step's
+#      `sh -c` script), kiln-drop-in (its $0), kiln-keywords (its arguments: kiln's keywords, one a line)
+# out: keygen-<type>.*, pwauth.*, test.*, effective.*, query-<i>.* (see lib.sh's record)
 source /run/kiln-drivers/lib.sh
 
 # The trap Ubuntu's cloud images set (issue 11): they ship this drop-in with passwords on, and root login
@@ -40,6 +41,9 @@ put_files deferred 0
 mkdir -p /run/sshd
 
 record test /usr/sbin/sshd -t
+# The provisioning step's check, as the user-data runs it: `sh -c SCRIPT KILN_DROP_IN KEYWORD…`.
+mapfile -t kiln_keywords < "$in/kiln-keywords"
+record effective sh -c "$(cat "$in/effective-check")" "$(cat "$in/kiln-drop-in")" "${kiln_keywords[@]}"
 i=0
 while IFS= read -r query; do
   record "query-$i" /usr/sbin/sshd -T -C "$query"

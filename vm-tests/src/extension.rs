@@ -108,7 +108,8 @@ impl Extension for ScenarioExtension {
     /// derived, so it is expected exactly as a declared peer.
     fn prepare(&mut self, run_dir: &Path, model: &mut Model) -> Result<()> {
         self.deploy_user = model.user.name.clone();
-        self.audit_accepted = kiln::expect::expect(model).ssh.audit_accepted_warnings;
+        let facts = kiln::lower::facts(model);
+        self.audit_accepted = facts.ssh_audit_accepted.iter().map(kiln::expect::AuditWarning::from).collect();
         self.run_dir = run_dir.to_path_buf();
         if self.wireguard_peer {
             self.peer = Some(TunnelPeer::create(run_dir, model)?);

@@ -173,6 +173,8 @@ pub struct TunnelPeer {
     /// What the profile's components decided, for which TCP ports its firewall opens to everyone on the
     /// public interface (`Facts::open_to_everyone`, as `kiln expect` decides it).
     facts: Facts,
+    /// ssh-audit's warnings kiln accepts for the profile, with their reasons.
+    audit_accepted: Vec<kiln::expect::AuditWarning>,
     guest_key: RefCell<Option<String>>,
     timings: RefCell<Vec<(String, f64)>>,
 }
@@ -225,6 +227,7 @@ impl TunnelPeer {
             model.user.ssh_keys.push(ssh_public);
         }
         let facts = kiln::lower::facts(model);
+        let audit_accepted = facts.ssh_audit_accepted.iter().map(kiln::expect::AuditWarning::from).collect();
 
         let netns = format!("{NETNS_PREFIX}{pid}");
         let mut peer = TunnelPeer {
@@ -241,6 +244,7 @@ impl TunnelPeer {
             guest_tunnel,
             guest_port,
             facts,
+            audit_accepted,
             guest_key: RefCell::new(None),
             timings: RefCell::new(Vec::new()),
         };
@@ -338,7 +342,7 @@ impl TunnelPeer {
         let report = self.dir.join(format!("ssh-audit-{}.json", label.replace(' ', "-")));
         let runner = ["ip", "netns", "exec", self.netns.as_str()];
         let tunnel = self.guest_tunnel.to_string();
-        checks.push(crate::audit::check(&runner, &tunnel, SSH_PORT, &self.audit_accepted(), &report)?);
+        checks.push(crate::audit::check(&runner, &tunnel, SSH_PORT, &self.audit_accepted, &report)?);
         if wrong_key {
             checks.extend(self.unknown_key_checks()?);
         }
@@ -436,15 +440,6 @@ impl TunnelPeer {
             ));
         }
         Ok(checks)
-    }
-
-    /// Warnings of ssh-audit's that kiln accepts, with its reasons (from the facts the peer was made with).
-    fn audit_accepted(&self) -> Vec<kiln::expect::AuditWarning> {
-        let accepted = &self.facts.ssh_audit_accepted;
-        accepted
-            .iter()
-            .map(|w| kiln::expect::AuditWarning { algorithm: w.algorithm.clone(), why: w.why.clone() })
-            .collect()
     }
 
     /// Kamal 2's way to a registry on the deploying machine: `ssh -R 5555:localhost:5555` as the deploy

@@ -175,6 +175,18 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
                 tamper("sed -i 's/^LANG=.*/LANG=C.UTF-8/' /etc/default/locale", check_names::LOCALE_LANG),
                 tamper("rm /usr/lib/locale/locale-archive", &check_names::locale_usable("de_DE.UTF-8")),
                 tamper("ufw delete allow proto udp from 2001:db8::/32 to any port 9000", check_names::UFW_RULE_SET),
+                // The hardening baseline (Debian 12): a kernel setting undone, /tmp remounted with setuid
+                // programs allowed, the clock daemon stopped. (`journalctl --relinquish-var` is not caught: the
+                // journal check reads journald's usage report of the boot, which a later switch leaves as it was.)
+                tamper(
+                    "sysctl -q -w net.ipv4.conf.all.log_martians=0",
+                    &check_names::sysctl("net.ipv4.conf.all.log_martians"),
+                ),
+                tamper("mount -o remount,suid /tmp", check_names::TMP_MOUNT),
+                tamper(
+                    "systemctl stop systemd-timesyncd.service",
+                    &check_names::unit_active("systemd-timesyncd.service"),
+                ),
             ],
             ..scenario("awkward", root.join("vm-tests/profiles/awkward.yaml"))
         },

@@ -35,6 +35,8 @@ struct Input {
     pwauth: Option<&'static str>,
     /// The user sshd -T is asked about: the deploy user when a Match block could tell users apart.
     user: String,
+    /// The keywords of kiln's drop-in the provisioning step's effective check is given (its global ones).
+    kiln_keywords: Vec<String>,
 }
 
 pub fn check(cases: &[Prepared]) -> Verdicts {
@@ -47,7 +49,8 @@ pub fn check(cases: &[Prepared]) -> Verdicts {
             let matches = release_matches || files.iter().any(|f| has_match(&String::from_utf8_lossy(&f.content)));
             let user = if matches { c.expected.user.name.clone() } else { ANY_USER.to_string() };
             let root = Root::for_openssh(c.release);
-            Some(Input { root, files, key_types, pwauth: pwauth(c.data.config.get("ssh_pwauth")), user })
+            let kiln_keywords = c.expected.ssh.for_root.iter().map(|v| v.keyword.clone()).collect();
+            Some(Input { root, files, key_types, pwauth: pwauth(c.data.config.get("ssh_pwauth")), user, kiln_keywords })
         })
         .collect();
     let (keys, of_case) = distinct(inputs);
@@ -63,6 +66,9 @@ pub fn check(cases: &[Prepared]) -> Verdicts {
                 input.write("pwauth", value);
             }
             input.lines("queries", queries(&key.user).into_iter().map(|(spec, _)| spec));
+            input.write("effective-check", kiln::lower::SSHD_EFFECTIVE_CHECK);
+            input.write("kiln-drop-in", kiln::lower::SSHD_DROP_IN);
+            input.lines("kiln-keywords", &key.kiln_keywords);
         },
     );
     cases
@@ -129,6 +135,11 @@ fn judge(case: &Prepared, input: &Input, out: &sandbox::Outputs) -> Vec<String> 
     if !test.clean() {
         failures.push(format!("sshd -t: {}", test.said()));
         return failures;
+    }
+    // The provisioning step's own check, run against this sshd: it passes exactly when kiln's values win.
+    let effective = out.record("effective");
+    if !effective.clean() {
+        failures.push(format!("the provisioning step's effective check: {}", effective.said()));
     }
     let ssh = &case.expected.ssh;
     let user = &case.expected.user;

@@ -181,6 +181,13 @@ fn controls(base: &Case) -> Vec<(&'static str, &'static str, Case)> {
         ),
         (
             "sshd",
+            "effective check: exit 1: sshd would not run with permitrootlogin",
+            edited(base, "a drop-in sorting before kiln's lets root in", |c, _| {
+                add_file(c, "/etc/ssh/sshd_config.d/00-early.conf", "root:root", "PermitRootLogin yes\n")
+            }),
+        ),
+        (
+            "sshd",
             "DenyUsers deploy names deploy",
             edited(base, "DenyUsers shuts the deploy user out", |c, _| {
                 add_file(c, "/etc/ssh/sshd_config.d/05-app.conf", "root:root", "DenyUsers deploy\n")
