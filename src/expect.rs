@@ -27,6 +27,9 @@ pub struct ExpectedState {
     pub secret_files: Vec<SecretFile>,
     /// dockerd's live-restore, as `docker info` reports it (`LiveRestoreEnabled`), when the host runs Docker.
     pub docker_live_restore: Option<bool>,
+    /// unattended-upgrades' origin patterns kiln adds, each of which apt's configuration must hold, and apt's
+    /// daily run of unattended-upgrade (`hardening.automatic_updates`); empty when off.
+    pub update_origins: Vec<String>,
     /// How cloudflared must have been started (argv after the program name).
     pub cloudflared_args: Option<Vec<String>>,
     /// How `tailscale up` must have been called (argv after `tailscale`).
@@ -263,6 +266,7 @@ pub fn from_facts(model: &Model, facts: &Facts) -> ExpectedState {
             .map(|f| SecretFile { path: f.path.clone(), present: f.lifetime == SecretLifetime::Kept })
             .collect(),
         docker_live_restore: facts.docker_live_restore,
+        update_origins: facts.update_origins.clone(),
         cloudflared_args: facts.cloudflared_args.clone(),
         tailscale_up_args: facts.tailscale_up.as_ref().map(|command| command[1..].to_vec()),
         outside: outside_probes(facts),

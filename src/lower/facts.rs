@@ -44,6 +44,8 @@ pub struct Facts {
     pub journal: Option<Journal>,
     /// Options `/tmp` must be mounted with (none: kiln leaves `/tmp` as the image has it).
     pub tmp_options: Vec<&'static str>,
+    /// unattended-upgrades' origin patterns kiln adds (`hardening.automatic_updates`).
+    pub update_origins: Vec<String>,
 }
 
 impl Facts {

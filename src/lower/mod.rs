@@ -21,6 +21,7 @@ mod host;
 mod script;
 mod ssh;
 mod tailscale;
+mod updates;
 mod users;
 pub mod wireguard;
 
@@ -287,6 +288,7 @@ fn components(model: &Model, secrets: &Secrets) -> Parts {
     host::lower(model, &mut parts);
     parts.component = "`hardening`";
     hardening::lower(model, &mut parts);
+    updates::lower(model, &mut parts);
     parts.component = "`user`";
     users::lower(model, &mut parts);
     if let Some(docker) = &model.docker {

@@ -168,6 +168,11 @@ fn hardening_off(model: &Model, report: &mut Report) {
             "tmp_nosuid_nodev",
             "`/tmp` is not mounted nosuid,nodev: setuid programs and device files there keep working",
         ),
+        (
+            h.automatic_updates,
+            "automatic_updates",
+            "security updates are not installed automatically: nothing patches the host after its first boot",
+        ),
     ];
     for (on, name, what) in items {
         if !on {

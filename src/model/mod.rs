@@ -165,6 +165,21 @@ pub struct Repository {
     pub security: Option<SecuritySource>,
 }
 
+impl Repository {
+    /// The host the repository is served from (`download.docker.com`), as apt names a package file's site:
+    /// the URL's authority without a port. `None` for a URL without one (the model refuses those).
+    pub fn site(&self) -> Option<&str> {
+        let (_, rest) = self.url.split_once("://")?;
+        let authority = rest.split('/').next()?;
+        // An IPv6 literal is bracketed (`[2001:db8::1]:8080`); otherwise a port follows the last colon.
+        let host = match authority.strip_prefix('[') {
+            Some(bracketed) => bracketed.split(']').next()?,
+            None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+        };
+        (!host.is_empty()).then_some(host)
+    }
+}
+
 /// Where a Debian archive override's security updates come from: same components and key, another URL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SecuritySource {

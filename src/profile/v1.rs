@@ -193,11 +193,21 @@ pub struct Hardening {
     /// `/tmp` mounted `nosuid,nodev` (systemd's tmpfs `tmp.mount`).
     #[serde(default = "yes")]
     pub tmp_nosuid_nodev: bool,
+    /// unattended-upgrades on apt's daily timers, installing the release's security updates and updates from
+    /// every vendor repository kiln adds (Docker's, Tailscale's, Cloudflare's).
+    #[serde(default = "yes")]
+    pub automatic_updates: bool,
 }
 
 impl Default for Hardening {
     fn default() -> Self {
-        Hardening { kernel_network: true, time_sync: true, persistent_journal: true, tmp_nosuid_nodev: true }
+        Hardening {
+            kernel_network: true,
+            time_sync: true,
+            persistent_journal: true,
+            tmp_nosuid_nodev: true,
+            automatic_updates: true,
+        }
     }
 }
 

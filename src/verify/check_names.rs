@@ -8,6 +8,12 @@ pub const UFW_RULE_SET: &str = "ufw rule set (exact)";
 /// The `DOCKER-USER` chain drops new connections to published ports but the declared ones.
 pub const DOCKER_USER_FILTER: &str = "DOCKER-USER filters published ports";
 pub const DOCKER_LIVE_RESTORE: &str = "docker live-restore";
+pub const APT_DAILY_UPGRADE: &str = "apt refreshes and runs unattended-upgrade daily";
+
+/// An origin pattern unattended-upgrade must be allowed to install from.
+pub fn update_origin(pattern: &str) -> String {
+    format!("unattended-upgrades allows {pattern}")
+}
 /// The secret scan: no process carries a secret value in its arguments.
 pub const NO_SECRET_IN_ARGV: &str = "no secret in any process argument";
 /// `/etc/timezone`.

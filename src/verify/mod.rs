@@ -105,6 +105,34 @@ pub fn verify(
         let observed = observe::parse_live_restore(probe.get(Section::DockerLiveRestore)?)?;
         checks.push(Check::equal(check_names::DOCKER_LIVE_RESTORE, live_restore.to_string(), observed.to_string()));
     }
+    if !expected.update_origins.is_empty() {
+        let configured: Vec<&str> = probe.get(Section::UpdateOrigins)?.lines().collect();
+        for pattern in &expected.update_origins {
+            let ok = configured.contains(&pattern.as_str());
+            checks.push(Check::new(
+                check_names::update_origin(pattern),
+                "in apt's configuration",
+                if ok {
+                    "in apt's configuration".to_string()
+                } else {
+                    format!("absent (apt has: {})", configured.join("; "))
+                },
+                ok,
+            ));
+        }
+        let periodic = observe::parse_apt_config(probe.get(Section::AptPeriodic)?);
+        let daily = |name: &str| periodic.get(name).copied().unwrap_or("(unset)");
+        let observed = format!(
+            "Update-Package-Lists {}, Unattended-Upgrade {}",
+            daily("APT::Periodic::Update-Package-Lists"),
+            daily("APT::Periodic::Unattended-Upgrade")
+        );
+        checks.push(Check::equal(
+            check_names::APT_DAILY_UPGRADE,
+            "Update-Package-Lists 1, Unattended-Upgrade 1",
+            observed,
+        ));
+    }
     checks.extend(system_checks(expected, probe)?);
     checks.extend(hardening_checks(expected, probe)?);
     checks.extend(standin_checks(expected, probe, digests)?);

@@ -39,6 +39,8 @@ probe_sections! {
         Iptables6 = "iptables6",
         DockerUser = "docker-user",
         DockerLiveRestore = "docker-live-restore",
+        UpdateOrigins = "update-origins",
+        AptPeriodic = "apt-periodic",
         Listeners = "listeners",
         SecretFiles = "secret-files",
         Timezone = "timezone",
@@ -79,6 +81,16 @@ const LISTENERS: &str = "ss -H -ltnup";
 /// What the running dockerd reports (`true`/`false`, Go's template of `docker info`'s field): the setting it
 /// runs with, whatever file set it.
 const DOCKER_LIVE_RESTORE: &str = "docker info --format '{{json .LiveRestoreEnabled}}'";
+
+/// apt's configuration as apt itself merges it (every file of apt.conf.d): the origin patterns, one a line.
+const UPDATE_ORIGINS: &str = "apt-config dump --format '%v%n' Unattended-Upgrade::Origins-Pattern";
+/// apt's periodic settings, `NAME VALUE` a line (`APT::Periodic::Unattended-Upgrade 1`).
+const APT_PERIODIC: &str = "apt-config dump --format '%f %v%n' APT::Periodic";
+
+/// `apt-config dump --format '%f %v%n'` → name → value, for the entries with a value.
+pub fn parse_apt_config(text: &str) -> BTreeMap<&str, &str> {
+    text.lines().filter_map(|l| l.split_once(' ')).filter(|(_, v)| !v.is_empty()).collect()
+}
 
 /// `docker info`'s `LiveRestoreEnabled`, as [`DOCKER_LIVE_RESTORE`] prints it.
 pub fn parse_live_restore(text: &str) -> Result<bool> {
@@ -182,6 +194,10 @@ done"#
     }
     if expected.docker_live_restore.is_some() {
         s.section(Section::DockerLiveRestore, DOCKER_LIVE_RESTORE);
+    }
+    if !expected.update_origins.is_empty() {
+        s.section(Section::UpdateOrigins, UPDATE_ORIGINS);
+        s.section(Section::AptPeriodic, APT_PERIODIC);
     }
     s.section(Section::Listeners, LISTENERS);
     s.section(

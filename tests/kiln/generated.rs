@@ -439,6 +439,7 @@ fn profile(rng: &mut Rng) -> RawProfile {
             time_sync: rng.chance(97),
             persistent_journal: rng.chance(97),
             tmp_nosuid_nodev: rng.chance(97),
+            automatic_updates: rng.chance(97),
         },
     }
 }

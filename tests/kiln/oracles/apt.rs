@@ -22,6 +22,8 @@ const BINARY_KEY_TAGS: &[u8] = &[0x99, 0x98, 0xc6];
 struct Input {
     files: Vec<File>,
     keys: Vec<String>,
+    /// unattended-upgrades' origin patterns `kiln expect` says apt's configuration holds.
+    origins: Vec<String>,
 }
 
 pub fn check(cases: &[Prepared]) -> Verdicts {
@@ -29,7 +31,7 @@ pub fn check(cases: &[Prepared]) -> Verdicts {
         .iter()
         .map(|c| {
             let files: Vec<File> = c.data.files_under(APT_FILES).filter(|f| !f.defer).cloned().collect();
-            Some(Input { keys: key_paths(&c.data), files })
+            Some(Input { keys: key_paths(&c.data), files, origins: c.expected.update_origins.clone() })
         })
         .collect();
     let (keys, of_case) = distinct(inputs);
@@ -82,6 +84,7 @@ fn judge(input: &Input, out: &Outputs) -> Vec<String> {
     if update.rc != 0 || !notes.is_empty() {
         failures.push(format!("apt-get --print-uris update: exit {}: {}", update.rc, notes.join(" / ")));
     }
+    failures.extend(judge_updates(input, out));
     for (i, path) in input.keys.iter().enumerate() {
         let shown = out.record(&format!("key-{i}"));
         let records: Vec<&str> = shown.out.lines().filter_map(|l| l.split(':').next()).collect();
@@ -100,6 +103,30 @@ fn judge(input: &Input, out: &Outputs) -> Vec<String> {
             && let Some(problem) = form_problem(path, &file.content)
         {
             failures.push(format!("{path}: {problem}"));
+        }
+    }
+    failures
+}
+
+/// apt's merge of apt.conf.d holds every origin pattern `kiln expect` names, and apt.systemd.daily's two
+/// settings are on, when kiln turned automatic updates on.
+fn judge_updates(input: &Input, out: &Outputs) -> Vec<String> {
+    if input.origins.is_empty() {
+        return Vec::new();
+    }
+    let mut failures = Vec::new();
+    let origins = out.record("origins");
+    if !origins.clean() {
+        return vec![format!("apt-config dump Unattended-Upgrade::Origins-Pattern: {}", origins.said())];
+    }
+    let configured: Vec<&str> = origins.out.lines().collect();
+    for pattern in input.origins.iter().filter(|p| !configured.contains(&p.as_str())) {
+        failures.push(format!("apt's configuration lacks the origin pattern {pattern:?} (it has {configured:?})"));
+    }
+    let periodic = out.record("periodic");
+    for name in ["APT::Periodic::Update-Package-Lists", "APT::Periodic::Unattended-Upgrade"] {
+        if !periodic.out.lines().any(|l| l == format!("{name} 1")) {
+            failures.push(format!("apt-config dump APT::Periodic: {name} is not 1: {}", periodic.said()));
         }
     }
     failures

@@ -230,6 +230,13 @@ fn controls(base: &Case) -> Vec<(&'static str, &'static str, Case)> {
         ("locale", "en_US.UTF-8", edited(base, "a locale never generated", |c, _| c["locale"] = json!("en_US.UTF-8"))),
         (
             "apt",
+            "lacks the origin pattern",
+            edited(base, "an origin pattern apt does not hold", |_, e| {
+                e.update_origins.push("site=updates.example.com".into());
+            }),
+        ),
+        (
+            "apt",
             "secret OpenPGP key",
             edited(base, "a private key as an apt key", |c, _| {
                 add_file(c, "/etc/apt/keyrings/vendor.asc", "root:root", TEST_SECRET_KEY)
