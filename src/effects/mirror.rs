@@ -10,7 +10,14 @@
 //!   downloaded once per distinct request into a cache and linked in;
 //! - `cloudflared/`, `tailscale/`: stand-in packages built from `assets/standins/` — TEST DOUBLES, not the
 //!   vendors' software, which is not in Debian and not reachable from here;
-//! - `docker/`: empty, so a profile that points at Docker's repository still gets a valid one.
+//! - `docker/`: empty, so a profile that points at Docker's repository still gets a valid one;
+//! - `debian-security/`: empty until a test publishes an update into it ([`Mirror::publish`]). Its `Release`
+//!   carries the Debian security archive's `Origin`, `Label` and `Codename` (`Debian`, `Debian-Security`,
+//!   `CODENAME-security`): a STAND-IN for security.debian.org, so the guest's unattended-upgrades judges it by
+//!   the same origin pattern as the real archive.
+//!
+//! Each repository has its own guest address ([`guest_url`]), as each vendor has its own host: unattended-
+//! upgrades allows a vendor's packages by `site=` (the host name), which one shared address would blur.
 //!
 //! Each repository has `Packages`, `Packages.gz`, `Release`, `InRelease` and `Release.gpg`, signed with a key
 //! generated for this one mirror in a throwaway GnuPG home (never the user's `~/.gnupg`).
@@ -36,7 +43,31 @@ use super::apt_state::AptState;
 use super::process::run;
 
 /// The repositories every mirror has, one directory each under [`Mirror::root`].
-pub const REPOSITORIES: [&str; 4] = ["debian", "tailscale", "cloudflared", "docker"];
+pub const REPOSITORIES: [&str; 5] = ["debian", "debian-security", "tailscale", "cloudflared", "docker"];
+
+/// The guest address each repository is served on (QEMU forwards each to the one server, which serves by
+/// path): one per repository, as each has its own host in production.
+const GUEST_ADDRESSES: [(&str, &str); 5] = [
+    ("debian", "10.0.2.100"),
+    ("debian-security", "10.0.2.101"),
+    ("tailscale", "10.0.2.102"),
+    ("cloudflared", "10.0.2.103"),
+    ("docker", "10.0.2.104"),
+];
+
+/// Every guest address the mirror is served on.
+pub fn guest_addresses() -> impl Iterator<Item = &'static str> {
+    GUEST_ADDRESSES.iter().map(|(_, address)| *address)
+}
+
+/// The URL the guest's apt uses for the mirror's repository `name` (one of [`REPOSITORIES`]).
+pub fn guest_url(name: &str) -> anyhow::Result<String> {
+    let (_, address) = GUEST_ADDRESSES
+        .iter()
+        .find(|(repo, _)| *repo == name)
+        .with_context(|| format!("the mirror has no repository named {name:?}"))?;
+    Ok(format!("http://{address}/{name}/"))
+}
 
 /// Packages that come from `assets/standins/` instead of Debian (neither is in Debian).
 pub const STANDINS: [&str; 2] = ["cloudflared", "tailscale"];
@@ -80,6 +111,10 @@ pub struct Mirror {
     pub debian_packages: usize,
     /// The size of everything under `root`, in bytes.
     pub bytes: u64,
+    /// The guest's release, which the security stand-in's `Release` names.
+    codename: String,
+    /// The signing key, kept so [`Mirror::publish`] can sign updated indices.
+    gpg: Gpg,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -128,11 +163,61 @@ pub fn build_mirror_with_cache(workdir: &Path, request: &MirrorRequest, cache: &
 
     let gpg = Gpg::new(workdir)?;
     for repo in REPOSITORIES {
-        index_and_sign(&root.join(repo), &gpg)?;
+        index_and_sign(&root.join(repo), request.codename, &gpg)?;
     }
     let public_key = gpg.export()?;
     let bytes = tree_size(&root)?;
-    Ok(Mirror { root, public_key, debian_packages: debs.len(), bytes })
+    Ok(Mirror { root, public_key, debian_packages: debs.len(), bytes, codename: request.codename.into(), gpg })
+}
+
+impl Mirror {
+    /// Adds `debs` to the repository `repo` and signs its new indices: an update, as a vendor or Debian's
+    /// security team publishes one. The guest sees it at its next `apt update`.
+    pub fn publish(&self, repo: &str, debs: &[PathBuf]) -> anyhow::Result<()> {
+        ensure!(REPOSITORIES.contains(&repo), "the mirror has no repository named {repo:?}");
+        let dir = self.root.join(repo);
+        for deb in debs {
+            let name = deb.file_name().map(pool_name).context("a published package has no file name")?;
+            link_or_copy(deb, &dir.join("pool").join(name))?;
+        }
+        index_and_sign(&dir, &self.codename, &self.gpg)
+    }
+}
+
+/// `deb` with its version changed to `version`, written into `out_dir`: a Debian package re-issued, as a
+/// security update re-issues one. Only the control file changes; dpkg sees a newer package of the same name.
+pub fn reversion(deb: &Path, version: &str, out_dir: &Path) -> anyhow::Result<PathBuf> {
+    let stage = tempfile::Builder::new()
+        .prefix(".reversion-")
+        .tempdir_in(out_dir)
+        .with_context(|| format!("creating a staging directory in {}", out_dir.display()))?;
+    let tree = stage.path().join("tree");
+    run(Command::new("dpkg-deb").arg("--raw-extract").arg(deb).arg(&tree), "running dpkg-deb --raw-extract")?;
+    let control_path = tree.join("DEBIAN/control");
+    let control = fs::read_to_string(&control_path).with_context(|| format!("reading {}", control_path.display()))?;
+    let (mut name, mut arch) = (None, None);
+    let mut lines = Vec::new();
+    for line in control.lines() {
+        if let Some(v) = line.strip_prefix("Package: ") {
+            name = Some(v.to_string());
+        } else if let Some(v) = line.strip_prefix("Architecture: ") {
+            arch = Some(v.to_string());
+        }
+        lines.push(if line.starts_with("Version: ") { format!("Version: {version}") } else { line.to_string() });
+    }
+    let (Some(name), Some(arch)) = (name, arch) else {
+        bail!("{} has no Package or Architecture field", deb.display());
+    };
+    ensure!(control.lines().any(|l| l.starts_with("Version: ")), "{} has no Version field", deb.display());
+    write(&control_path, (lines.join("\n") + "\n").as_bytes())?;
+    // The file name apt-ftparchive and dpkg expect: an epoch's colon is left out of it.
+    let file_version = version.split_once(':').map_or(version, |(_, v)| v);
+    let out = out_dir.join(format!("{name}_{file_version}_{arch}.deb"));
+    run(
+        Command::new("dpkg-deb").args(["--build", "--root-owner-group", "-Zgzip"]).arg(&tree).arg(&out),
+        &format!("running dpkg-deb --build for {name} {version}"),
+    )?;
+    Ok(out)
 }
 
 /// Where Debian downloads are kept between runs: kiln's cache directory.
@@ -370,6 +455,12 @@ fn standin_files(name: &str) -> Option<&'static [StandinFile]> {
 /// Builds the stand-in package `name` (one of [`STANDINS`]) into `out_dir` and returns the .deb's path,
 /// `NAME_0.0.0~kiln.test_all.deb`. These are TEST DOUBLES, not Cloudflare's or Tailscale's software.
 pub fn build(name: &str, out_dir: &Path) -> anyhow::Result<PathBuf> {
+    build_version(name, STANDIN_VERSION, out_dir)
+}
+
+/// [`build`] at another version (a vendor's newer release, for update tests): [`STANDIN_VERSION`] is replaced
+/// wherever the stand-in's files state it (its control file, its `--version`, its start record).
+pub fn build_version(name: &str, version: &str, out_dir: &Path) -> anyhow::Result<PathBuf> {
     let Some(files) = standin_files(name) else {
         bail!("no stand-in package named {name:?} (there are: {})", STANDINS.join(", "));
     };
@@ -393,11 +484,12 @@ pub fn build(name: &str, out_dir: &Path) -> anyhow::Result<PathBuf> {
             fs::set_permissions(d, fs::Permissions::from_mode(0o755))
                 .with_context(|| format!("setting the mode of {}", d.display()))?;
         }
-        fs::write(&path, file.contents).with_context(|| format!("writing {}", path.display()))?;
+        fs::write(&path, file.contents.replace(STANDIN_VERSION, version))
+            .with_context(|| format!("writing {}", path.display()))?;
         fs::set_permissions(&path, fs::Permissions::from_mode(file.mode))
             .with_context(|| format!("setting the mode of {}", path.display()))?;
     }
-    let deb = out_dir.join(format!("{name}_{STANDIN_VERSION}_all.deb"));
+    let deb = out_dir.join(format!("{name}_{version}_all.deb"));
     run(
         Command::new("dpkg-deb")
             .args(["--build", "--root-owner-group", "-Zgzip"])
@@ -414,8 +506,26 @@ pub fn build(name: &str, out_dir: &Path) -> anyhow::Result<PathBuf> {
 const FTPARCHIVE_HASHES: [&str; 6] =
     ["-o", "APT::FTPArchive::MD5=false", "-o", "APT::FTPArchive::SHA1=false", "-o", "APT::FTPArchive::SHA512=false"];
 
+/// `Origin`, `Label` and, for the security stand-in, `Codename` and `Suite` of a repository's `Release`: what
+/// unattended-upgrades' origin patterns match (python-apt reads them from the Release file).
+fn release_fields(name: &str, codename: &str) -> Vec<String> {
+    let field = |key: &str, value: &str| format!("APT::FTPArchive::Release::{key}={value}");
+    if name == "debian-security" {
+        // security.debian.org's own values (its InRelease for bookworm-security and trixie-security).
+        let suite = format!("{codename}-security");
+        vec![
+            field("Origin", "Debian"),
+            field("Label", "Debian-Security"),
+            field("Codename", &suite),
+            field("Suite", &suite),
+        ]
+    } else {
+        vec![field("Origin", "kiln test mirror"), field("Label", "kiln test mirror (TEST ONLY)")]
+    }
+}
+
 /// Writes `Packages`, `Packages.gz`, `Release`, `InRelease` and `Release.gpg` for the flat repository `repo`.
-fn index_and_sign(repo: &Path, gpg: &Gpg) -> anyhow::Result<()> {
+fn index_and_sign(repo: &Path, codename: &str, gpg: &Gpg) -> anyhow::Result<()> {
     let name = repo.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let packages = run(
         Command::new("apt-ftparchive").args(FTPARCHIVE_HASHES).args(["packages", "pool"]).current_dir(repo),
@@ -424,11 +534,13 @@ fn index_and_sign(repo: &Path, gpg: &Gpg) -> anyhow::Result<()> {
     .stdout;
     write(&repo.join("Packages"), &packages)?;
     write(&repo.join("Packages.gz"), &crate::encoding::gzip(&packages))?;
+    let mut command = Command::new("apt-ftparchive");
+    command.args(FTPARCHIVE_HASHES);
+    for field in release_fields(&name, codename) {
+        command.arg("-o").arg(field);
+    }
     let release = run(
-        Command::new("apt-ftparchive")
-            .args(FTPARCHIVE_HASHES)
-            .args(["-o", "APT::FTPArchive::Release::Origin=kiln test mirror"])
-            .args(["-o", "APT::FTPArchive::Release::Label=kiln test mirror (TEST ONLY)"])
+        command
             .arg("-o")
             .arg(format!(
                 "APT::FTPArchive::Release::Description=kiln VM test mirror: {name} (TEST ONLY, throwaway key)"

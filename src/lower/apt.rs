@@ -47,10 +47,12 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
             "// Managed by kiln: removed when first-boot provisioning ends.\nAPT::Install-Recommends \"false\";\n",
         ));
     }
-    if model.host.release.facts().needrestart_prompts {
+    if model.host.release.facts().needrestart_prompts || model.hardening.automatic_updates {
         // needrestart runs after every apt install and, on Ubuntu since 22.04, asks which services to
         // restart: a question nobody answers hangs cloud-init's package runs and unattended upgrades.
         // Restarting automatically is what the question's default answers would do, without the wait.
+        // On Debian it is there when a package recommends it (docker.io on Debian 13) and, unasked, only
+        // lists what runs replaced code: a security update would then leave the old library running.
         parts.claim_prefix("/etc/needrestart/");
         parts.bake_file(WriteFile::new(NEEDRESTART_PATH, 0o644, NEEDRESTART_CONF));
     }

@@ -12,6 +12,13 @@ use crate::templates;
 
 pub const UNIT_PATH: &str = "/etc/systemd/system/cloudflared.service";
 pub const CONFIG_PATH: &str = "/etc/cloudflared/config.yml";
+/// Watches cloudflared's binary: an upgrade (unattended or not) restarts the tunnel on the new version.
+/// The vendor's package restarts nothing (its postinst only links the binary), and needrestart, where
+/// present, restarts a service only when it runs an executable that was replaced — kiln's unit does not
+/// depend on either.
+pub const RESTART_PATH_UNIT: &str = "kiln-cloudflared-upgrade.path";
+const RESTART_SERVICE_UNIT: &str = "kiln-cloudflared-upgrade.service";
+const BINARY: &str = "/usr/bin/cloudflared";
 
 pub fn token_path() -> String {
     format!("{SECRETS_DIR}/cloudflared-token")
@@ -53,20 +60,50 @@ pub(super) fn lower(cloudflared: &Cloudflared, token: &Secret, parts: &mut Parts
     parts.package("cloudflared");
     parts.claim_prefix("/etc/cloudflared/");
     parts.claim_unit("cloudflared.service");
+    parts.claim_unit(RESTART_PATH_UNIT);
+    parts.claim_unit(RESTART_SERVICE_UNIT);
     parts.kept_secret_file(&token_path(), Some(token));
     if let Some(rules) = &cloudflared.ingress {
         parts.bake_file(WriteFile::new(CONFIG_PATH, 0o644, ingress_config(rules)));
     }
     let args = args(cloudflared.ingress.is_some());
-    let unit = templates::render(templates::CLOUDFLARED_UNIT, minijinja::context! { args => args.join(" ") });
+    let unit = templates::render(
+        templates::CLOUDFLARED_UNIT,
+        minijinja::context! { binary => BINARY, args => args.join(" ") },
+    );
     parts.facts.cloudflared_args = Some(args);
     // The unit is baked but only enabled at boot, once the token it reads is there.
     parts.bake_file(WriteFile::new(UNIT_PATH, 0o644, unit));
     // systemd must learn about the unit written in this boot; an instance of a golden image loads the
     // baked unit when it boots, so its own boot skips the reload (seconds, under emulation).
     parts.bake_step(Step::new("cloudflared: install the unit", vec![cmd(&["systemctl", "daemon-reload"])]));
+    parts.bake_file(WriteFile::new(format!("/etc/systemd/system/{RESTART_PATH_UNIT}"), 0o644, restart_path_unit()));
+    parts.bake_file(WriteFile::new(
+        format!("/etc/systemd/system/{RESTART_SERVICE_UNIT}"),
+        0o644,
+        restart_service_unit(),
+    ));
     let start = parts.ensure_running("cloudflared.service", Vec::new());
-    parts.boot_step(Step::new("cloudflared: start the tunnel", vec![start]));
+    let watch = parts.ensure_running(RESTART_PATH_UNIT, Vec::new());
+    parts.boot_step(Step::new("cloudflared: start the tunnel", vec![start, watch]));
+}
+
+/// `PathChanged=` fires when dpkg renames the new binary into place (systemd watches the directory for it).
+fn restart_path_unit() -> String {
+    format!(
+        "# Managed by kiln: restart cloudflared when an upgrade replaces its binary.\n\
+         [Unit]\nDescription=Restart cloudflared after its package is upgraded\n\n\
+         [Path]\nPathChanged={BINARY}\nUnit={RESTART_SERVICE_UNIT}\n\n\
+         [Install]\nWantedBy=multi-user.target\n"
+    )
+}
+
+/// `try-restart`: a tunnel that is stopped on purpose stays stopped.
+fn restart_service_unit() -> String {
+    "# Managed by kiln: started by kiln-cloudflared-upgrade.path.\n\
+     [Unit]\nDescription=Restart cloudflared on its upgraded binary\n\n\
+     [Service]\nType=oneshot\nExecStart=/usr/bin/systemctl try-restart cloudflared.service\n"
+        .to_string()
 }
 
 fn ingress_config(rules: &[IngressRule]) -> String {

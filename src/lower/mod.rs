@@ -21,7 +21,7 @@ mod host;
 mod script;
 mod ssh;
 mod tailscale;
-mod updates;
+pub mod updates;
 mod users;
 pub mod wireguard;
 

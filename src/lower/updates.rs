@@ -25,12 +25,7 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
         "APT::Periodic::Update-Package-Lists \"1\";\nAPT::Periodic::Unattended-Upgrade \"1\";\n",
     ));
     let patterns = origin_patterns(model);
-    let body: String = patterns.iter().map(|p| format!("  \"{p}\";\n")).collect();
-    parts.bake_file(WriteFile::new(
-        ORIGINS_FILE,
-        0o644,
-        format!("// Managed by kiln: what unattended-upgrade may install.\nUnattended-Upgrade::Origins-Pattern {{\n{body}}};\n"),
-    ));
+    parts.bake_file(WriteFile::new(ORIGINS_FILE, 0o644, origins_file(&patterns)));
     parts.facts.update_origins = patterns;
     // apt's timers run apt.systemd.daily: the list refresh, then the upgrade.
     let timers: Vec<Vec<String>> =
@@ -38,22 +33,42 @@ pub(super) fn lower(model: &Model, parts: &mut Parts) {
     parts.bake_step(Step::new("hardening: automatic updates", timers));
 }
 
+/// apt configuration adding `patterns` to unattended-upgrade's list (`#clear` first: replacing it, for a test).
+pub fn origins_config(patterns: &[String], replace: bool) -> String {
+    let body: String = patterns.iter().map(|p| format!("  \"{p}\";\n")).collect();
+    let clear = if replace { "#clear Unattended-Upgrade::Origins-Pattern;\n" } else { "" };
+    format!("{clear}Unattended-Upgrade::Origins-Pattern {{\n{body}}};\n")
+}
+
+fn origins_file(patterns: &[String]) -> String {
+    format!("// Managed by kiln: what unattended-upgrade may install.\n{}", origins_config(patterns, false))
+}
+
+/// The release's security archive, as its `Release` file names it.
+pub fn security_pattern(model: &Model) -> String {
+    let release = model.host.release.facts();
+    match release.family {
+        Family::Debian => format!("origin=Debian,codename={}-security,label=Debian-Security", release.codename),
+        Family::Ubuntu => format!("origin=Ubuntu,archive={}-security", release.codename),
+    }
+}
+
+/// The pattern that allows the vendor repository `repo`, if its URL names a host.
+pub fn vendor_pattern(repo: &Repository) -> Option<String> {
+    repo.site().map(|site| format!("site={site}"))
+}
+
 /// The release's security updates, and each vendor repository by its host (`site=`, matched against the
 /// repository's host name: unattended-upgrade's `match_whitelist_string`, python-apt's `PackageFile.site`),
 /// which kiln knows for certain, where the `Origin:` of a vendor's Release file it could only guess.
 fn origin_patterns(model: &Model) -> Vec<String> {
-    let release = model.host.release.facts();
-    let mut patterns = vec![match release.family {
-        Family::Debian => format!("origin=Debian,codename={}-security,label=Debian-Security", release.codename),
-        Family::Ubuntu => format!("origin=Ubuntu,archive={}-security", release.codename),
-    }];
+    let mut patterns = vec![security_pattern(model)];
     let vendors: [&Option<Repository>; 3] = [&model.apt.docker, &model.apt.cloudflared, &model.apt.tailscale];
     for repo in vendors.into_iter().flatten() {
-        if let Some(site) = repo.site() {
-            let pattern = format!("site={site}");
-            if !patterns.contains(&pattern) {
-                patterns.push(pattern);
-            }
+        if let Some(pattern) = vendor_pattern(repo)
+            && !patterns.contains(&pattern)
+        {
+            patterns.push(pattern);
         }
     }
     patterns

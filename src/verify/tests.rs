@@ -46,8 +46,17 @@ pub(crate) fn seed_expected() -> ExpectedState {
     expected()
 }
 
+/// [`validated`], with the test mirror's repositories as the harness gives them to the guest: what the
+/// harness derives the expected state from.
+pub(super) fn as_tested(profile_yaml: &str, deploy_key: &'static [u8]) -> model::Model {
+    let mut model = validated(profile_yaml, deploy_key);
+    crate::effects::vm::harness::use_mirror(&mut model, b"(the mirror's key)")
+        .expect("the mirror has every repository");
+    model
+}
+
 fn expected() -> ExpectedState {
-    expect(&validated(include_str!("../../profiles/app.yaml"), include_bytes!("../../profiles/keys/deploy.pub")))
+    expect(&as_tested(include_str!("../../profiles/app.yaml"), include_bytes!("../../profiles/keys/deploy.pub")))
 }
 
 fn digests() -> SecretDigests {
@@ -141,6 +150,10 @@ fn each_expected_fact_made_wrong_fails_its_check() {
         ("journal size cap", |e| e.journal.as_mut().unwrap().max_use_bytes = 4 << 30),
         ("journal kept on disk", |e| e.journal.as_mut().unwrap().directory = "/srv/journal/".into()),
         ("/tmp mounted nosuid,nodev", |e| e.tmp_mount_options.push("noexec".into())),
+        ("unattended-upgrades allows site=pkg.example.com", |e| e.update_origins.push("site=pkg.example.com".into())),
+        ("unit kiln-cloudflared-upgrade.path active", |e| {
+            e.units.iter_mut().find(|u| u.name == "kiln-cloudflared-upgrade.path").unwrap().active = false
+        }),
     ];
     let probe = captured(PROBE);
     for (name, mutate) in mutations {
@@ -171,6 +184,13 @@ fn each_observed_fact_made_wrong_fails_its_check() {
         }),
         (Section::Timezone, "timezone", |_| "Etc/GMT".into()),
         (Section::DockerLiveRestore, "docker live-restore", |_| "false".into()),
+        // The vendor's pattern dropped from apt's merged configuration (a later file's `#clear`).
+        (Section::UpdateOrigins, "unattended-upgrades allows site=10.0.2.103", |s| {
+            s.lines().filter(|l| *l != "site=10.0.2.103").collect::<Vec<_>>().join("\n")
+        }),
+        (Section::AptPeriodic, "apt refreshes and runs unattended-upgrade daily", |s| {
+            s.replace("APT::Periodic::Unattended-Upgrade 1", "APT::Periodic::Unattended-Upgrade 0")
+        }),
         // A Match block (or an earlier file) giving the deploy user passwords, or root forwarding.
         (Section::Sshd, "sshd passwordauthentication", |s| {
             s.replace("passwordauthentication no", "passwordauthentication yes")
@@ -231,7 +251,7 @@ fn each_observed_fact_made_wrong_fails_its_check() {
 const AWKWARD_PROBE: &str = include_str!("fixtures/awkward-probe.txt");
 
 pub(crate) fn awkward_expected() -> ExpectedState {
-    expect(&validated(
+    expect(&as_tested(
         include_str!("../../vm-tests/profiles/awkward.yaml"),
         include_bytes!("../../vm-tests/profiles/keys/deploy.pub"),
     ))

@@ -68,7 +68,7 @@ pub(crate) mod tests {
     /// The expected state as the harness derived it in that run: it had put its own WireGuard key in
     /// place of the first peer's and its SSH key beside the deploy user's (both read back from the probe).
     pub(crate) fn expected() -> ExpectedState {
-        let mut model = super::super::tests::validated(
+        let mut model = super::super::tests::as_tested(
             include_str!("../../vm-tests/profiles/wireguard.yaml"),
             include_bytes!("../../vm-tests/profiles/keys/deploy.pub"),
         );

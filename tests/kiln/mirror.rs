@@ -408,6 +408,31 @@ fn a_real_mirror_installs_with_the_hosts_apt() {
     assert!(
         fetched[0].starts_with("cloudflared_0.0.0~kiln.test") && fetched[2].starts_with("tailscale_0.0.0~kiln.test")
     );
+
+    // Updates published while it is served: a newer stand-in from its vendor repository, and hello re-issued
+    // through the security stand-in, whose Release names the Debian security archive as that archive does.
+    let updates = work.path().join("updates");
+    fs::create_dir_all(&updates).unwrap();
+    let hello = fs::read_dir(again.root.join("debian/pool")).unwrap().map(|e| e.unwrap().path()).next().unwrap();
+    let hello_version =
+        text(&sh(Command::new("dpkg-deb").arg("-f").arg(&hello).arg("Version")).stdout).trim().to_string();
+    let security_version = format!("{hello_version}+kiln.security1");
+    again.publish("debian-security", &[mirror::reversion(&hello, &security_version, &updates).unwrap()]).unwrap();
+    again
+        .publish("cloudflared", &[mirror::build_version("cloudflared", "0.0.1~kiln.test", &updates).unwrap()])
+        .unwrap();
+    let release = fs::read_to_string(again.root.join("debian-security/Release")).unwrap();
+    let codename = release_of(status);
+    for field in ["Origin: Debian\n", "Label: Debian-Security\n", &format!("Codename: {codename}-security\n")] {
+        assert!(release.contains(field), "{field:?} not in {release}");
+    }
+    let update = apt_get(&["update"]);
+    assert!(update.status.success() && !text(&update.stderr).contains("W:"), "{}", text(&update.stderr));
+    let fetch = apt_get(&["-y", "--download-only", "install", "hello", "cloudflared"]);
+    assert!(fetch.status.success(), "{}{}", text(&fetch.stdout), text(&fetch.stderr));
+    for file in [format!("hello_{security_version}_amd64.deb"), "cloudflared_0.0.1~kiln.test_all.deb".into()] {
+        assert!(apt.join("archives").join(&file).is_file(), "{file} was not fetched");
+    }
 }
 
 /// The release a dpkg status is from, as the harness finds its image's: the host's own status is the host's

@@ -1,7 +1,7 @@
 //! What a scenario adds to the product's test run (`kiln::effects::vm::harness::Extension`): the
 //! WireGuard peer (`peer.rs`), test servers and containers (`scaffolding.rs`), tamperings
-//! (`tamper.rs`), a golden image baked first with its proofs (`golden.rs`), and a base image carrying the
-//! sshd override trap (`trap.rs`). Each part is there or
+//! (`tamper.rs`), a golden image baked first with its proofs (`golden.rs`), a base image carrying the
+//! sshd override trap (`trap.rs`), and automatic updates published and installed (`updates.rs`). Each part is there or
 //! not, as the scenario says; a scenario with none of them runs exactly as `kiln test` does.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +20,7 @@ use crate::peer::TunnelPeer;
 use crate::scaffolding::{self, Scaffolding};
 use crate::tamper::{self, Tamper};
 use crate::trap;
+use crate::updates::{Origins, UpdateProof};
 
 pub struct ScenarioExtension {
     /// Join the profile's WireGuard tunnel as its first peer, from a network namespace on a second guest
@@ -44,6 +45,10 @@ pub struct ScenarioExtension {
     peer: Option<TunnelPeer>,
     /// The golden image, once baked.
     golden: Option<PathBuf>,
+    /// Publish updates into the mirror after the rounds and prove the guest installs them by itself.
+    pub updates: Option<UpdateProof>,
+    /// unattended-upgrade's origins as the guest got them, once `image` saw the mirrored model.
+    origins: Origins,
 }
 
 impl ScenarioExtension {
@@ -65,6 +70,8 @@ impl ScenarioExtension {
             run_dir: PathBuf::new(),
             peer: None,
             golden: None,
+            updates: None,
+            origins: Origins::default(),
         }
     }
 
@@ -123,6 +130,9 @@ impl Extension for ScenarioExtension {
     }
 
     fn image(&mut self, before: BeforeBoot<'_>) -> Result<Image> {
+        if self.updates.is_some() {
+            self.origins = Origins::of(before.model)?;
+        }
         if self.sshd_trap {
             before.progress.say("putting the sshd override trap into a copy of the base image");
             let path = trap::image(&before.scenario.image, &before.scenario.run_dir)?;
@@ -175,6 +185,15 @@ impl Extension for ScenarioExtension {
     }
 
     fn after_rounds(&mut self, mut finished: Finished<'_>, verdict: &mut Verdict) -> Result<()> {
+        if let Some(proof) = &self.updates {
+            finished.progress.say("publishing updates; running apt's daily services (control, then proof)");
+            let mirror = finished.mirror.context("the update proof needs the package mirror")?;
+            let started = std::time::Instant::now();
+            verdict.phases.extend(proof.run(&mut finished.agent, mirror, &self.origins, &self.run_dir)?);
+            verdict
+                .timings
+                .push(("automatic updates: publish, control run, proof run".into(), started.elapsed().as_secs_f64()));
+        }
         if !self.tamper.is_empty() {
             let detected = self.tampered(&mut finished)?;
             verdict.phases.push((tamper::PHASE.into(), detected));

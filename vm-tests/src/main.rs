@@ -21,10 +21,12 @@ mod scaffolding;
 mod scenarios;
 mod tamper;
 mod trap;
+mod updates;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Mutex;
 
 use anyhow::{Context as _, Result};
 use kiln::effects::vm::qemu;
@@ -41,27 +43,88 @@ fn main() -> ExitCode {
         return code;
     }
     let mut images = Images { out: out.clone(), built: BTreeMap::new(), accel: None };
-    let mut results = Results::default();
+    let results = Mutex::new(Results::default());
+    let mut jobs = VecDeque::new();
+    // Everything shared is made first, one at a time: the base images, the accelerator's verdict, each
+    // release's private apt state (two concurrent `apt-get update`s of one state would fail on its lock).
     for scenario in scenarios::scenarios(&root, &out).into_iter().filter(|s| selected(&s.name)) {
-        eprintln!("\n== scenario {} ({})", scenario.name, scenario.profile.display());
-        let result = load(&scenario.profile).and_then(|model| {
+        let prepared = load(&scenario.profile).and_then(|model| {
             let (image, accel) = images.for_release(model.host.release)?;
-            scenario.run(model, &image, accel)
+            warm_apt_state(model.host.release)?;
+            Ok(ScenarioJob { scenario: scenario.clone(), model, image, accel })
         });
-        results.record(&scenario.name, result);
+        match prepared {
+            Ok(job) => jobs.push_back(Job::Scenario(Box::new(job))),
+            Err(e) => results.lock().expect("no worker yet").record(&scenario.name, Err(e)),
+        }
     }
     // Not a boot scenario: the real `kiln bake` binary, stopped half-way by signals.
     if selected("bake-interrupted") {
-        eprintln!("\n== scenario bake-interrupted (kiln bake stopped by SIGTERM, then SIGKILL)");
-        let kiln = root.join("target/release/kiln");
         let profile = root.join("profiles/app.yaml");
-        let verdict = load(&profile).and_then(|model| {
-            let (image, _) = images.for_release(model.host.release)?;
-            interrupted::run(&kiln, &profile, &image, &out.join("bake-interrupted"))
-        });
-        results.record("bake-interrupted", verdict);
+        match load(&profile).and_then(|model| images.for_release(model.host.release)) {
+            Ok((image, _)) => jobs.push_back(Job::Interrupted { profile, image }),
+            Err(e) => results.lock().expect("no worker yet").record("bake-interrupted", Err(e)),
+        }
     }
+    let jobs = Mutex::new(jobs);
+    // Guests run single-threaded TCG (`qemu::TCG`): one per core keeps every core busy.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_PARALLEL_GUESTS);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                while let Some(job) = jobs.lock().expect("a worker panicked").pop_front() {
+                    let (name, result) = job.run(&root, &out);
+                    results.lock().expect("a worker panicked").record(&name, result);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().expect("a worker panicked");
     results.report(&out, images.accel.unwrap_or(qemu::Accel::Tcg))
+}
+
+/// At most this many guests at once: each takes a core (single-threaded TCG) and 2 GiB.
+const MAX_PARALLEL_GUESTS: usize = 2;
+
+/// One scenario to run on a worker.
+enum Job {
+    Scenario(Box<ScenarioJob>),
+    Interrupted { profile: PathBuf, image: PathBuf },
+}
+
+/// A boot scenario with its validated model and the base image it starts from.
+struct ScenarioJob {
+    scenario: scenarios::Scenario,
+    model: Model,
+    image: PathBuf,
+    accel: qemu::Accel,
+}
+
+impl Job {
+    fn run(self, root: &Path, out: &Path) -> (String, Result<Verdict>) {
+        match self {
+            Job::Scenario(job) => {
+                let ScenarioJob { scenario, model, image, accel } = *job;
+                eprintln!("\n== scenario {} ({})", scenario.name, scenario.profile.display());
+                let result = scenario.run(model, &image, accel);
+                (scenario.name, result)
+            }
+            Job::Interrupted { profile, image } => {
+                eprintln!("\n== scenario bake-interrupted (kiln bake stopped by SIGTERM, then SIGKILL)");
+                let kiln = root.join("target/release/kiln");
+                ("bake-interrupted".into(), interrupted::run(&kiln, &profile, &image, &out.join("bake-interrupted")))
+            }
+        }
+    }
+}
+
+/// The release's private apt state (`apt-get update`d once), as the mirror build will ask for it.
+fn warm_apt_state(release: Release) -> Result<()> {
+    kiln::effects::apt_state::AptState::for_release(
+        release.facts().codename,
+        &kiln::effects::mirror::default_cache_dir(),
+    )
+    .map(drop)
 }
 
 /// The base image of each release the scenarios need, built (or taken from kiln's cache) on first use,

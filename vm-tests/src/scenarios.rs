@@ -17,6 +17,7 @@ use crate::peer;
 use crate::scaffolding::{Container, Scaffolding};
 use crate::tamper::Tamper;
 use crate::trap;
+use crate::updates::UpdateProof;
 
 /// What a scenario boots and what it does besides the profile's own checks.
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ pub struct Scenario {
     pub wireguard_peer: bool,
     /// The base image gets Ubuntu's `50-cloud-init.conf` (passwords and root login on) first (`trap.rs`).
     pub sshd_trap: bool,
+    /// After the rounds, newer packages are published and the guest must install them itself (`updates.rs`).
+    pub updates: Option<UpdateProof>,
 }
 
 /// How the guest starts from the base image.
@@ -72,6 +75,7 @@ impl Scenario {
         let bake_first = self.boot == Boot::BakeThenBoot;
         let mut extension =
             ScenarioExtension::new(self.wireguard_peer, scaffolding, self.tamper.clone(), bake_first, self.sshd_trap);
+        extension.updates = self.updates.clone();
         harness::run(&run, model, accel, &mut extension)
     }
 }
@@ -91,6 +95,7 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
         boot_timeout: Duration::from_secs(900),
         wireguard_peer: false,
         sshd_trap: false,
+        updates: None,
     };
     let tamper = Tamper::new;
     let container = |name: &str, publish: &str, host_port: u16, reachable: bool| Container {
@@ -103,7 +108,14 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
     vec![
         // No reboot here: the same profile reboots in `golden`, and the full first-boot path reboots in
         // `ports` and `wireguard`; CI time goes to what only this scenario shows.
-        Scenario { reboot: false, ..scenario("seed-host", root.join("profiles/app.yaml")) },
+        // The seed host also proves automatic updates: the only test profile with cloudflared, Docker and a
+        // package of its own (htop) from the mirror.
+        Scenario {
+            reboot: false,
+            containers: vec![container("sentinel", "127.0.0.1:8090:8080", 8090, false)],
+            updates: Some(UpdateProof { debian_package: "htop".into(), container: "sentinel".into() }),
+            ..scenario("seed-host", root.join("profiles/app.yaml"))
+        },
         Scenario {
             listen: vec![8000],
             containers: vec![

@@ -27,12 +27,12 @@ use super::qga::Agent;
 use super::wait;
 use crate::effects::fs::write_atomic;
 use crate::effects::image;
-use crate::effects::mirror::{self, MirrorRequest};
+use crate::effects::mirror::{self, Mirror, MirrorRequest};
 use crate::encoding::sha256_hex;
 use crate::expect::{self, ExpectedState, Listener};
 use crate::failure::Failure;
 use crate::lower::Stage;
-use crate::model::{Model, Repository, RepositoryKey, SecretRef};
+use crate::model::{Model, Repository, RepositoryKey, SecretRef, SecuritySource};
 use crate::pipeline;
 use crate::secrets::{self, SecretSource, Secrets};
 use crate::verify::report::Verdict;
@@ -219,6 +219,8 @@ pub struct Finished<'a> {
     pub progress: &'a Progress,
     /// The product's checks, to run again on the guest (`Rounds::recheck`).
     pub rounds: &'a Rounds<'a>,
+    /// The package mirror the guest uses, still served: updates can be published into it.
+    pub mirror: Option<&'a Mirror>,
 }
 
 /// Runs one scenario with the profile's validated model (`pipeline::load`, then `validated`), and what
@@ -228,10 +230,12 @@ pub fn run(scenario: &Scenario, mut model: Model, accel: Accel, extension: &mut 
     std::fs::create_dir_all(&scenario.run_dir).with_context(|| format!("creating {}", scenario.run_dir.display()))?;
     let mut verdict = Verdict { scenario: scenario.name.clone(), accel: accel.name().into(), ..Verdict::default() };
     extension.prepare(&scenario.run_dir, &mut model)?;
-    let expected = expect::expect(&model);
     let secrets = test_secrets(&model)?;
-    let server = serve_mirror(scenario, &mut model, &secrets, extension, &progress)?;
-    let mirror_port = server.as_ref().map(|s| s.port());
+    let served = serve_mirror(scenario, &mut model, &secrets, extension, &progress)?;
+    // Expected from the model the guest gets: with the mirror, its repositories' hosts are the mirror's
+    // (unattended-upgrades' `site=` patterns name them).
+    let expected = expect::expect(&model);
+    let mirror_port = served.as_ref().map(|(_, server)| server.port());
     let before = BeforeBoot { scenario, model: &model, accel, mirror_port, progress: &progress, verdict: &mut verdict };
     let (image, stage) = match extension.image(before)? {
         Image::Scenario => (scenario.image.clone(), scenario.boot.stage()),
@@ -271,10 +275,11 @@ pub fn run(scenario: &Scenario, mut model: Model, accel: Accel, extension: &mut 
         forwards: &forwards,
         extra_probes,
     };
-    let booted = Booted { scenario, config: &config, instance, agent, first_checks: checks };
+    let mirror = served.as_ref().map(|(mirror, _)| mirror);
+    let booted = Booted { scenario, config: &config, instance, agent, first_checks: checks, mirror };
     check_rounds(booted, &rounds, extension, &progress, &mut verdict)?;
     progress.say("done");
-    drop(server);
+    drop(served);
     Ok(verdict)
 }
 
@@ -285,6 +290,7 @@ struct Booted<'a> {
     instance: Instance,
     agent: Agent,
     first_checks: Vec<Check>,
+    mirror: Option<&'a Mirror>,
 }
 
 /// The rounds of checks on a healthy guest: after the first boot, after a reboot, then what the
@@ -296,7 +302,7 @@ fn check_rounds(
     progress: &Progress,
     verdict: &mut Verdict,
 ) -> Result<()> {
-    let Booted { scenario, config, mut instance, mut agent, first_checks } = booted;
+    let Booted { scenario, config, mut instance, mut agent, first_checks, mirror } = booted;
     let boot_started = instance.started;
     verdict.phases.extend(rounds.run(&mut agent, &instance, "first boot", first_checks, extension)?);
     verdict.timings.push(("QEMU start to first verdict".into(), boot_started.elapsed().as_secs_f64()));
@@ -315,6 +321,7 @@ fn check_rounds(
         secret_values: rounds.secret_values,
         progress,
         rounds,
+        mirror,
     };
     extension.after_rounds(finished, verdict)
 }
@@ -367,23 +374,29 @@ pub fn image_listeners() -> Vec<Listener> {
 
 /// Points every repository the model uses at the harness's mirror, signed with its test key: the
 /// same code path (key file + deb822 source + packages module) that production mirrors take.
-fn use_mirror(model: &mut Model, key: &[u8]) {
-    let repo = |name: &'static str| Repository {
-        name,
-        url: format!("http://10.0.2.100/{name}/"),
-        suites: vec!["./".into()],
-        components: Vec::new(),
-        key: RepositoryKey::Embedded { bytes: key.to_vec(), armored: true },
-        security: None,
+/// Debian's security updates come from the mirror's security stand-in, as a Debian host's come from
+/// security.debian.org.
+pub fn use_mirror(model: &mut Model, key: &[u8]) -> Result<()> {
+    let repo = |name: &'static str| -> Result<Repository> {
+        Ok(Repository {
+            name,
+            url: mirror::guest_url(name)?,
+            suites: vec!["./".into()],
+            components: Vec::new(),
+            key: RepositoryKey::Embedded { bytes: key.to_vec(), armored: true },
+            security: None,
+        })
     };
-    model.apt.debian = Some(repo("debian"));
+    let security = SecuritySource { url: mirror::guest_url("debian-security")?, suite: "./".into() };
+    model.apt.debian = Some(Repository { security: Some(security), ..repo("debian")? });
     if model.apt.tailscale.is_some() {
-        model.apt.tailscale = Some(repo("tailscale"));
+        model.apt.tailscale = Some(repo("tailscale")?);
     }
     if model.apt.cloudflared.is_some() {
-        model.apt.cloudflared = Some(repo("cloudflared"));
+        model.apt.cloudflared = Some(repo("cloudflared")?);
     }
     model.apt.docker = None;
+    Ok(())
 }
 
 fn free_port() -> Result<u16> {
@@ -398,14 +411,15 @@ fn test_secrets(model: &Model) -> Result<Secrets> {
 }
 
 /// Builds and serves the signed package mirror a base image is provisioned from, and points the
-/// model's repositories at it. A golden image installs nothing at boot: it needs none.
+/// model's repositories at it. A golden image installs nothing at boot: it needs none. The mirror is
+/// kept with its server: an extension may publish updates into it.
 fn serve_mirror(
     scenario: &Scenario,
     model: &mut Model,
     secrets: &Secrets,
     extension: &dyn Extension,
     progress: &Progress,
-) -> Result<Option<mirror::MirrorServer>> {
+) -> Result<Option<(Mirror, mirror::MirrorServer)>> {
     if scenario.boot == Boot::Golden {
         return Ok(None);
     }
@@ -417,8 +431,9 @@ fn serve_mirror(
     let request = MirrorRequest { packages: &packages, dpkg_status: &status, codename: release.facts().codename };
     let mirror = mirror::build_mirror_with_cache(&scenario.run_dir, &request, &mirror::default_cache_dir())?;
     extension.mirror_data(&mirror.root)?;
-    use_mirror(model, &mirror.public_key);
-    Ok(Some(mirror::serve(&mirror.root)?))
+    use_mirror(model, &mirror.public_key)?;
+    let server = mirror::serve(&mirror.root)?;
+    Ok(Some((mirror, server)))
 }
 
 /// Renders the stage's user-data (kept in the run directory, 0600) and packs the seed image.

@@ -61,7 +61,8 @@ pub struct QemuConfig {
     pub memory_mib: u32,
     pub cpus: u32,
     pub accel: Accel,
-    /// The guest reaches `10.0.2.100:80`, and only that, as this host port on 127.0.0.1.
+    /// The guest reaches the mirror's addresses on port 80 (`mirror::guest_addresses`), and only those, as this
+    /// host port on 127.0.0.1.
     pub mirror_port: Option<u16>,
     pub forwards: Vec<HostForward>,
     /// User-mode NAT to the internet (a real bake fetches packages); otherwise `restrict=on` and the
@@ -225,7 +226,9 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
     let mut netdev = String::from(if config.internet { "user,id=n0" } else { "user,id=n0,restrict=on" });
     if let Some(port) = config.mirror_port {
         // One `nc` per connection: a plain tcp chardev would serve a single connection only.
-        netdev.push_str(&format!(",guestfwd=tcp:10.0.2.100:80-cmd:nc 127.0.0.1 {port}"));
+        for address in crate::effects::mirror::guest_addresses() {
+            netdev.push_str(&format!(",guestfwd=tcp:{address}:80-cmd:nc 127.0.0.1 {port}"));
+        }
     }
     for forward in &config.forwards {
         netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{}-:{}", forward.host_port, forward.guest_port));
