@@ -16,6 +16,7 @@ use kiln::verify::Check;
 use kiln::verify::report::Verdict;
 
 use crate::golden;
+use crate::lynis;
 use crate::peer::TunnelPeer;
 use crate::scaffolding::{self, Scaffolding};
 use crate::tamper::{self, Tamper};
@@ -47,6 +48,8 @@ pub struct ScenarioExtension {
     golden: Option<PathBuf>,
     /// Publish updates into the mirror after the rounds and prove the guest installs them by itself.
     pub updates: Option<UpdateProof>,
+    /// Audit the guest with lynis at the end (a figure, not a gate).
+    pub lynis: bool,
     /// unattended-upgrade's origins as the guest got them, once `image` saw the mirrored model.
     origins: Origins,
 }
@@ -71,6 +74,7 @@ impl ScenarioExtension {
             peer: None,
             golden: None,
             updates: None,
+            lynis: false,
             origins: Origins::default(),
         }
     }
@@ -97,16 +101,25 @@ impl ScenarioExtension {
 
     /// Changes the guest on purpose, runs the product's checks and the peer's again, and reports whether
     /// each change made its check fail.
+    /// The tamperings of the second round are applied after the first round's checks, on top of them.
     fn tampered(&self, finished: &mut Finished) -> Result<Vec<Check>> {
-        finished.progress.say("breaking the guest on purpose");
-        tamper::apply(&mut finished.agent, &self.tamper)?;
-        let mut after = finished.rounds.recheck(&mut finished.agent, "tampered")?;
-        if let Some(peer) = &self.peer {
-            after.extend(peer.checks(&mut finished.agent, None, "tampered", false)?);
-            after.extend(peer.neighbour_checks(&mut finished.agent, &self.container_ports())?);
+        let mut verdicts = Vec::new();
+        for (second, label) in [(false, "tampered"), (true, "tampered again")] {
+            let these: Vec<Tamper> = self.tamper.iter().filter(|t| t.second_round == second).cloned().collect();
+            if these.is_empty() {
+                continue;
+            }
+            finished.progress.say(&format!("breaking the guest on purpose ({label})"));
+            tamper::apply(&mut finished.agent, &these)?;
+            let mut after = finished.rounds.recheck(&mut finished.agent, label)?;
+            if let Some(peer) = &self.peer {
+                after.extend(peer.checks(&mut finished.agent, None, label, false)?);
+                after.extend(peer.neighbour_checks(&mut finished.agent, &self.container_ports())?);
+            }
+            after.extend(self.trap_checks(finished.instance, &self.deploy_user, label)?);
+            verdicts.extend(tamper::verdicts(&these, &after));
         }
-        after.extend(self.trap_checks(finished.instance, &self.deploy_user, "tampered")?);
-        Ok(tamper::verdicts(&self.tamper, &after))
+        Ok(verdicts)
     }
 }
 
@@ -122,6 +135,10 @@ impl Extension for ScenarioExtension {
             self.peer = Some(TunnelPeer::create(run_dir, model)?);
         }
         Ok(())
+    }
+
+    fn mirror_packages(&self) -> Vec<String> {
+        if self.lynis { vec![lynis::PACKAGE.into()] } else { Vec::new() }
     }
 
     /// Every scenario's mirror carries the test container's image (only scaffolded ones fetch it).
@@ -193,6 +210,11 @@ impl Extension for ScenarioExtension {
             verdict
                 .timings
                 .push(("automatic updates: publish, control run, proof run".into(), started.elapsed().as_secs_f64()));
+        }
+        if self.lynis {
+            finished.progress.say("installing lynis and auditing the host");
+            let (_, checks) = lynis::audit(&mut finished.agent, &self.run_dir, "seed host")?;
+            verdict.phases.push((lynis::PHASE.into(), checks));
         }
         if !self.tamper.is_empty() {
             let detected = self.tampered(&mut finished)?;

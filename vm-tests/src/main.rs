@@ -15,6 +15,7 @@ mod audit;
 mod extension;
 mod golden;
 mod interrupted;
+mod lynis;
 mod peer;
 mod preflight;
 mod scaffolding;
@@ -66,13 +67,24 @@ fn main() -> ExitCode {
             Err(e) => results.lock().expect("no worker yet").record("bake-interrupted", Err(e)),
         }
     }
+    // Not a kiln host: the base image as it is, for lynis's baseline figure.
+    if selected("lynis-bare") {
+        match images.for_release(Release::Debian13) {
+            Ok((image, accel)) => jobs.push_back(Job::LynisBare { image, accel }),
+            Err(e) => results.lock().expect("no worker yet").record("lynis-bare", Err(e)),
+        }
+    }
     let jobs = Mutex::new(jobs);
     // Guests run single-threaded TCG (`qemu::TCG`): one per core keeps every core busy.
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_PARALLEL_GUESTS);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
-                while let Some(job) = jobs.lock().expect("a worker panicked").pop_front() {
+                loop {
+                    // Taken in its own statement: a guard in a `while let` would hold the queue for the
+                    // whole run of the job, and the workers would take turns.
+                    let next = jobs.lock().expect("a worker panicked").pop_front();
+                    let Some(job) = next else { break };
                     let (name, result) = job.run(&root, &out);
                     results.lock().expect("a worker panicked").record(&name, result);
                 }
@@ -90,6 +102,7 @@ const MAX_PARALLEL_GUESTS: usize = 2;
 enum Job {
     Scenario(Box<ScenarioJob>),
     Interrupted { profile: PathBuf, image: PathBuf },
+    LynisBare { image: PathBuf, accel: qemu::Accel },
 }
 
 /// A boot scenario with its validated model and the base image it starts from.
@@ -113,6 +126,10 @@ impl Job {
                 eprintln!("\n== scenario bake-interrupted (kiln bake stopped by SIGTERM, then SIGKILL)");
                 let kiln = root.join("target/release/kiln");
                 ("bake-interrupted".into(), interrupted::run(&kiln, &profile, &image, &out.join("bake-interrupted")))
+            }
+            Job::LynisBare { image, accel } => {
+                eprintln!("\n== scenario lynis-bare (the Debian 13 base image, nothing configured, audited by lynis)");
+                ("lynis-bare".into(), lynis::bare(&image, &out.join("lynis-bare"), accel))
             }
         }
     }

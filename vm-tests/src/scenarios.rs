@@ -45,6 +45,8 @@ pub struct Scenario {
     pub sshd_trap: bool,
     /// After the rounds, newer packages are published and the guest must install them itself (`updates.rs`).
     pub updates: Option<UpdateProof>,
+    /// At the end, lynis audits the guest (`lynis.rs`): a figure for the README, not a gate.
+    pub lynis: bool,
 }
 
 /// How the guest starts from the base image.
@@ -76,6 +78,7 @@ impl Scenario {
         let mut extension =
             ScenarioExtension::new(self.wireguard_peer, scaffolding, self.tamper.clone(), bake_first, self.sshd_trap);
         extension.updates = self.updates.clone();
+        extension.lynis = self.lynis;
         harness::run(&run, model, accel, &mut extension)
     }
 }
@@ -96,6 +99,7 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
         wireguard_peer: false,
         sshd_trap: false,
         updates: None,
+        lynis: false,
     };
     let tamper = Tamper::new;
     let container = |name: &str, publish: &str, host_port: u16, reachable: bool| Container {
@@ -114,6 +118,7 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
             reboot: false,
             containers: vec![container("sentinel", "127.0.0.1:8090:8080", 8090, false)],
             updates: Some(UpdateProof { debian_package: "htop".into(), container: "sentinel".into() }),
+            lynis: true,
             ..scenario("seed-host", root.join("profiles/app.yaml"))
         },
         Scenario {
@@ -170,9 +175,21 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
                 tamper("ufw allow 22/tcp", peer::CHECK_PUBLIC_SSH),
                 tamper("true", peer::CHECK_PUBLIC_PORTS),
                 tamper("true", &check_names::from_outside(22, "tcp", false)),
-                // The harness's peer removed from the guest's interface: the tunnel must stop carrying SSH.
-                tamper("wg set wg0 peer \"$(wg show wg0 peers | head -n 1)\" remove", peer::CHECK_SSH_TUNNEL),
-                tamper("true", &check_names::wireguard_peers("wg0")),
+                // Kamal's registry tunnel refused to the deploy user (as for everyone else): `ssh -R` must fail
+                // on the forward itself, not on the connection.
+                tamper(
+                    &format!(
+                        "sed -i 's/AllowTcpForwarding remote/AllowTcpForwarding no/' {} && systemctl restart ssh.service",
+                        kiln::lower::SSHD_DROP_IN
+                    ),
+                    peer::CHECK_KAMAL_FORWARD,
+                )
+                .because("remote port forwarding failed"),
+                // The harness's peer removed from the guest's interface: the tunnel must stop carrying SSH. In
+                // a second round, so the forward above fails while the tunnel still carries SSH.
+                tamper("wg set wg0 peer \"$(wg show wg0 peers | head -n 1)\" remove", peer::CHECK_SSH_TUNNEL)
+                    .in_second_round(),
+                tamper("true", &check_names::wireguard_peers("wg0")).in_second_round(),
             ],
             ..scenario("wireguard", root.join("vm-tests/profiles/wireguard.yaml"))
         },

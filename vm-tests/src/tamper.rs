@@ -25,11 +25,20 @@ pub struct Tamper {
     /// Words the failed check must observe, when another tampering of the same round could fail that check
     /// too (the weak MAC and the moved drop-in both fail ssh-audit's check; only the MAC names hmac-sha1).
     pub because: Option<String>,
+    /// Applied in a second round, after the first round's checks: for a tampering that would hide what
+    /// another one must show (the tunnel's peer removed hides a refused port forward).
+    pub second_round: bool,
 }
 
 impl Tamper {
     pub fn new(command: &str, detected_by: &str) -> Self {
-        Tamper { command: command.into(), detected_by: detected_by.into(), because: None }
+        Tamper { command: command.into(), detected_by: detected_by.into(), because: None, second_round: false }
+    }
+
+    /// The same, applied in the second round.
+    pub fn in_second_round(mut self) -> Self {
+        self.second_round = true;
+        self
     }
 
     /// The same, detected only when the failed check observed `words`.

@@ -111,6 +111,12 @@ pub trait Extension {
         Ok(())
     }
 
+    /// Packages the mirror carries besides the profile's: installed by the extension's own tests, never by
+    /// the profile (an auditor).
+    fn mirror_packages(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Adds files to the package mirror's root before it is served (the test container's image). Not
     /// called when the run serves no mirror (a golden image boots without one).
     fn mirror_data(&self, _mirror_root: &Path) -> Result<()> {
@@ -424,7 +430,8 @@ fn serve_mirror(
         return Ok(None);
     }
     progress.say("building the package mirror");
-    let packages = crate::lower::lower(model, secrets).packages;
+    let mut packages = crate::lower::lower(model, secrets).packages;
+    packages.extend(extension.mirror_packages());
     let status = dpkg_status_of(&scenario.image)?;
     // The image says which release it is; its packages come from that release's suites.
     let release = image::release_of_file(&status)?;
