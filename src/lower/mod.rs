@@ -12,7 +12,7 @@
 //! selects: `full` is everything in one first boot, `bake` and `boot` are the two halves.
 
 mod apt;
-mod cloudflared;
+pub mod cloudflared;
 pub mod docker;
 pub mod facts;
 mod firewall;

@@ -702,7 +702,9 @@ mod tests {
         let units = parse_units(seed.get(Section::Units).unwrap()).unwrap();
         assert_eq!(units.get("tailscaled.service"), Some(&("active", "enabled")));
         assert_eq!(units.get("systemd-timesyncd.service"), Some(&("active", "enabled")));
-        assert_eq!(units.len(), 7);
+        assert_eq!(units.get("kiln-cloudflared-upgrade.path"), Some(&("active", "enabled")));
+        assert_eq!(units.get("apt-daily-upgrade.timer"), Some(&("active", "enabled")));
+        assert_eq!(units.len(), 10);
         let wg = captured(WIREGUARD);
         let wireguard = parse_units(wg.get(Section::Units).unwrap()).unwrap();
         assert_eq!(wireguard.get("wg-quick@wg0.service"), Some(&("active", "enabled")));

@@ -2,10 +2,9 @@
 //! passes every check, and each fact, made wrong on either side, fails the check that covers it.
 //!
 //! The fixtures are whole probe outputs of real guests (Debian 13: seed-host, wireguard; Debian 12: awkward), from
-//! the runs of 2026-12-01 during issue 12 (`target/vm-tests/<scenario>/
+//! the runs of 2026-12-01 during issue 12, after automatic updates came in (`target/vm-tests/<scenario>/
 //! probe-first-boot.txt`, with the trailer that records each section's exit status), read by the
-//! production parser as the harness reads them. One edit by hand: `curve25519-sha256@libssh.org` appended to
-//! the `kexalgorithms` lines, added to kiln's list after those runs (paramiko knows only that name).
+//! production parser as the harness reads them. No edit by hand.
 
 use super::*;
 use crate::effects::vm::harness::image_listeners;

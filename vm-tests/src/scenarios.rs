@@ -119,6 +119,22 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
             containers: vec![container("sentinel", "127.0.0.1:8090:8080", 8090, false)],
             updates: Some(UpdateProof { debian_package: "htop".into(), container: "sentinel".into() }),
             lynis: true,
+            // After the update proof and lynis: the new checks of automatic updates shown failing.
+            tamper: vec![
+                tamper(
+                    "systemctl stop kiln-cloudflared-upgrade.path",
+                    &check_names::unit_active(kiln::lower::cloudflared::RESTART_PATH_UNIT),
+                ),
+                // A later apt file emptying the list (the profile's release is Debian 13).
+                tamper(
+                    "printf '#clear Unattended-Upgrade::Origins-Pattern;\\n' > /etc/apt/apt.conf.d/99zz-tamper",
+                    &check_names::update_origin("origin=Debian,codename=trixie-security,label=Debian-Security"),
+                ),
+                tamper(
+                    "sed -i 's/Unattended-Upgrade \"1\"/Unattended-Upgrade \"0\"/' /etc/apt/apt.conf.d/20auto-upgrades",
+                    check_names::APT_DAILY_UPGRADE,
+                ),
+            ],
             ..scenario("seed-host", root.join("profiles/app.yaml"))
         },
         Scenario {
