@@ -30,6 +30,8 @@ pub enum Command {
     Seed(SeedArgs),
     /// Print, as JSON, the state a host booted from the profile must show (what `kiln test` checks).
     Expect(ExpectArgs),
+    /// Print the part of Kamal 2's config/deploy.yml the profile decides (servers, ssh user, proxy), as YAML.
+    Kamal(KamalArgs),
     /// Print the JSON Schema of the profile format (for editors' YAML language servers).
     Schema,
     /// Boot a throwaway VM with the profile and check, from inside and outside, that it is as declared.
@@ -171,6 +173,12 @@ pub struct ExpectArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct KamalArgs {
+    /// The profile of the hosts Kamal deploys to.
+    pub profile: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct SeedArgs {
     /// The profile whose user-data goes into the seed.
     pub profile: PathBuf,
@@ -195,6 +203,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Render(args) => commands::output::render(&args),
         Command::Seed(args) => commands::output::seed(&args),
         Command::Expect(args) => commands::output::expect(&args),
+        Command::Kamal(args) => commands::output::kamal(&args),
         Command::Schema => commands::output::schema(),
         Command::Test(args) => commands::vm::test(&args),
         Command::Bake(args) => commands::vm::bake(&args),

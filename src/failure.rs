@@ -63,6 +63,9 @@ pub enum Failure {
     /// kiln rendered user-data that the release's cloud-init schema refuses: kiln's bug, not the profile's.
     #[error(transparent)]
     InvalidOutput(#[from] Rejected),
+    /// kiln produced output that its own check of that output refuses: kiln's bug.
+    #[error("{0} (a bug in kiln: please report it)")]
+    Bug(String),
 }
 
 fn checked_message(failing: usize, unreadable: usize, invalid_output: usize, total: usize) -> String {
@@ -106,7 +109,7 @@ impl Failure {
             Failure::Target(_) => exit::TARGET,
             Failure::ChecksFailed { .. } | Failure::Provisioning(_) => exit::CHECKS_FAILED,
             Failure::Harness(_) => exit::HARNESS,
-            Failure::InvalidOutput(_) => exit::INTERNAL,
+            Failure::InvalidOutput(_) | Failure::Bug(_) => exit::INTERNAL,
         }
     }
 

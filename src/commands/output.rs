@@ -1,7 +1,7 @@
 //! The commands that turn a profile into text or files: `check`, `render`, `seed`, `expect`, `schema`.
 
 use super::{load_valid, output_is_not_an_input, print_diagnostics, to_stdout};
-use crate::cli::{CheckArgs, ExpectArgs, Format, RenderArgs, SeedArgs};
+use crate::cli::{CheckArgs, ExpectArgs, Format, KamalArgs, RenderArgs, SeedArgs};
 use crate::diag;
 use crate::effects::fs::{read_limited, write_atomic};
 use crate::effects::profile_dir::describe_io;
@@ -116,6 +116,15 @@ fn read_network_config(path: &std::path::Path) -> Result<String, Failure> {
 pub fn expect(args: &ExpectArgs) -> Result<(), Failure> {
     let (_, model) = load_valid(&args.profile, false)?;
     to_stdout(&json(&crate::expect::expect(&model))?)
+}
+
+/// Translate, then validate the output: what is printed must read back as what kiln meant.
+pub fn kamal(args: &KamalArgs) -> Result<(), Failure> {
+    let (loaded, model) = load_valid(&args.profile, false)?;
+    let config = crate::kamal::config(&model).map_err(|e| Failure::Usage(format!("kiln kamal: {e}")))?;
+    let yaml = crate::kamal::render(&config, &loaded.display_path);
+    crate::kamal::validate(&yaml, &config).map_err(Failure::Bug)?;
+    to_stdout(yaml.as_bytes())
 }
 
 pub fn schema() -> Result<(), Failure> {

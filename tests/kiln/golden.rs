@@ -43,10 +43,21 @@ fn golden_cases_match() {
         let outcomes = [
             check(&case.join("expected.diagnostics"), diagnostics.as_deref()),
             check(&case.join("expected.cloud-config"), rendered.as_ref().map(|(text, _)| text.as_str())),
+            check(&case.join("expected.kamal.yml"), kamal(&case.join("profile.yaml")).as_deref()),
         ];
         failures.extend(outcomes.into_iter().filter_map(Result::err));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// `kiln kamal`'s YAML for a valid profile it applies to (one with Docker and a VPN), validated as the
+/// command validates it.
+fn kamal(profile: &Path) -> Option<String> {
+    let model = kiln::pipeline::load(profile).ok()?.validated(false).ok()?;
+    let config = kiln::kamal::config(&model).ok()?;
+    let yaml = kiln::kamal::render(&config, "profile.yaml");
+    kiln::kamal::validate(&yaml, &config).expect("kiln kamal's output reads back as meant");
+    Some(yaml)
 }
 
 #[test]
