@@ -461,3 +461,24 @@ fn check_target_measures_real_secrets_or_warns_with_the_margin() {
     assert_eq!(kiln(&["render", "--target", "aws", p], &long).status.code(), Some(5));
     drop(dir);
 }
+
+#[test]
+fn kamal_prints_what_the_profile_decides_and_refuses_a_profile_without_a_vpn() {
+    let data = crate::support::data_dir();
+    // Reads no secret: the token and keys are references, not values Kamal needs.
+    let out = kiln(&["kamal", data.join("wireguard/profile.yaml").to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("      - 10.77.0.1  # WireGuard tunnel address"), "{}", text(&out.stdout));
+    for (case, needle) in [("minimal", "no `docker` section"), ("docker-bypass", "no VPN")] {
+        let out = kiln(&["kamal", data.join(case).join("profile.yaml").to_str().unwrap()], &[]);
+        assert_eq!(out.status.code(), Some(2), "{case}: {}", text(&out.stderr));
+        assert!(out.stdout.is_empty() && text(&out.stderr).contains(needle), "{case}: {}", text(&out.stderr));
+    }
+    // An invalid profile is the profile's error (exit 1), with its diagnostics.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "version: 1\nhost: {os: debian-13, hostname: x}\nuser: {name: deploy}\n").unwrap();
+    let out = kiln(&["kamal", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+}

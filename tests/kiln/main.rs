@@ -5,6 +5,7 @@ mod cloudflared_regexp;
 mod facts;
 mod generated;
 mod golden;
+mod kamal;
 mod keys;
 mod layering;
 mod mirror;
