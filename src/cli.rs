@@ -102,9 +102,12 @@ pub struct OutputArgs {
 pub struct RenderArgs {
     /// The profile to render.
     pub profile: PathBuf,
-    /// Write here (atomically, mode 0600) instead of stdout.
+    /// Write here (atomically, mode 0600) instead of stdout; with `--all`, the directory for one
+    /// `HOST.user-data` per host.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub hosts: HostArgs,
     /// Write placeholders instead of secret values (for review and diffs; not deployable).
     #[arg(long)]
     pub redact: bool,
@@ -132,6 +135,9 @@ pub struct TestArgs {
     /// Skip the reboot and the second round of checks.
     #[arg(long)]
     pub no_reboot: bool,
+    /// For a profile listing `hosts`: the host to boot.
+    #[arg(long)]
+    pub host: Option<String>,
     /// `full`: IMAGE is a base image, provisioned at first boot; `boot`: IMAGE is a golden image baked
     /// from this profile (`kiln bake`), booted with the boot stage.
     #[arg(long, value_enum, default_value_t = Stage::Full)]
@@ -170,6 +176,21 @@ pub struct ImageBuildArgs {
 pub struct ExpectArgs {
     /// The profile whose expected state to print.
     pub profile: PathBuf,
+    /// For a profile listing `hosts`: the host whose expected state to print.
+    #[arg(long)]
+    pub host: Option<String>,
+}
+
+/// Which hosts of a profile a command acts on (a profile that lists `hosts`, a fleet, needs one of these).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HostArgs {
+    /// The host of the profile's `hosts` to act on.
+    #[arg(long, conflicts_with = "all")]
+    pub host: Option<String>,
+    /// Every host of the profile's `hosts`, one file each in the `-o` directory; nothing is written if any
+    /// host fails.
+    #[arg(long, requires = "output")]
+    pub all: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -182,9 +203,12 @@ pub struct KamalArgs {
 pub struct SeedArgs {
     /// The profile whose user-data goes into the seed.
     pub profile: PathBuf,
-    /// The seed image to write (vfat, label `cidata`; mode 0600).
+    /// The seed image to write (vfat, label `cidata`; mode 0600); with `--all`, the directory for one
+    /// `HOST.img` per host.
     #[arg(short, long)]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub hosts: HostArgs,
     /// Write placeholders instead of secret values.
     #[arg(long)]
     pub redact: bool,

@@ -18,12 +18,18 @@ pub const ROLE: &str = "web";
 /// The configuration kiln derives, before it is written as YAML.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KamalConfig {
-    /// The address Kamal's SSH reaches the host at, and why that one.
-    pub host: String,
-    pub host_comment: String,
+    /// The address Kamal's SSH reaches each host at, and why that one: one per host of a fleet.
+    pub hosts: Vec<Server>,
     pub ssh_user: String,
     /// What the profile decides about kamal-proxy: nothing without cloudflared.
     pub proxy: Option<Proxy>,
+}
+
+/// One host as Kamal reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub address: String,
+    pub comment: String,
 }
 
 /// kamal-proxy's settings the profile decides.
@@ -83,7 +89,22 @@ pub fn config(model: &Model) -> Result<KamalConfig, KamalError> {
     });
     // Without cloudflared the profile decides nothing about the proxy: Kamal's defaults stand.
     let proxy = proxy.filter(|p| p.loopback_only || !p.hosts.is_empty());
-    Ok(KamalConfig { host, host_comment, ssh_user: model.user.name.clone(), proxy })
+    Ok(KamalConfig {
+        hosts: vec![Server { address: host, comment: host_comment }],
+        ssh_user: model.user.name.clone(),
+        proxy,
+    })
+}
+
+/// [`config`] for every host of a fleet: one role, one server each (the role's settings are the same for all).
+pub fn fleet_config(models: &[&Model]) -> Result<KamalConfig, KamalError> {
+    let mut configs = models.iter().map(|m| config(m));
+    let Some(first) = configs.next() else { return Err(KamalError::NoVpn) };
+    let mut merged = first?;
+    for next in configs {
+        merged.hosts.extend(next?.hosts);
+    }
+    Ok(merged)
 }
 
 /// An ingress service that reaches kamal-proxy's HTTP port on the host itself.
@@ -104,10 +125,13 @@ pub fn render(config: &KamalConfig, profile: &str) -> String {
     let mut out = format!(
         "# The part of Kamal 2's config/deploy.yml that {profile} decides (kiln kamal).\n\
          # Merge it into yours: service, image, registry, builder and env stay yours.\n\
-         servers:\n  {ROLE}:\n    hosts:\n      - {}  # {}\n\
+         servers:\n  {ROLE}:\n    hosts:\n{}\
          ssh:\n  user: {}  # the profile's deploy user: in the docker group, so Kamal needs no sudo\n",
-        yaml_string(&config.host),
-        config.host_comment,
+        config
+            .hosts
+            .iter()
+            .map(|s| format!("      - {}  # {}\n", yaml_string(&s.address), s.comment))
+            .collect::<String>(),
         yaml_string(&config.ssh_user),
     );
     if let Some(proxy) = &config.proxy {
@@ -180,7 +204,8 @@ pub fn validate(yaml: &str, config: &KamalConfig) -> Result<(), String> {
     let printed: Printed =
         serde_saphyr::from_str(yaml).map_err(|e| format!("kiln kamal wrote YAML that does not parse: {e}"))?;
     let mut problems = Vec::new();
-    if printed.servers.keys().collect::<Vec<_>>() != [ROLE] || printed.servers[ROLE].hosts != [config.host.clone()] {
+    let addresses: Vec<String> = config.hosts.iter().map(|s| s.address.clone()).collect();
+    if printed.servers.keys().collect::<Vec<_>>() != [ROLE] || printed.servers[ROLE].hosts != addresses {
         problems.push(format!("servers: {:?}", printed.servers));
     }
     if printed.ssh.user != config.ssh_user {
@@ -253,8 +278,10 @@ mod tests {
 
     fn config() -> KamalConfig {
         KamalConfig {
-            host: "10.77.0.1".into(),
-            host_comment: "WireGuard tunnel address (wg0): the firewall lets SSH in only through the tunnel".into(),
+            hosts: vec![Server {
+                address: "10.77.0.1".into(),
+                comment: "WireGuard tunnel address (wg0): the firewall lets SSH in only through the tunnel".into(),
+            }],
             ssh_user: "deploy".into(),
             proxy: Some(Proxy { hosts: vec!["app.example.com".into()], loopback_only: true }),
         }

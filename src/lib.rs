@@ -22,6 +22,7 @@ pub mod effects;
 pub mod encoding;
 pub mod expect;
 pub mod failure;
+pub mod fleet;
 pub mod kamal;
 pub mod lower;
 pub mod model;

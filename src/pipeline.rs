@@ -13,6 +13,7 @@ use crate::effects::fs::read_limited;
 use crate::effects::profile_dir::{ProfileDir, describe_io};
 use crate::effects::secret_source::EnvAndFiles;
 use crate::failure::Failure;
+use crate::fleet::{self, Member};
 use crate::lower::Stage;
 use crate::model::{self, Model, ProfileFiles};
 use crate::profile::v1::RawProfile;
@@ -26,7 +27,10 @@ pub struct Loaded {
     pub display_path: String,
     pub source: String,
     pub dir: Option<ProfileDir>,
+    /// A profile of one host, validated.
     pub model: Option<Model>,
+    /// A fleet (a profile listing `hosts`), every host validated.
+    pub fleet: Option<Vec<Member>>,
     pub report: Report,
 }
 
@@ -39,11 +43,53 @@ impl Loaded {
     }
 
     /// The validated model, if the report allows output (errors always stop it; warnings with `strict`).
+    /// A fleet has one per host: see [`Loaded::validated_host`].
     pub fn validated(&self, strict: bool) -> Result<Model, Failure> {
-        self.model
-            .clone()
-            .filter(|_| !self.report.fails(strict))
-            .ok_or_else(|| Failure::Profile { path: self.display_path.clone() })
+        self.validated_host(strict, None)
+    }
+
+    /// The validated model of host `host` of a fleet, or of the one host a profile describes (whose name
+    /// `host` may repeat). A fleet needs a host named; an unknown one is a usage error with the hosts listed.
+    pub fn validated_host(&self, strict: bool, host: Option<&str>) -> Result<Model, Failure> {
+        let refused = || Failure::Profile { path: self.display_path.clone() };
+        if self.report.fails(strict) {
+            return Err(refused());
+        }
+        match (&self.fleet, host) {
+            (Some(fleet), Some(name)) => fleet::select(fleet, name)
+                .map(|m| m.model.clone())
+                .map_err(|why| Failure::Usage(format!("{why}; nothing was written"))),
+            (Some(fleet), None) => Err(Failure::Usage(format!(
+                "{} lists {} hosts ({}): name one with --host, or --all where the command has it; nothing was written",
+                self.display_path,
+                fleet.len(),
+                fleet.iter().map(|m| m.hostname.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+            (None, Some(name)) => {
+                let model = self.model.clone().ok_or_else(refused)?;
+                if model.host.hostname.eq_ignore_ascii_case(name) {
+                    Ok(model)
+                } else {
+                    Err(Failure::Usage(format!(
+                        "{} describes one host, `{}`, not `{name}`; nothing was written",
+                        self.display_path, model.host.hostname
+                    )))
+                }
+            }
+            (None, None) => self.model.clone().ok_or_else(refused),
+        }
+    }
+
+    /// Every host's validated model: the fleet's, or the one host's.
+    pub fn validated_all(&self, strict: bool) -> Result<Vec<Member>, Failure> {
+        if self.report.fails(strict) {
+            return Err(Failure::Profile { path: self.display_path.clone() });
+        }
+        match (&self.fleet, &self.model) {
+            (Some(fleet), _) => Ok(fleet.clone()),
+            (None, Some(model)) => Ok(vec![Member { hostname: model.host.hostname.clone(), model: model.clone() }]),
+            (None, None) => Err(Failure::Profile { path: self.display_path.clone() }),
+        }
     }
 
     /// The profile's directory: where its keys, file bodies and file secrets are read from.
@@ -58,7 +104,8 @@ pub fn load(path: &Path) -> Result<Loaded, Failure> {
     let display_path = path.display().to_string();
     let bytes = read_limited(path, MAX_PROFILE_BYTES)
         .map_err(|e| Failure::io(anyhow::anyhow!("reading profile {display_path}: {}", describe_io(&e))))?;
-    let mut loaded = Loaded { display_path, source: String::new(), dir: None, model: None, report: Report::default() };
+    let mut loaded =
+        Loaded { display_path, source: String::new(), dir: None, model: None, fleet: None, report: Report::default() };
     let Some(bytes) = bytes else {
         loaded.report.push(profile::too_large(None));
         return Ok(loaded);
@@ -82,11 +129,18 @@ pub fn load(path: &Path) -> Result<Loaded, Failure> {
         .with_context(|| format!("opening the directory of {}", loaded.display_path))
         .map_err(Failure::io)?;
     if let Some(raw) = &parsed.raw {
-        let (model, report) = validate(raw, &dir);
+        let report = if raw.hosts.is_empty() {
+            let (model, report) = validate(raw, &dir);
+            loaded.model = model;
+            report
+        } else {
+            let (fleet, report) = fleet::validate(raw, &|one| validate(one, &dir));
+            loaded.fleet = fleet;
+            report
+        };
         for d in report.diagnostics {
             loaded.report.push(parsed.sources.locate(d));
         }
-        loaded.model = model;
     }
     loaded.dir = Some(dir);
     Ok(loaded)

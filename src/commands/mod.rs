@@ -19,12 +19,11 @@ fn print_diagnostics(loaded: &Loaded) {
     }
 }
 
-/// Loads a profile, prints its diagnostics, and returns it with its model when output may be produced.
-fn load_valid(path: &Path, strict: bool) -> Result<(Loaded, crate::model::Model), Failure> {
+/// Loads a profile and prints its diagnostics; the command then picks its hosts.
+fn load_printed(path: &Path) -> Result<Loaded, Failure> {
     let loaded = pipeline::load(path)?;
     print_diagnostics(&loaded);
-    let model = loaded.validated(strict)?;
-    Ok((loaded, model))
+    Ok(loaded)
 }
 
 /// Refuses an output path that is one of the command's inputs (the command line is wrong).

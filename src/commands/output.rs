@@ -1,13 +1,17 @@
 //! The commands that turn a profile into text or files: `check`, `render`, `seed`, `expect`, `schema`.
 
-use super::{load_valid, output_is_not_an_input, print_diagnostics, to_stdout};
-use crate::cli::{CheckArgs, ExpectArgs, Format, KamalArgs, RenderArgs, SeedArgs};
+use super::{load_printed, output_is_not_an_input, print_diagnostics, to_stdout};
+use std::path::{Path, PathBuf};
+
+use crate::cli::{CheckArgs, ExpectArgs, Format, HostArgs, KamalArgs, RenderArgs, SeedArgs};
 use crate::diag;
 use crate::effects::fs::{read_limited, write_atomic};
 use crate::effects::profile_dir::describe_io;
 use crate::failure::Failure;
+use crate::fleet::Member;
 use crate::lower::Stage;
 use crate::pipeline;
+use crate::pipeline::Loaded;
 use crate::profile::{self, MAX_PROFILE_BYTES};
 
 fn json(value: &impl serde::Serialize) -> Result<Vec<u8>, Failure> {
@@ -30,21 +34,30 @@ pub fn check(args: &CheckArgs) -> Result<(), Failure> {
                 continue;
             }
         };
-        if let (Some(model), Some(dir)) = (&loaded.model, &loaded.dir)
-            && let Some(d) = pipeline::target_diagnostic(model, dir, args.output.target, args.output.encoding)
-        {
-            loaded.report.push(d);
+        if let Some(dir) = &loaded.dir {
+            // Each host's user-data must fit (a fleet's differ by their own values).
+            let models = loaded.model.iter().chain(loaded.fleet.iter().flatten().map(|m| &m.model));
+            let found: Vec<_> = models
+                .filter_map(|m| pipeline::target_diagnostic(m, dir, args.output.target, args.output.encoding))
+                .collect();
+            for d in found {
+                if !loaded.report.diagnostics.iter().any(|seen| seen.message == d.message) {
+                    loaded.report.push(d);
+                }
+            }
         }
         let fails = loaded.report.fails(args.strict);
         // What the profile renders to must pass its release's cloud-init: if it does not, kiln is at fault.
         let mut bug = false;
-        if let Some(model) = loaded.model.as_ref().filter(|_| !fails)
-            && let Err(failure) = pipeline::check_output(model)
-        {
-            for line in failure.lines() {
-                eprintln!("error: {}: {line}", loaded.display_path);
+        let members = if fails { Vec::new() } else { loaded.validated_all(false).unwrap_or_default() };
+        for member in &members {
+            if let Err(failure) = pipeline::check_output(&member.model) {
+                let host = if loaded.fleet.is_some() { format!(" (host {})", member.hostname) } else { String::new() };
+                for line in failure.lines() {
+                    eprintln!("error: {}{host}: {line}", loaded.display_path);
+                }
+                bug = true;
             }
-            bug = true;
         }
         match args.format {
             Format::Human => {
@@ -68,38 +81,87 @@ pub fn check(args: &CheckArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The hosts a command acts on: `--all` (every host), `--host NAME`, or the profile's one host.
+fn selected(loaded: &Loaded, strict: bool, hosts: &HostArgs) -> Result<Vec<Member>, Failure> {
+    if hosts.all {
+        return loaded.validated_all(strict);
+    }
+    let model = loaded.validated_host(strict, hosts.host.as_deref())?;
+    Ok(vec![Member { hostname: model.host.hostname.clone(), model }])
+}
+
+/// Where `--all` writes host `name`'s file: `DIR/NAME.EXTENSION`.
+fn per_host_path(dir: &Path, name: &str, extension: &str) -> PathBuf {
+    dir.join(format!("{name}.{extension}"))
+}
+
+/// Writes every file, or none when any cannot be made: all are made in memory first. `--all` makes `dir`.
+fn write_each(outputs: &[(PathBuf, Vec<u8>)], dir: Option<&Path>) -> Result<(), Failure> {
+    if let Some(dir) = dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::io(anyhow::anyhow!("creating {}: {}", dir.display(), describe_io(&e))))?;
+    }
+    for (path, bytes) in outputs {
+        write_atomic(path, bytes, 0o600).map_err(Failure::io)?;
+        if dir.is_some() {
+            eprintln!("wrote {} ({} bytes)", path.display(), bytes.len());
+        }
+    }
+    Ok(())
+}
+
 pub fn render(args: &RenderArgs) -> Result<(), Failure> {
-    let (loaded, model) = load_valid(&args.profile, args.strict)?;
+    let loaded = load_printed(&args.profile)?;
+    let members = selected(&loaded, args.strict, &args.hosts)?;
     // The bake stage carries no secret, so it needs none: CI can render it without credentials.
     let redact = args.redact || args.stage == Stage::Bake;
-    let secrets = pipeline::resolve_secrets(&model, loaded.dir()?, redact)?;
-    if let Some(path) = &args.output {
-        output_is_not_an_input(path, &loaded.inputs(&args.profile))?;
+    let inputs = loaded.inputs(&args.profile);
+    let mut outputs = Vec::new();
+    for member in &members {
+        let secrets = pipeline::resolve_secrets(&member.model, loaded.dir()?, redact)?;
+        let text = pipeline::user_data(&member.model, &secrets, args.stage)?;
+        let encoded = pipeline::encode(&text, args.target.target, args.target.encoding)?;
+        let path = match &args.output {
+            Some(dir) if args.hosts.all => Some(per_host_path(dir, &member.hostname, "user-data")),
+            other => other.clone(),
+        };
+        if let Some(path) = &path {
+            output_is_not_an_input(path, &inputs)?;
+        }
+        outputs.push((path, encoded.bytes));
     }
-    let text = pipeline::user_data(&model, &secrets, args.stage)?;
-    let encoded = pipeline::encode(&text, args.target.target, args.target.encoding)?;
-    match &args.output {
-        Some(path) => write_atomic(path, &encoded.bytes, 0o600).map_err(Failure::io),
-        None => to_stdout(&encoded.bytes),
+    match outputs.as_slice() {
+        [(None, bytes)] => to_stdout(bytes),
+        _ => {
+            let files: Vec<(PathBuf, Vec<u8>)> =
+                outputs.into_iter().filter_map(|(path, bytes)| path.map(|p| (p, bytes))).collect();
+            write_each(&files, args.hosts.all.then_some(args.output.as_deref()).flatten())
+        }
     }
 }
 
 pub fn seed(args: &SeedArgs) -> Result<(), Failure> {
-    let (loaded, model) = load_valid(&args.profile, false)?;
+    let loaded = load_printed(&args.profile)?;
+    let members = selected(&loaded, false, &args.hosts)?;
     let redact = args.redact || args.stage == Stage::Bake;
-    let secrets = pipeline::resolve_secrets(&model, loaded.dir()?, redact)?;
     let mut inputs = loaded.inputs(&args.profile);
     inputs.extend(args.network_config.clone());
-    output_is_not_an_input(&args.output, &inputs)?;
-    let user_data = pipeline::user_data(&model, &secrets, args.stage)?;
     let network_config = match &args.network_config {
         Some(path) => Some(read_network_config(path)?),
         None => None,
     };
-    let seed = pipeline::seed(&user_data, &model.host.hostname, network_config.as_deref())?;
-    write_atomic(&args.output, &seed.image, 0o600).map_err(Failure::io)?;
-    eprintln!("wrote {} ({} bytes, instance-id {})", args.output.display(), seed.image.len(), seed.instance_id);
-    Ok(())
+    let mut outputs = Vec::new();
+    for member in &members {
+        let secrets = pipeline::resolve_secrets(&member.model, loaded.dir()?, redact)?;
+        let path =
+            if args.hosts.all { per_host_path(&args.output, &member.hostname, "img") } else { args.output.clone() };
+        output_is_not_an_input(&path, &inputs)?;
+        let user_data = pipeline::user_data(&member.model, &secrets, args.stage)?;
+        let seed = pipeline::seed(&user_data, &member.model.host.hostname, network_config.as_deref())?;
+        eprintln!("{}: instance-id {}", member.hostname, seed.instance_id);
+        outputs.push((path, seed.image));
+    }
+    write_each(&outputs, args.hosts.all.then_some(args.output.as_path()))
 }
 
 /// A network-config file given with `--network-config`: a regular file, UTF-8, at most as large as a profile.
@@ -114,14 +176,17 @@ fn read_network_config(path: &std::path::Path) -> Result<String, Failure> {
 }
 
 pub fn expect(args: &ExpectArgs) -> Result<(), Failure> {
-    let (_, model) = load_valid(&args.profile, false)?;
+    let loaded = load_printed(&args.profile)?;
+    let model = loaded.validated_host(false, args.host.as_deref())?;
     to_stdout(&json(&crate::expect::expect(&model))?)
 }
 
 /// Translate, then validate the output: what is printed must read back as what kiln meant.
 pub fn kamal(args: &KamalArgs) -> Result<(), Failure> {
-    let (loaded, model) = load_valid(&args.profile, false)?;
-    let config = crate::kamal::config(&model).map_err(|e| Failure::Usage(format!("kiln kamal: {e}")))?;
+    let loaded = load_printed(&args.profile)?;
+    let members = loaded.validated_all(false)?;
+    let models: Vec<&crate::model::Model> = members.iter().map(|m| &m.model).collect();
+    let config = crate::kamal::fleet_config(&models).map_err(|e| Failure::Usage(format!("kiln kamal: {e}")))?;
     let yaml = crate::kamal::render(&config, &loaded.display_path);
     crate::kamal::validate(&yaml, &config).map_err(Failure::Bug)?;
     to_stdout(yaml.as_bytes())

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::{load_valid, output_is_not_an_input};
+use super::{load_printed, output_is_not_an_input};
 use crate::cli::{BakeArgs, ImageBuildArgs, TestArgs};
 use crate::effects::fs::write_atomic;
 use crate::effects::vm::bake::{self, BakeError, BakeRequest, BaseImage, Outcome};
@@ -16,6 +16,7 @@ use crate::failure::Failure;
 use crate::lower::Stage;
 use crate::model::{Model, Release};
 use crate::pipeline;
+use crate::pipeline::Loaded;
 use crate::verify::report;
 
 impl From<BakeError> for Failure {
@@ -28,10 +29,31 @@ impl From<BakeError> for Failure {
     }
 }
 
+/// The model a golden image is baked from: the profile's one host, or any host of a fleet, since the bake
+/// stage names no host. A fleet whose hosts' bake stages differ (a baked file using a per-host variable)
+/// cannot share one image: refused, naming the hosts.
+fn role_model(loaded: &Loaded) -> Result<crate::model::Model, Failure> {
+    let members = loaded.validated_all(false)?;
+    let mut baked = Vec::new();
+    for member in &members {
+        // The bake stage carries no secret: placeholders, as `kiln render --stage bake` uses.
+        let secrets = pipeline::resolve_secrets(&member.model, loaded.dir()?, true)?;
+        baked.push(pipeline::user_data(&member.model, &secrets, Stage::Bake)?);
+    }
+    if let Some(i) = baked.iter().position(|text| *text != baked[0]) {
+        return Err(Failure::Usage(format!(
+            "hosts `{}` and `{}` of {} would bake different images (a baked file uses a per-host variable?): a golden image is one per role; nothing was written",
+            members[0].hostname, members[i].hostname, loaded.display_path
+        )));
+    }
+    Ok(members.into_iter().next().map(|m| m.model).expect("validated_all gives at least one host"))
+}
+
 pub fn bake(args: &BakeArgs) -> Result<(), Failure> {
     // Before any thread exists: Ctrl-C and `kill` then remove the partial output and the work directory.
     interrupt::install();
-    let (loaded, model) = load_valid(&args.profile, false)?;
+    let loaded = load_printed(&args.profile)?;
+    let model = role_model(&loaded)?;
     // Kiln's own output checked before anything boots (exit 8 names the schema rule: kiln's bug).
     pipeline::check_output(&model)?;
     let mut inputs = loaded.inputs(&args.profile);
@@ -90,7 +112,8 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
             "`kiln test --stage bake` is not a thing: bake with `kiln bake`, then test with --stage boot".into(),
         ));
     }
-    let (loaded, model) = load_valid(&args.profile, false)?;
+    let loaded = load_printed(&args.profile)?;
+    let model = loaded.validated_host(false, args.host.as_deref())?;
     pipeline::check_output(&model)?;
     if let Some(junit) = &args.junit {
         let mut inputs = loaded.inputs(&args.profile);

@@ -9,13 +9,22 @@ use crate::profile::v1;
 
 pub(super) fn validate(raw: &v1::Host, report: &mut Report) -> Option<Host> {
     let before = report.count(crate::diag::Severity::Error);
-    if let Err(why) = check_hostname(&raw.hostname) {
-        error(
-            report,
-            Code::InvalidHostname,
-            "$.host.hostname",
-            format!("`{}` is not a valid host name: {why}", raw.hostname),
-        );
+    let hostname = raw.hostname.clone().unwrap_or_default();
+    match &raw.hostname {
+        None => report.push(
+            Diagnostic::error(Code::MissingKey, "$.host", "`host` needs `hostname`")
+                .with_help("name the host, e.g. `hostname: app-1`; a profile listing `hosts` names each there"),
+        ),
+        Some(name) => {
+            if let Err(why) = check_hostname(name) {
+                error(
+                    report,
+                    Code::InvalidHostname,
+                    "$.host.hostname",
+                    format!("`{name}` is not a valid host name: {why}"),
+                );
+            }
+        }
     }
     let base = debian::base_system(super::release::of(raw));
     if !base.timezones().contains(raw.timezone.as_str()) {
@@ -75,7 +84,7 @@ pub(super) fn validate(raw: &v1::Host, report: &mut Report) -> Option<Host> {
     });
     (report.count(crate::diag::Severity::Error) == before).then(|| Host {
         release,
-        hostname: raw.hostname.clone(),
+        hostname,
         timezone: raw.timezone.clone(),
         locale: raw.locale.clone(),
         swap,

@@ -4,7 +4,7 @@
 //! `SourceMap` turns paths into file:line:col). Local files the profile names are read through the
 //! `ProfileFiles` trait, so this module stays pure and is tested with in-memory files.
 
-mod cidr;
+pub mod cidr;
 mod conflicts;
 mod files;
 mod host;
@@ -218,8 +218,9 @@ pub fn validate(raw: &RawProfile, files: &dyn ProfileFiles) -> (Option<Model>, R
     let docker = raw.docker.as_ref().map(|d| network::docker(d, &mut report));
     let firewall = raw.firewall.as_ref().map(|f| network::firewall(f, &mut report));
     let cloudflared = raw.cloudflared.as_ref().map(|c| services::cloudflared(c, &mut report));
-    let tailscale =
-        raw.tailscale.as_ref().map(|t| services::tailscale(t, &raw.host.hostname, raw.docker.is_some(), &mut report));
+    let tailscale = raw.tailscale.as_ref().map(|t| {
+        services::tailscale(t, raw.host.hostname.as_deref().unwrap_or_default(), raw.docker.is_some(), &mut report)
+    });
     let wireguard = raw.wireguard.as_ref().map(|w| wireguard::wireguard(w, raw, &mut report));
     let packages = files::packages(&raw.packages, &mut report);
     let apt = files::apt(raw, release, files, &mut report);

@@ -77,13 +77,26 @@ pub(super) fn wireguard(raw: &v1::Wireguard, profile: &RawProfile, report: &mut 
             format!("`{}` is not an interface name ufw takes: {why}", raw.interface),
         );
     }
-    let address = match Cidr::parse(&raw.address) {
+    let raw_address = raw.address.as_deref().unwrap_or_default();
+    let address = match Cidr::parse(raw_address) {
+        // A fleet's hosts give theirs (`fleet.rs` puts each in place before this runs).
+        _ if raw.address.is_none() => {
+            report.push(
+                Diagnostic::error(
+                    Code::MissingKey,
+                    AT,
+                    "`wireguard` needs `address`, this host's address in the tunnel",
+                )
+                .with_help("e.g. `address: 10.77.0.1/24`; a profile listing `hosts` gives one per host there"),
+            );
+            Cidr { address: IpAddr::from([0, 0, 0, 0]), prefix: 32 }
+        }
         Some(cidr) if cidr.address.is_unspecified() || cidr.address.is_multicast() || cidr.prefix == 0 => {
             error(
                 report,
                 Code::BadValue,
                 format!("{AT}.address"),
-                format!("`{}` cannot be a host's address", raw.address),
+                format!("`{raw_address}` cannot be a host's address"),
             );
             cidr
         }
@@ -93,7 +106,7 @@ pub(super) fn wireguard(raw: &v1::Wireguard, profile: &RawProfile, report: &mut 
                 Diagnostic::error(
                     Code::BadValue,
                     format!("{AT}.address"),
-                    format!("`{}` is not an address with a prefix length", raw.address),
+                    format!("`{raw_address}` is not an address with a prefix length"),
                 )
                 .with_help("write the host's tunnel address and the tunnel's size, e.g. `10.77.0.1/24`"),
             );

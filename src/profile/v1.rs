@@ -53,6 +53,44 @@ pub struct RawProfile {
     /// one off is a warning (`hardening-off`), so `kiln check --strict` refuses it.
     #[serde(default)]
     pub hardening: Hardening,
+    /// The hosts of this role, when the profile describes several (a fleet). Each gets everything above
+    /// with its own values from its entry; `host.hostname`, `wireguard.address` and `tailscale.hostname`
+    /// are then given here, per host, and not above. `kiln render --host NAME` renders one host, `--all`
+    /// every one; a golden image (`kiln bake`) stays one per role.
+    #[serde(default)]
+    pub hosts: Vec<FleetHost>,
+}
+
+/// One host of a fleet: what differs from the role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetHost {
+    /// Host name (RFC 1123 label or dotted name), unique in the fleet.
+    pub hostname: String,
+    /// This host's address in the role's WireGuard tunnel.
+    #[serde(default)]
+    pub wireguard: Option<FleetWireguard>,
+    /// This host's name in the tailnet.
+    #[serde(default)]
+    pub tailscale: Option<FleetTailscale>,
+    /// Template variables for this host, added to the role's `vars` (a name given in both takes this value).
+    #[serde(default)]
+    pub vars: BTreeMap<String, VarValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetWireguard {
+    /// This host's address in the tunnel with the tunnel's prefix length, e.g. `10.77.0.2/24`: every host's
+    /// must be in the same network, and no two the same.
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FleetTailscale {
+    /// This host's name in the tailnet (one DNS label).
+    pub hostname: String,
 }
 
 /// A template variable's value. Booleans and integers keep their type, so `{% if vars.debug %}` is false
@@ -69,8 +107,10 @@ pub enum VarValue {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Host {
-    /// Host name (RFC 1123 label or dotted name, at most 63 characters per label).
-    pub hostname: String,
+    /// Host name (RFC 1123 label or dotted name, at most 63 characters per label). Required, unless the
+    /// profile lists its `hosts` (each names itself there).
+    #[serde(default)]
+    pub hostname: Option<String>,
     /// The release the host runs: `debian-13`, `debian-12`, `ubuntu-24.04` or `ubuntu-22.04`. It decides the
     /// package sources, the cloud-init schema the user-data must pass and how sshd is started. When omitted,
     /// Debian 13 (and `kiln check` says so).
@@ -385,8 +425,10 @@ pub struct Wireguard {
     /// Interface name (`wg-quick@NAME`): 1-15 of `a-z A-Z 0-9 _ = + . -`.
     #[serde(default = "default_wireguard_interface")]
     pub interface: String,
-    /// This host's address in the tunnel with the tunnel's prefix length, e.g. `10.77.0.1/24`.
-    pub address: String,
+    /// This host's address in the tunnel with the tunnel's prefix length, e.g. `10.77.0.1/24`. Required,
+    /// unless the profile lists its `hosts` (each gives its own there).
+    #[serde(default)]
+    pub address: Option<String>,
     /// UDP port WireGuard listens on. With a `firewall`, UFW opens exactly this UDP port for it.
     #[serde(default = "default_wireguard_port")]
     pub listen_port: i64,

@@ -249,7 +249,7 @@ fn wireguard(rng: &mut Rng) -> Wireguard {
     let endpoints = ["203.0.113.50:51820", "[2001:db8::7]:51820", "vpn.example.com:51820"];
     Wireguard {
         interface: choose(rng, &["wg0", "wg0", "wg-ci", "wg1"], &["tailscale0", "docker0", "wg 0"], WRONG).to_string(),
-        address: choose(rng, WG_ADDRESSES, BAD_WG_ADDRESSES, WRONG).to_string(),
+        address: Some(choose(rng, WG_ADDRESSES, BAD_WG_ADDRESSES, WRONG).to_string()),
         listen_port: if rng.chance(100 - WRONG) {
             *rng.pick(&[&51820, &51821, &40000])
         } else {
@@ -412,7 +412,7 @@ fn profile(rng: &mut Rng) -> RawProfile {
         host: Host {
             // The oracle root is Debian 12: its programs judge what kiln writes for Debian 12.
             os: Some(Release::Debian12),
-            hostname: choose(rng, HOSTNAMES, BAD_HOSTNAMES, WRONG).to_string(),
+            hostname: Some(choose(rng, HOSTNAMES, BAD_HOSTNAMES, WRONG).to_string()),
             timezone: choose(rng, TIMEZONES, BAD_TIMEZONES, WRONG).to_string(),
             locale: choose(rng, LOCALES, BAD_LOCALES, WRONG).to_string(),
             swap: rng.some(20, |rng| choose(rng, &["512M", "1G"], &["2X"], WRONG).to_string()),
@@ -441,6 +441,7 @@ fn profile(rng: &mut Rng) -> RawProfile {
             tmp_nosuid_nodev: rng.chance(97),
             automatic_updates: rng.chance(97),
         },
+        hosts: Vec::new(),
     }
 }
 

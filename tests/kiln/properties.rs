@@ -66,7 +66,7 @@ fn base_profile() -> RawProfile {
         version: 1,
         host: Host {
             os: Some(kiln::profile::v1::Release::Debian12),
-            hostname: "prop".into(),
+            hostname: Some("prop".into()),
             timezone: "Etc/UTC".into(),
             locale: "C.UTF-8".into(),
             swap: None,
@@ -93,6 +93,7 @@ fn base_profile() -> RawProfile {
         vars: BTreeMap::new(),
         apt: Apt::default(),
         hardening: Hardening::default(),
+        hosts: Vec::new(),
     }
 }
 
@@ -121,7 +122,7 @@ fn generate() -> Vec<Case> {
 /// Renders a case, or `None` when kiln refuses the values (which is also safe).
 fn render(case: &Case) -> Option<(String, RawProfile)> {
     let mut raw = base_profile();
-    raw.host.hostname = case.hostname.clone();
+    raw.host.hostname = Some(case.hostname.clone());
     raw.firewall.as_mut().unwrap().allow.push(AllowRule {
         port: PortSpec::Single(22),
         proto: Proto::Tcp,

@@ -1,0 +1,215 @@
+//! Fleets: one role profile, several hosts (`hosts:`). Each host is the role with its entry's values put in
+//! place (host name, WireGuard tunnel address, Tailscale name, extra `vars`) and is validated exactly as a
+//! profile of one host; a diagnostic about a value the entry gave points at the entry. What only a fleet can
+//! get wrong (a per-host value at role level, two hosts with one name or one tunnel address, addresses in
+//! different tunnel networks, an unknown `--host`) is checked here.
+
+use std::collections::BTreeMap;
+
+use crate::catalog::Code;
+use crate::diag::{Diagnostic, Report};
+use crate::model::Model;
+use crate::model::cidr::Cidr;
+use crate::profile::v1::{FleetHost, RawProfile};
+
+/// One host of a fleet, validated.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub hostname: String,
+    pub model: Model,
+}
+
+/// The values a host's entry gives, and where its diagnostics go: `(path in the role, path in the entry)`.
+fn entry_paths(index: usize, host: &FleetHost) -> Vec<(String, String)> {
+    let at = format!("$.hosts[{index}]");
+    let mut paths = vec![("$.host.hostname".to_string(), format!("{at}.hostname"))];
+    if host.wireguard.is_some() {
+        paths.push(("$.wireguard.address".into(), format!("{at}.wireguard.address")));
+    }
+    if host.tailscale.is_some() {
+        paths.push(("$.tailscale.hostname".into(), format!("{at}.tailscale.hostname")));
+    }
+    for name in host.vars.keys() {
+        paths.push((format!("$.vars.{name}"), format!("{at}.vars.{name}")));
+    }
+    paths
+}
+
+/// The role with host `index`'s values in place: a profile of one host.
+pub fn specialize(raw: &RawProfile, index: usize) -> RawProfile {
+    let host = &raw.hosts[index];
+    let mut one = raw.clone();
+    one.hosts = Vec::new();
+    one.host.hostname = Some(host.hostname.clone());
+    if let (Some(wireguard), Some(entry)) = (one.wireguard.as_mut(), &host.wireguard) {
+        wireguard.address = Some(entry.address.clone());
+    }
+    if let (Some(tailscale), Some(entry)) = (one.tailscale.as_mut(), &host.tailscale) {
+        tailscale.hostname = Some(entry.hostname.clone());
+    }
+    one.vars.extend(host.vars.clone());
+    one
+}
+
+/// A diagnostic of host `index`'s profile, pointed at the entry when it is about a value the entry gave.
+fn remap(mut diagnostic: Diagnostic, paths: &[(String, String)]) -> Diagnostic {
+    for (role, entry) in paths {
+        if diagnostic.path == *role || diagnostic.path.starts_with(&format!("{role}.")) {
+            diagnostic.path = format!("{entry}{}", &diagnostic.path[role.len()..]);
+            break;
+        }
+    }
+    diagnostic
+}
+
+/// Validates every host of the fleet with `one` (the validation of a profile of one host). The members
+/// come back only when no host has an error; a problem of the role is reported once, not once per host.
+pub fn validate(
+    raw: &RawProfile,
+    one: &dyn Fn(&RawProfile) -> (Option<Model>, Report),
+) -> (Option<Vec<Member>>, Report) {
+    let mut report = Report::default();
+    role_checks(raw, &mut report);
+    if report.has_errors() {
+        return (None, report);
+    }
+    let mut members = Vec::new();
+    let mut seen: Vec<(Code, String, String)> = Vec::new();
+    for (index, host) in raw.hosts.iter().enumerate() {
+        let (model, host_report) = one(&specialize(raw, index));
+        let paths = entry_paths(index, host);
+        for diagnostic in host_report.diagnostics {
+            let diagnostic = remap(diagnostic, &paths);
+            let key = (diagnostic.code, diagnostic.path.clone(), diagnostic.message.clone());
+            if !seen.contains(&key) {
+                seen.push(key);
+                report.push(diagnostic);
+            }
+        }
+        if let Some(model) = model {
+            members.push(Member { hostname: host.hostname.clone(), model });
+        }
+    }
+    let all = members.len() == raw.hosts.len() && !report.has_errors();
+    (all.then_some(members), report)
+}
+
+/// What only a fleet can get wrong.
+fn role_checks(raw: &RawProfile, report: &mut Report) {
+    let host_only = |path: &str, what: &str, entry: &str| {
+        Diagnostic::error(
+            Code::HostOnlyAtRole,
+            path,
+            format!("{what} is one host's, and this profile lists its `hosts`: give it in each host's entry"),
+        )
+        .with_help(format!("move it to `hosts[N].{entry}`"))
+    };
+    if raw.host.hostname.is_some() {
+        report.push(host_only("$.host.hostname", "`host.hostname`", "hostname"));
+    }
+    if raw.wireguard.as_ref().is_some_and(|w| w.address.is_some()) {
+        report.push(host_only("$.wireguard.address", "`wireguard.address`", "wireguard.address"));
+    }
+    if raw.tailscale.as_ref().is_some_and(|t| t.hostname.is_some()) {
+        report.push(host_only("$.tailscale.hostname", "`tailscale.hostname`", "tailscale.hostname"));
+    }
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut addresses: BTreeMap<String, usize> = BTreeMap::new();
+    let mut network: Option<(usize, Cidr)> = None;
+    for (index, host) in raw.hosts.iter().enumerate() {
+        let at = format!("$.hosts[{index}]");
+        // Host names are case-insensitive (RFC 4343).
+        if let Some(first) = names.insert(host.hostname.to_ascii_lowercase(), index) {
+            report.push(Diagnostic::error(
+                Code::DuplicateHost,
+                format!("{at}.hostname"),
+                format!("host `{}` is listed twice (also `hosts[{first}]`)", host.hostname),
+            ));
+        }
+        match (&raw.wireguard, &host.wireguard) {
+            (Some(_), None) => report.push(
+                Diagnostic::error(
+                    Code::MissingKey,
+                    at.clone(),
+                    "this host needs `wireguard.address`, its address in the role's tunnel",
+                )
+                .with_help("e.g. `wireguard: {address: 10.77.0.2/24}`"),
+            ),
+            (None, Some(_)) => report.push(Diagnostic::error(
+                Code::BadValue,
+                format!("{at}.wireguard"),
+                "the role has no `wireguard` section for this address to belong to",
+            )),
+            (Some(_), Some(entry)) => {
+                let path = format!("{at}.wireguard.address");
+                // An address that does not parse is reported by the host's own validation.
+                if let Some(cidr) = Cidr::parse(&entry.address) {
+                    if let Some(first) = addresses.insert(cidr.address.to_string(), index) {
+                        report.push(Diagnostic::error(
+                            Code::DuplicateHost,
+                            path.clone(),
+                            format!("tunnel address {} is also `hosts[{first}]`'s", cidr.address),
+                        ));
+                    }
+                    match &network {
+                        None => network = Some((index, cidr)),
+                        Some((first, net)) if !same_network(net, &cidr) => report.push(
+                            Diagnostic::error(
+                                Code::BadValue,
+                                path,
+                                format!(
+                                    "`{}` is not in the tunnel network of `hosts[{first}]` ({})",
+                                    entry.address,
+                                    network_of(net)
+                                ),
+                            )
+                            .with_help("every host of the role shares one tunnel: same network, same prefix length"),
+                        ),
+                        Some(_) => {}
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        if raw.tailscale.is_none() && host.tailscale.is_some() {
+            report.push(Diagnostic::error(
+                Code::BadValue,
+                format!("{at}.tailscale"),
+                "the role has no `tailscale` section for this name to belong to",
+            ));
+        }
+    }
+}
+
+/// Both addresses with the same prefix length and the same network bits.
+fn same_network(a: &Cidr, b: &Cidr) -> bool {
+    a.prefix == b.prefix && network_of(a) == network_of(b)
+}
+
+/// `10.77.0.0/24` for `10.77.0.1/24`.
+fn network_of(cidr: &Cidr) -> String {
+    let masked = match cidr.address {
+        std::net::IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let mask = if cidr.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(cidr.prefix)) };
+            std::net::IpAddr::V4((bits & mask).into())
+        }
+        std::net::IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let mask = if cidr.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(cidr.prefix)) };
+            std::net::IpAddr::V6((bits & mask).into())
+        }
+    };
+    format!("{masked}/{}", cidr.prefix)
+}
+
+/// The member named `name`, or a message naming the hosts (with a did-you-mean).
+pub fn select<'a>(members: &'a [Member], name: &str) -> Result<&'a Member, String> {
+    if let Some(member) = members.iter().find(|m| m.hostname.eq_ignore_ascii_case(name)) {
+        return Ok(member);
+    }
+    let names: Vec<&str> = members.iter().map(|m| m.hostname.as_str()).collect();
+    let near = crate::profile::shape::did_you_mean(name, names.iter().copied());
+    let hint = near.map(|n| format!("; did you mean `{n}`?")).unwrap_or_default();
+    Err(format!("the profile has no host `{name}` (its hosts: {}){hint}", names.join(", ")))
+}
