@@ -10,21 +10,11 @@ use crate::profile::v1;
 pub(super) fn validate(raw: &v1::Host, report: &mut Report) -> Option<Host> {
     let before = report.count(crate::diag::Severity::Error);
     let hostname = raw.hostname.clone().unwrap_or_default();
-    match &raw.hostname {
-        None => report.push(
-            Diagnostic::error(Code::MissingKey, "$.host", "`host` needs `hostname`")
-                .with_help("name the host, e.g. `hostname: app-1`; a profile listing `hosts` names each there"),
-        ),
-        Some(name) => {
-            if let Err(why) = check_hostname(name) {
-                error(
-                    report,
-                    Code::InvalidHostname,
-                    "$.host.hostname",
-                    format!("`{name}` is not a valid host name: {why}"),
-                );
-            }
-        }
+    // A profile without one fails to parse (`profile::check_hostname_given`); a fleet's hosts put theirs in.
+    if let Some(name) = &raw.hostname
+        && let Err(why) = check_hostname(name)
+    {
+        error(report, Code::InvalidHostname, "$.host.hostname", format!("`{name}` is not a valid host name: {why}"));
     }
     let base = debian::base_system(super::release::of(raw));
     if !base.timezones().contains(raw.timezone.as_str()) {

@@ -103,6 +103,7 @@ pub fn parse(source: &str) -> Parsed {
         return Parsed { raw: None, sources: SourceMap::default(), report };
     }
     let value = checker.check(&node, root, "$");
+    check_hostname_given(&node, &mut checker.report);
     let flagged: std::collections::HashSet<String> =
         checker.report.diagnostics.iter().filter(|d| d.code == Code::LiteralSecret).map(|d| d.path.clone()).collect();
     report.extend(checker.report);
@@ -124,6 +125,27 @@ pub fn parse(source: &str) -> Parsed {
         _ => None,
     };
     Parsed { raw, sources, report }
+}
+
+/// `host.hostname` is required unless the profile lists its `hosts` (a fleet names each there): the schema
+/// cannot say "one or the other", so it is checked here, on the YAML itself, with the shape's other problems.
+fn check_hostname_given(root: &yaml::Node, report: &mut Report) {
+    let entry = |node: &yaml::Node, name: &str| -> Option<(yaml::Key, yaml::Node)> {
+        match &node.kind {
+            yaml::NodeKind::Map(entries) => entries.iter().find(|(k, _)| k.text == name).cloned(),
+            _ => None,
+        }
+    };
+    let fleet = entry(root, "hosts")
+        .is_some_and(|(_, hosts)| !matches!(&hosts.kind, yaml::NodeKind::Seq(items) if items.is_empty()));
+    let Some((key, host)) = entry(root, "host") else { return };
+    if !fleet && matches!(host.kind, yaml::NodeKind::Map(_)) && entry(&host, "hostname").is_none() {
+        report.push(
+            Diagnostic::error(Code::MissingKey, "$.host.hostname", "missing key `hostname` in `host`")
+                .with_span(Some(key.span))
+                .with_help("add `hostname:` (a string), or list the hosts under `hosts`"),
+        );
+    }
 }
 
 fn check_version(value: &Option<Value>, sources: &SourceMap, report: &mut Report) {
@@ -166,11 +188,10 @@ mod tests {
         let codes: Vec<(&str, usize)> =
             parsed.report.sorted().iter().map(|d| (d.code.name(), d.span.unwrap().line)).collect();
         assert!(codes.contains(&("unknown-key", 3)));
+        assert!(codes.contains(&("missing-key", 2)));
         assert!(codes.contains(&("wrong-type", 8)));
         assert!(codes.contains(&("unknown-key", 9)));
-        // `host.hostname` is optional in the format (a fleet names its hosts under `hosts`): the model
-        // reports it missing once the structure is right.
-        assert_eq!(codes.len(), 3, "{codes:?}");
+        assert_eq!(codes.len(), 4, "{codes:?}");
         assert!(parsed.raw.is_none());
     }
 

@@ -482,3 +482,57 @@ fn kamal_prints_what_the_profile_decides_and_refuses_a_profile_without_a_vpn() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_fleet_renders_one_host_or_all_and_refuses_an_unknown_one() {
+    let fleet = crate::support::data_dir().join("fleet/profile.yaml");
+    let fleet = fleet.to_str().unwrap();
+    let env = secrets_env();
+    // One host, on stdout: its golden.
+    let out = kiln(&["render", fleet, "--host", "web-2"], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let golden = std::fs::read_to_string(crate::support::data_dir().join("fleet/expected.web-2.cloud-config")).unwrap();
+    assert!(
+        text(&out.stdout).contains("hostname: web-2") && text(&out.stdout).lines().count() == golden.lines().count()
+    );
+    // No host named: exit 2, naming the hosts; an unknown one: did-you-mean. Nothing on stdout.
+    for (args, needle) in [(&[][..], "web-1, web-2"), (&["--host", "web-3"][..], "did you mean `web-1`?")] {
+        let out = kiln(&[&["render", fleet][..], args].concat(), &env);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(out.stdout.is_empty() && text(&out.stderr).contains(needle), "{}", text(&out.stderr));
+    }
+    // Every host into a directory, each 0600.
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let out = kiln(&["render", fleet, "--all", "-o", out_dir.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for host in ["web-1", "web-2"] {
+        let path = out_dir.join(format!("{host}.user-data"));
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o600, "{host}");
+        assert!(std::fs::read_to_string(&path).unwrap().contains(&format!("hostname: {host}")));
+    }
+    // --all needs -o; a secret missing for one host means no file for any.
+    assert_eq!(kiln(&["render", fleet, "--all"], &env).status.code(), Some(2));
+    let with_secret = dir.path().join("fleet-secret.yaml");
+    let source = std::fs::read_to_string(fleet).unwrap();
+    std::fs::write(&with_secret, format!("{source}cloudflared:\n  token: {{env: KILN_TEST_MISSING_TOKEN}}\n")).unwrap();
+    let none = dir.path().join("none");
+    let out = kiln(&["render", with_secret.to_str().unwrap(), "--all", "-o", none.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("KILN_TEST_MISSING_TOKEN") && !none.exists(), "{}", text(&out.stderr));
+    // A seed per host too.
+    let seeds = dir.path().join("seeds");
+    let out = kiln(&["seed", fleet, "--all", "-o", seeds.to_str().unwrap()], &env);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(seeds.join("web-1.img").is_file() && seeds.join("web-2.img").is_file());
+    // The templated file differs per host: one golden image cannot serve both (refused before any image is read).
+    let out =
+        kiln(&["bake", fleet, "--base", "/nonexistent.qcow2", "-o", dir.path().join("g.qcow2").to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("would bake different images"), "{}", text(&out.stderr));
+    // kiln check judges every host's output; kiln kamal lists both.
+    assert!(kiln(&["check", fleet], &[]).status.success());
+    let out = kiln(&["kamal", fleet], &[]);
+    assert!(text(&out.stdout).contains("- 10.77.0.1 ") && text(&out.stdout).contains("- 10.77.0.2 "));
+}

@@ -46,6 +46,10 @@ fn golden_cases_match() {
             check(&case.join("expected.kamal.yml"), kamal(&case.join("profile.yaml")).as_deref()),
         ];
         failures.extend(outcomes.into_iter().filter_map(Result::err));
+        // A fleet: one golden per host, as `kiln render --host NAME` prints it.
+        for (host, text) in crate::support::render_fleet(&loaded) {
+            failures.extend(check(&case.join(format!("expected.{host}.cloud-config")), Some(&text)).err());
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -53,8 +57,9 @@ fn golden_cases_match() {
 /// `kiln kamal`'s YAML for a valid profile it applies to (one with Docker and a VPN), validated as the
 /// command validates it.
 fn kamal(profile: &Path) -> Option<String> {
-    let model = kiln::pipeline::load(profile).ok()?.validated(false).ok()?;
-    let config = kiln::kamal::config(&model).ok()?;
+    let members = kiln::pipeline::load(profile).ok()?.validated_all(false).ok()?;
+    let models: Vec<&kiln::model::Model> = members.iter().map(|m| &m.model).collect();
+    let config = kiln::kamal::fleet_config(&models).ok()?;
     let yaml = kiln::kamal::render(&config, "profile.yaml");
     kiln::kamal::validate(&yaml, &config).expect("kiln kamal's output reads back as meant");
     Some(yaml)

@@ -63,6 +63,18 @@ pub fn render_stage(path: &Path, stage: Stage) -> (Loaded, Option<(String, Secre
     (loaded, rendered)
 }
 
+/// Each host of a fleet rendered (full stage, test secrets); nothing for a profile of one host.
+pub fn render_fleet(loaded: &Loaded) -> Vec<(String, String)> {
+    let Some(fleet) = loaded.fleet.as_ref().filter(|_| !loaded.report.has_errors()) else { return Vec::new() };
+    fleet
+        .iter()
+        .map(|member| {
+            let secrets = secrets::resolve(&member.model, Some(&TestSecrets)).expect("test secrets resolve");
+            (member.hostname.clone(), pipeline::user_data(&member.model, &secrets, Stage::Full).expect("renders"))
+        })
+        .collect()
+}
+
 /// Every directory under tests/data that holds a profile.
 pub fn golden_cases() -> Vec<PathBuf> {
     let mut cases: Vec<PathBuf> = std::fs::read_dir(data_dir())
