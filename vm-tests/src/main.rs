@@ -67,8 +67,9 @@ fn main() -> ExitCode {
             Err(e) => results.lock().expect("no worker yet").record("bake-interrupted", Err(e)),
         }
     }
-    // Not a kiln host: the base image as it is, for lynis's baseline figure.
-    if selected("lynis-bare") {
+    // Not a kiln host: the base image as it is, for lynis's baseline figure (asked for by name, or with
+    // KILN_LYNIS=1 as the seed host's audit is).
+    if (selected("lynis-bare") && lynis::wanted()) || only.iter().any(|o| o == "lynis-bare") {
         match images.for_release(Release::Debian13) {
             Ok((image, accel)) => jobs.push_back(Job::LynisBare { image, accel }),
             Err(e) => results.lock().expect("no worker yet").record("lynis-bare", Err(e)),
