@@ -194,21 +194,20 @@ pub fn reversion(deb: &Path, version: &str, out_dir: &Path) -> anyhow::Result<Pa
     let tree = stage.path().join("tree");
     run(Command::new("dpkg-deb").arg("--raw-extract").arg(deb).arg(&tree), "running dpkg-deb --raw-extract")?;
     let control_path = tree.join("DEBIAN/control");
-    let control = fs::read_to_string(&control_path).with_context(|| format!("reading {}", control_path.display()))?;
-    let (mut name, mut arch) = (None, None);
-    let mut lines = Vec::new();
-    for line in control.lines() {
-        if let Some(v) = line.strip_prefix("Package: ") {
-            name = Some(v.to_string());
-        } else if let Some(v) = line.strip_prefix("Architecture: ") {
-            arch = Some(v.to_string());
-        }
-        lines.push(if line.starts_with("Version: ") { format!("Version: {version}") } else { line.to_string() });
-    }
-    let (Some(name), Some(arch)) = (name, arch) else {
-        bail!("{} has no Package or Architecture field", deb.display());
+    // dpkg reads the fields; only the single-line `Version:` field is rewritten in the control file.
+    let field = |name: &str| -> anyhow::Result<String> {
+        let out = run(Command::new("dpkg-deb").arg("--field").arg(deb).arg(name), "running dpkg-deb --field")?;
+        let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        ensure!(!value.is_empty(), "{} has no {name} field", deb.display());
+        Ok(value)
     };
-    ensure!(control.lines().any(|l| l.starts_with("Version: ")), "{} has no Version field", deb.display());
+    let (name, arch) = (field("Package")?, field("Architecture")?);
+    field("Version")?;
+    let control = fs::read_to_string(&control_path).with_context(|| format!("reading {}", control_path.display()))?;
+    let lines: Vec<String> = control
+        .lines()
+        .map(|line| if line.starts_with("Version:") { format!("Version: {version}") } else { line.to_string() })
+        .collect();
     write(&control_path, (lines.join("\n") + "\n").as_bytes())?;
     // The file name apt-ftparchive and dpkg expect: an epoch's colon is left out of it.
     let file_version = version.split_once(':').map_or(version, |(_, v)| v);
