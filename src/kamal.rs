@@ -229,9 +229,14 @@ pub fn validate(yaml: &str, config: &KamalConfig) -> Result<(), String> {
 /// Every key path the printed YAML uses (`proxy.run.bind_ips`), roles written as `<role>`.
 pub fn key_paths(yaml: &str) -> Result<Vec<String>, String> {
     let value: serde_json::Value = serde_saphyr::from_str(yaml).map_err(|e| e.to_string())?;
+    Ok(value_key_paths(&value))
+}
+
+/// Every key path of a parsed deploy configuration (or of Kamal's documentation of one), roles as `<role>`.
+pub fn value_key_paths(value: &serde_json::Value) -> Vec<String> {
     let mut paths = Vec::new();
-    collect_paths(&value, "", &mut paths);
-    Ok(paths)
+    collect_paths(value, "", &mut paths);
+    paths
 }
 
 fn collect_paths(value: &serde_json::Value, prefix: &str, paths: &mut Vec<String>) {

@@ -16,20 +16,9 @@ fn documented() -> BTreeSet<String> {
         // As Ruby's YAML loader reads them (Kamal's validator): a repeated key's last value wins.
         let options = serde_saphyr::options! { duplicate_keys: DuplicateKeyPolicy::LastWins };
         let value: serde_json::Value = serde_saphyr::from_str_with_options(&text, options).unwrap();
-        collect(&value, "", &mut paths);
+        paths.extend(kiln::kamal::value_key_paths(&value));
     }
     paths
-}
-
-fn collect(value: &serde_json::Value, prefix: &str, paths: &mut BTreeSet<String>) {
-    if let serde_json::Value::Object(map) = value {
-        for (key, child) in map {
-            let key = if prefix == "servers" { "<role>" } else { key.as_str() };
-            let path = if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") };
-            paths.insert(path.clone());
-            collect(child, &path, paths);
-        }
-    }
 }
 
 #[test]
