@@ -160,7 +160,7 @@ fn role_checks(raw: &RawProfile, report: &mut Report) {
                                 format!(
                                     "`{}` is not in the tunnel network of `hosts[{first}]` ({})",
                                     entry.address,
-                                    network_of(net)
+                                    net.network()
                                 ),
                             )
                             .with_help("every host of the role shares one tunnel: same network, same prefix length"),
@@ -183,24 +183,7 @@ fn role_checks(raw: &RawProfile, report: &mut Report) {
 
 /// Both addresses with the same prefix length and the same network bits.
 fn same_network(a: &Cidr, b: &Cidr) -> bool {
-    a.prefix == b.prefix && network_of(a) == network_of(b)
-}
-
-/// `10.77.0.0/24` for `10.77.0.1/24`.
-fn network_of(cidr: &Cidr) -> String {
-    let masked = match cidr.address {
-        std::net::IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let mask = if cidr.prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(cidr.prefix)) };
-            std::net::IpAddr::V4((bits & mask).into())
-        }
-        std::net::IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let mask = if cidr.prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(cidr.prefix)) };
-            std::net::IpAddr::V6((bits & mask).into())
-        }
-    };
-    format!("{masked}/{}", cidr.prefix)
+    a.network() == b.network()
 }
 
 /// The member named `name`, or a message naming the hosts (with a did-you-mean).
