@@ -135,6 +135,11 @@ pub struct TestArgs {
     /// Skip the reboot and the second round of checks.
     #[arg(long)]
     pub no_reboot: bool,
+    /// Do not join the profile's WireGuard tunnel. By default `kiln test` joins it as the profile's first
+    /// peer (with a key it generates in place of that peer's) and checks SSH through it; that needs root,
+    /// wireguard-go, wg, ssh, ip and python3.
+    #[arg(long)]
+    pub no_tunnel: bool,
     /// For a profile listing `hosts`: the host to boot.
     #[arg(long)]
     pub host: Option<String>,

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::Code;
-use crate::diag::{Diagnostic, Report};
+use crate::diag::{Diagnostic, Report, Severity};
 use crate::model::Model;
 use crate::model::cidr::Cidr;
 use crate::profile::v1::{FleetHost, RawProfile};
@@ -74,20 +74,36 @@ pub fn validate(
         return (None, report);
     }
     let mut members = Vec::new();
-    let mut seen: Vec<(Code, String, String)> = Vec::new();
+    let mut found: Vec<(usize, Diagnostic)> = Vec::new();
     for (index, host) in raw.hosts.iter().enumerate() {
         let (model, host_report) = one(&specialize(raw, index));
         let paths = entry_paths(index, host);
-        for diagnostic in host_report.diagnostics {
-            let diagnostic = remap(diagnostic, &paths);
-            let key = (diagnostic.code, diagnostic.path.clone(), diagnostic.message.clone());
-            if !seen.contains(&key) {
-                seen.push(key);
-                report.push(diagnostic);
-            }
-        }
+        found.extend(host_report.diagnostics.into_iter().map(|d| (index, remap(d, &paths))));
         if let Some(model) = model {
             members.push(Member { hostname: host.hostname.clone(), model });
+        }
+    }
+    // A problem at a role path is the role's, said once, unless a host without it got through validation
+    // error-free: then it comes from some hosts' own values and is said for each of them, naming the host.
+    // (A host that has another error may have stopped before the check: its silence proves nothing.)
+    let key = |d: &Diagnostic| (d.code, d.path.clone(), d.message.clone());
+    let has = |index: usize, wanted: &Diagnostic| found.iter().any(|(i, d)| *i == index && key(d) == key(wanted));
+    let has_other_error = |index: usize, other_than: &Diagnostic| {
+        found.iter().any(|(i, d)| *i == index && d.severity == Severity::Error && key(d) != key(other_than))
+    };
+    let mut seen: Vec<(Code, String, String)> = Vec::new();
+    for (index, diagnostic) in &found {
+        let in_entry = diagnostic.path.starts_with("$.hosts[");
+        let some_hosts_only = (0..raw.hosts.len()).any(|i| !has(i, diagnostic) && !has_other_error(i, diagnostic));
+        if in_entry || !some_hosts_only {
+            if !seen.contains(&key(diagnostic)) {
+                seen.push(key(diagnostic));
+                report.push(diagnostic.clone());
+            }
+        } else {
+            let mut named = diagnostic.clone();
+            named.message = format!("host `{}`: {}", raw.hosts[*index].hostname, named.message);
+            report.push(named);
         }
     }
     let all = members.len() == raw.hosts.len() && !report.has_errors();
@@ -115,6 +131,7 @@ fn role_checks(raw: &RawProfile, report: &mut Report) {
     }
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     let mut addresses: BTreeMap<String, usize> = BTreeMap::new();
+    let mut tailnet_names: BTreeMap<String, usize> = BTreeMap::new();
     let mut network: Option<(usize, Cidr)> = None;
     for (index, host) in raw.hosts.iter().enumerate() {
         let at = format!("$.hosts[{index}]");
@@ -170,6 +187,17 @@ fn role_checks(raw: &RawProfile, report: &mut Report) {
                 }
             }
             (None, None) => {}
+        }
+        // Two nodes asking for one name: the tailnet gives the second `NAME-1`, and Kamal's `servers` (which
+        // `kiln kamal` prints from these names) would reach the first twice.
+        if let Some(entry) = &host.tailscale
+            && let Some(first) = tailnet_names.insert(entry.hostname.to_ascii_lowercase(), index)
+        {
+            report.push(Diagnostic::error(
+                Code::DuplicateHost,
+                format!("{at}.tailscale.hostname"),
+                format!("Tailscale host name `{}` is also `hosts[{first}]`'s", entry.hostname),
+            ));
         }
         if raw.tailscale.is_none() && host.tailscale.is_some() {
             report.push(Diagnostic::error(

@@ -10,7 +10,7 @@ use super::{load_printed, output_is_not_an_input};
 use crate::cli::{BakeArgs, ImageBuildArgs, TestArgs};
 use crate::effects::fs::write_atomic;
 use crate::effects::vm::bake::{self, BakeError, BakeRequest, BaseImage, Outcome};
-use crate::effects::vm::{harness, qemu};
+use crate::effects::vm::{harness, qemu, tunnel};
 use crate::effects::{image, interrupt};
 use crate::failure::Failure;
 use crate::lower::Stage;
@@ -115,6 +115,7 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
     let loaded = load_printed(&args.profile)?;
     let model = loaded.validated_host(false, args.host.as_deref())?;
     pipeline::check_output(&model)?;
+    let mut tunnel = join_tunnel(&model, args.no_tunnel)?;
     if let Some(junit) = &args.junit {
         let mut inputs = loaded.inputs(&args.profile);
         inputs.push(args.image.clone());
@@ -141,7 +142,11 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
     };
     let accel = qemu::probe_accel(&args.image, &run_dir);
     eprintln!("kiln: accelerator: {}", accel.name());
-    let verdict = harness::run(&scenario, model, accel, &mut harness::NoExtension).map_err(|e| {
+    let extension: &mut dyn harness::Extension = match &mut tunnel {
+        Some(tunnel) => tunnel,
+        None => &mut harness::NoExtension,
+    };
+    let verdict = harness::run(&scenario, model, accel, extension).map_err(|e| {
         Failure::harness(
             e.context(format!("the test harness failed (console log: {})", run_dir.join("console.log").display())),
         )
@@ -155,6 +160,28 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
         return Err(Failure::ChecksFailed { failed, total: passed + failed });
     }
     Ok(())
+}
+
+/// The tunnel `kiln test` joins: the profile's WireGuard one, unless `--no-tunnel`, said on stderr either
+/// way. A machine that cannot join (not root, a program missing) is refused before anything boots (exit 7),
+/// naming what is missing: a test that silently skipped the tunnel would prove less than it says.
+fn join_tunnel(model: &Model, no_tunnel: bool) -> Result<Option<tunnel::JoinTunnel>, Failure> {
+    if !tunnel::wanted(model) {
+        return Ok(None);
+    }
+    if no_tunnel {
+        eprintln!("kiln: not joining the WireGuard tunnel (--no-tunnel): SSH through it is not checked");
+        return Ok(None);
+    }
+    if let Some(reason) = tunnel::cannot_join() {
+        return Err(Failure::Harness(anyhow::anyhow!(
+            "kiln test joins the profile's WireGuard tunnel to check SSH through it, and cannot here: {reason} (or pass --no-tunnel)"
+        )));
+    }
+    eprintln!(
+        "kiln: joining the WireGuard tunnel as wireguard.peers[0], with a key generated for this run in place of that peer's"
+    );
+    Ok(Some(tunnel::JoinTunnel::default()))
 }
 
 /// Builds a recipe's image, or (no recipe, or `--list`) lists the recipes on stdout: that list is the product.

@@ -159,6 +159,19 @@ fn wireguard_networks(model: &Model, report: &mut Report) {
                 );
                 continue;
             }
+            // A peer whose one address is this host's own: the kernel delivers it locally, so nothing
+            // ever reaches the peer (a fleet's hosts are each checked with their own address).
+            if allowed.is_host() && allowed.address == own.address {
+                report.push(
+                    Diagnostic::error(
+                        Code::ContradictoryRule,
+                        &at,
+                        format!("`{allowed}` is this host's own tunnel address (`wireguard.address`): packets for the peer would never leave the host"),
+                    )
+                    .with_help("give the peer its own address in the tunnel, e.g. the next free one"),
+                );
+                continue;
+            }
             networks.push((format!("wireguard.peers[{i}].allowed_ips[{k}]"), *allowed));
         }
     }

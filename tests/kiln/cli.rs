@@ -533,3 +533,48 @@ fn a_fleet_renders_one_host_or_all_and_refuses_an_unknown_one() {
     let out = kiln(&["kamal", fleet], &[]);
     assert!(text(&out.stdout).contains("- 10.77.0.1 ") && text(&out.stdout).contains("- 10.77.0.2 "));
 }
+
+#[test]
+fn test_joins_a_wireguard_profiles_tunnel_or_says_why_it_cannot_before_anything_boots() {
+    let cwd = tempfile::tempdir().unwrap();
+    let wireguard = repo_root().join("vm-tests/profiles/wireguard.yaml").display().to_string();
+    let app = repo_root().join("profiles/app.yaml").display().to_string();
+    let missing = cwd.path().join("missing.qcow2").display().to_string();
+    let run = |args: &[&str], path: &str| {
+        Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).current_dir(cwd.path()).env("PATH", path).output().unwrap()
+    };
+    // No program the peer runs is on this PATH: refused as a harness that cannot do its job (exit 7), naming
+    // each missing program and its package, and the way out; the image is not even looked at.
+    let out = run(&["test", &wireguard, "--image", &missing], "/nonexistent");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    for named in [
+        "WireGuard tunnel",
+        "wireguard-go (wireguard-go)",
+        "wg (wireguard-tools)",
+        "ssh (openssh-client)",
+        "--no-tunnel",
+    ] {
+        assert!(stderr.contains(named), "{named}: {stderr}");
+    }
+    assert!(!stderr.contains("missing.qcow2"), "{stderr}");
+    assert!(entries(cwd.path()).is_empty(), "created {:?}", entries(cwd.path()));
+    // With --no-tunnel it goes on (to the missing image, exit 3) and says what is then not checked.
+    let out = run(&["test", &wireguard, "--image", &missing, "--no-tunnel"], "/nonexistent");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("not joining the WireGuard tunnel (--no-tunnel)"), "{stderr}");
+    // A profile without WireGuard has no tunnel to join: no word of one.
+    let out = run(&["test", &app, "--image", &missing], "/nonexistent");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains("WireGuard"), "{stderr}");
+    // Where this machine can join (root, the programs installed: the VM tier's machine), it says it joins,
+    // then goes on to the image.
+    if kiln::effects::vm::tunnel::cannot_join().is_none() {
+        let out = run(&["test", &wireguard, "--image", &missing], &std::env::var("PATH").unwrap());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("joining the WireGuard tunnel as wireguard.peers[0]"), "{stderr}");
+    }
+}

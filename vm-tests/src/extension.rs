@@ -1,5 +1,6 @@
 //! What a scenario adds to the product's test run (`kiln::effects::vm::harness::Extension`): the
-//! WireGuard peer (`peer.rs`), test servers and containers (`scaffolding.rs`), tamperings
+//! WireGuard peer (the product's `kiln::effects::vm::tunnel`, as `kiln test` joins a tunnel, plus
+//! ssh-audit and the layer-2 neighbour's checks), test servers and containers (`scaffolding.rs`), tamperings
 //! (`tamper.rs`), a golden image baked first with its proofs (`golden.rs`), a base image carrying the
 //! sshd override trap (`trap.rs`), and automatic updates published and installed (`updates.rs`). Each part is there or
 //! not, as the scenario says; a scenario with none of them runs exactly as `kiln test` does.
@@ -10,14 +11,15 @@ use anyhow::{Context as _, Result};
 use kiln::effects::vm::harness::{BeforeBoot, Extension, Finished, Image, Network, PortProbe};
 use kiln::effects::vm::qemu::Instance;
 use kiln::effects::vm::qga::Agent;
+use kiln::effects::vm::tunnel::{JoinTunnel, TunnelPeer};
 use kiln::lower::Stage;
 use kiln::model::Model;
 use kiln::verify::Check;
 use kiln::verify::report::Verdict;
 
+use crate::deploy::Deploy;
 use crate::golden;
 use crate::lynis;
-use crate::peer::TunnelPeer;
 use crate::scaffolding::{self, Scaffolding};
 use crate::tamper::{self, Tamper};
 use crate::trap;
@@ -42,14 +44,18 @@ pub struct ScenarioExtension {
     audit_accepted: Vec<kiln::expect::AuditWarning>,
     /// The scenario's run directory, once `prepare` saw it.
     run_dir: PathBuf,
-    /// The peer, once `prepare` made it.
-    peer: Option<TunnelPeer>,
+    /// The tunnel `kiln test` joins, once `prepare` joined it.
+    tunnel: Option<JoinTunnel>,
     /// The golden image, once baked.
     golden: Option<PathBuf>,
     /// Publish updates into the mirror after the rounds and prove the guest installs them by itself.
     pub updates: Option<UpdateProof>,
     /// Audit the guest with lynis at the end (a figure, not a gate).
     pub lynis: bool,
+    /// A Kamal 2-shaped deploy through the tunnel after the rounds, before any tampering.
+    pub deploy: bool,
+    /// The deploy, once `prepare` found where `kiln kamal` deploys to.
+    deployment: Option<Deploy>,
     /// unattended-upgrade's origins as the guest got them, once `image` saw the mirrored model.
     origins: Origins,
 }
@@ -71,10 +77,12 @@ impl ScenarioExtension {
             deploy_user: String::new(),
             audit_accepted: Vec::new(),
             run_dir: PathBuf::new(),
-            peer: None,
+            tunnel: None,
             golden: None,
             updates: None,
             lynis: false,
+            deploy: false,
+            deployment: None,
             origins: Origins::default(),
         }
     }
@@ -91,6 +99,22 @@ impl ScenarioExtension {
         let mut checks = trap::checks(port, &[user, "root"])?;
         let report = self.run_dir.join(format!("ssh-audit-{label}.json"));
         checks.push(crate::audit::check(&[], "127.0.0.1", port, &self.audit_accepted, &report)?);
+        Ok(checks)
+    }
+
+    fn peer(&self) -> Option<&TunnelPeer> {
+        self.tunnel.as_ref().and_then(JoinTunnel::peer)
+    }
+
+    /// The peer's checks besides `kiln test`'s: ssh-audit through the tunnel (`label` names its report) and
+    /// the layer-2 neighbour's, once the tunnel could be tried.
+    fn peer_checks(&self, agent: &mut Agent, label: &str) -> Result<Vec<Check>> {
+        let Some(peer) = self.peer().filter(|p| p.knows_guest_key()) else { return Ok(Vec::new()) };
+        let report = self.run_dir.join(format!("ssh-audit-{}.json", label.replace(' ', "-")));
+        let tunnel = peer.guest_tunnel_address().to_string();
+        let mut checks =
+            vec![crate::audit::check(&peer.runner(), &tunnel, kiln::model::SSH_PORT, &self.audit_accepted, &report)?];
+        checks.extend(peer.neighbour_checks(agent, &self.container_ports())?);
         Ok(checks)
     }
 
@@ -112,10 +136,10 @@ impl ScenarioExtension {
             finished.progress.say(&format!("breaking the guest on purpose ({label})"));
             tamper::apply(&mut finished.agent, &these)?;
             let mut after = finished.rounds.recheck(&mut finished.agent, label)?;
-            if let Some(peer) = &self.peer {
-                after.extend(peer.checks(&mut finished.agent, None, label, false)?);
-                after.extend(peer.neighbour_checks(&mut finished.agent, &self.container_ports())?);
+            if let Some(peer) = self.peer() {
+                after.extend(peer.checks(&mut finished.agent, None, label)?);
             }
+            after.extend(self.peer_checks(&mut finished.agent, label)?);
             after.extend(self.trap_checks(finished.instance, &self.deploy_user, label)?);
             verdicts.extend(tamper::verdicts(&these, &after));
         }
@@ -132,7 +156,15 @@ impl Extension for ScenarioExtension {
         self.audit_accepted = facts.ssh_audit_accepted.iter().map(kiln::expect::AuditWarning::from).collect();
         self.run_dir = run_dir.to_path_buf();
         if self.wireguard_peer {
-            self.peer = Some(TunnelPeer::create(run_dir, model)?);
+            let mut tunnel = JoinTunnel::default();
+            tunnel.prepare(run_dir, model)?;
+            self.tunnel = Some(tunnel);
+        }
+        if self.deploy {
+            // Where `kiln kamal` tells Kamal to deploy: the deploy goes there, and nowhere else.
+            let config = kiln::kamal::config(model).context("the deploy scenario's profile must suit `kiln kamal`")?;
+            let host = config.hosts.first().context("`kiln kamal` named no server")?.address.clone();
+            self.deployment = Some(Deploy::new(host, run_dir));
         }
         Ok(())
     }
@@ -164,7 +196,7 @@ impl Extension for ScenarioExtension {
     }
 
     fn network(&self) -> Option<Network> {
-        self.peer.as_ref().map(TunnelPeer::network)
+        self.tunnel.as_ref().and_then(JoinTunnel::network)
     }
 
     fn outside_probes(&self) -> Vec<PortProbe> {
@@ -173,8 +205,8 @@ impl Extension for ScenarioExtension {
 
     /// The guest's generated WireGuard key joins the values the secret scan looks for.
     fn guest_secrets(&mut self, agent: &mut Agent) -> Result<Vec<String>> {
-        match &self.peer {
-            Some(peer) => peer.guest_secrets(agent),
+        match &mut self.tunnel {
+            Some(tunnel) => tunnel.guest_secrets(agent),
             None => Ok(Vec::new()),
         }
     }
@@ -187,16 +219,14 @@ impl Extension for ScenarioExtension {
         self.scaffolding.start(agent)
     }
 
-    /// Through the tunnel and from the public network, with a peer that has an unknown key too.
+    /// Through the tunnel and from the public network as `kiln test` does (a peer with an unknown key
+    /// too), then ssh-audit and the neighbour's checks.
     fn round(&mut self, agent: &mut Agent, instance: &Instance, label: &str) -> Result<Vec<Check>> {
-        let mut checks = match &self.peer {
-            Some(peer) => {
-                let mut checks = peer.checks(agent, Some(&instance.console_text()), label, true)?;
-                checks.extend(peer.neighbour_checks(agent, &self.container_ports())?);
-                checks
-            }
+        let mut checks = match &mut self.tunnel {
+            Some(tunnel) => tunnel.round(agent, instance, label)?,
             None => Vec::new(),
         };
+        checks.extend(self.peer_checks(agent, label)?);
         checks.extend(self.trap_checks(instance, &self.deploy_user, label)?);
         Ok(checks)
     }
@@ -216,11 +246,18 @@ impl Extension for ScenarioExtension {
             let (_, checks) = lynis::audit(&mut finished.agent, &self.run_dir, "seed host")?;
             verdict.phases.push((lynis::PHASE.into(), checks));
         }
+        if let Some(deployment) = &self.deployment {
+            let peer =
+                self.peer().context("the deploy goes through the tunnel: the scenario needs the WireGuard peer")?;
+            finished.progress.say("deploying as Kamal 2 does, through the tunnel (v1, v2, then the control)");
+            let checks = deployment.run(peer, &mut finished.agent, &mut verdict.timings)?;
+            verdict.phases.push((crate::deploy::PHASE.into(), checks));
+        }
         if !self.tamper.is_empty() {
             let detected = self.tampered(&mut finished)?;
             verdict.phases.push((tamper::PHASE.into(), detected));
         }
-        verdict.timings.extend(self.peer.iter().flat_map(TunnelPeer::timings));
+        verdict.timings.extend(self.peer().iter().flat_map(|p| p.timings()));
         let Some(image) = &self.golden else { return Ok(()) };
         finished.progress.say("scanning disks for secrets; booting a second instance of the golden image");
         let Finished { agent, instance, config, scenario, secret_values, .. } = finished;

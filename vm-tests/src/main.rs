@@ -8,16 +8,18 @@
 //!
 //! Each scenario runs through the product's harness (`kiln::effects::vm::harness::run`, what `kiln test`
 //! runs) with what only CI does plugged in through its `Extension` (`extension.rs`): the WireGuard peer
-//! (`peer.rs`), test servers and containers (`scaffolding.rs`), tamperings (`tamper.rs`), golden images
+//! (the product's, with ssh-audit and more), test servers and containers (`scaffolding.rs`), tamperings (`tamper.rs`), golden images
 //! baked first and their proofs (`golden.rs`). The list itself is `scenarios.rs`.
 
 mod audit;
+mod deploy;
 mod extension;
 mod golden;
 mod interrupted;
 mod lynis;
-mod peer;
+mod oci;
 mod preflight;
+mod registry;
 mod scaffolding;
 mod scenarios;
 mod tamper;

@@ -7,7 +7,8 @@ use std::path::Path;
 #[allow(dead_code)]
 mod tools;
 
-/// Programs the scenarios run: the image recipe, QEMU, the mirror, the WireGuard peer, the signals.
+/// Programs the scenarios run: the image recipe, QEMU, the mirror, the WireGuard peer, the deploy's
+/// registry, the signals.
 const PROGRAMS: &[&str] = &[
     "bash",
     "mmdebstrap",
@@ -34,6 +35,9 @@ const PROGRAMS: &[&str] = &[
     "ssh-keygen",
     "ssh-audit",
     "ip",
+    "docker-registry",
+    "skopeo",
+    "chroot",
     "kill",
 ];
 

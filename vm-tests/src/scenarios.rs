@@ -13,11 +13,11 @@ use kiln::verify::check_names;
 use kiln::verify::report::Verdict;
 
 use crate::extension::ScenarioExtension;
-use crate::peer;
 use crate::scaffolding::{Container, Scaffolding};
 use crate::tamper::Tamper;
 use crate::trap;
 use crate::updates::UpdateProof;
+use kiln::effects::vm::tunnel::peer;
 
 /// What a scenario boots and what it does besides the profile's own checks.
 #[derive(Debug, Clone)]
@@ -39,8 +39,11 @@ pub struct Scenario {
     pub tamper: Vec<Tamper>,
     pub boot_timeout: Duration,
     /// The harness joins the profile's WireGuard tunnel as its first peer, from a network namespace on
-    /// a second guest NIC (`peer.rs`), and checks SSH through the tunnel and silence outside it.
+    /// a second guest NIC (`kiln::effects::vm::tunnel`), and checks SSH through the tunnel and silence
+    /// outside it.
     pub wireguard_peer: bool,
+    /// After the rounds, a Kamal 2-shaped deploy through the tunnel (`deploy.rs`; needs `wireguard_peer`).
+    pub deploy: bool,
     /// The base image gets Ubuntu's `50-cloud-init.conf` (passwords and root login on) first (`trap.rs`).
     pub sshd_trap: bool,
     /// After the rounds, newer packages are published and the guest must install them itself (`updates.rs`).
@@ -79,6 +82,7 @@ impl Scenario {
             ScenarioExtension::new(self.wireguard_peer, scaffolding, self.tamper.clone(), bake_first, self.sshd_trap);
         extension.updates = self.updates.clone();
         extension.lynis = self.lynis;
+        extension.deploy = self.deploy;
         harness::run(&run, model, accel, &mut extension)
     }
 }
@@ -97,6 +101,7 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
         tamper: Vec::new(),
         boot_timeout: Duration::from_secs(900),
         wireguard_peer: false,
+        deploy: false,
         sshd_trap: false,
         updates: None,
         lynis: false,
@@ -173,6 +178,7 @@ pub fn scenarios(root: &Path, out: &Path) -> Vec<Scenario> {
         // through the tunnel), and no container answers a layer-2 neighbour at its own address.
         Scenario {
             wireguard_peer: true,
+            deploy: true,
             containers: vec![
                 container("declared-open", "0.0.0.0:8080:8080", 8080, true),
                 undeclared.clone(),

@@ -1,5 +1,5 @@
-//! The deploying peer (the `wireguard` scenario): the harness as a CI runner on the guest's "public
-//! internet", reaching SSH only through WireGuard.
+//! The deploying peer: the harness as a CI runner on the guest's "public internet", reaching SSH only
+//! through WireGuard (`kiln test` on a WireGuard profile, and the CI's `wireguard` scenario).
 //!
 //! The guest gets a second NIC on a tap device that QEMU opens in the root namespace and the harness then
 //! moves into a network namespace of its own (`ip link set TAP netns NS`), with static addresses on both
@@ -20,18 +20,18 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::effects::process::{die_with_parent, run};
+use crate::effects::vm::boot::reported_public_key;
+use crate::effects::vm::harness::Network;
+use crate::effects::vm::qemu::ExtraNic;
+use crate::effects::vm::qga::Agent;
+use crate::effects::vm::wait::wait_until;
+use crate::lower::facts::Facts;
+use crate::lower::wireguard::{PUBLIC_KEY_LINE, key_path};
+use crate::model::{Model, Proto, SSH_PORT};
+use crate::verify::reach::{self, Reach};
+use crate::verify::{Check, observe};
 use anyhow::{Context, Result, bail};
-use kiln::effects::process::{die_with_parent, run};
-use kiln::effects::vm::boot::reported_public_key;
-use kiln::effects::vm::harness::Network;
-use kiln::effects::vm::qemu::ExtraNic;
-use kiln::effects::vm::qga::Agent;
-use kiln::effects::vm::wait::wait_until;
-use kiln::lower::facts::Facts;
-use kiln::lower::wireguard::{PUBLIC_KEY_LINE, key_path};
-use kiln::model::{Model, Proto};
-use kiln::verify::reach::{self, Reach};
-use kiln::verify::{Check, observe};
 
 /// The guest's address on its public NIC, and the harness's across the link (TEST-NET-1, RFC 5737).
 pub const GUEST_PUBLIC: &str = "192.0.2.2";
@@ -41,7 +41,6 @@ const PUBLIC_PREFIX: u8 = 24;
 const PRIMARY_MAC: &str = "52:54:00:12:34:56";
 const PUBLIC_MAC: &str = "52:54:00:c0:00:02";
 const NETNS_PREFIX: &str = "kiln-wg-";
-const SSH_PORT: u16 = 22;
 /// QEMU sets its tap device up, after which it can be moved into the namespace.
 const TAP_READY: Duration = Duration::from_secs(20);
 /// wireguard-go creates its control socket.
@@ -85,7 +84,7 @@ const NET_SSH_CIPHERS: &str = "aes256-ctr,aes192-ctr,aes128-ctr";
 const NET_SSH_MACS: &str =
     "hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,hmac-sha2-512,hmac-sha2-256,hmac-sha1";
 /// Kamal 2's default port for a registry on the deploying machine (`localhost:5555`).
-const KAMAL_REGISTRY_PORT: u16 = 5555;
+pub const KAMAL_REGISTRY_PORT: u16 = 5555;
 /// The registry stand-in: listens on loopback in the namespace, says where, answers one connection with
 /// the token it was given, and ends.
 const ONE_ANSWER_SERVER: &str = r#"
@@ -173,8 +172,6 @@ pub struct TunnelPeer {
     /// What the profile's components decided, for which TCP ports its firewall opens to everyone on the
     /// public interface (`Facts::open_to_everyone`, as `kiln expect` decides it).
     facts: Facts,
-    /// ssh-audit's warnings kiln accepts for the profile, with their reasons.
-    audit_accepted: Vec<kiln::expect::AuditWarning>,
     guest_key: RefCell<Option<String>>,
     timings: RefCell<Vec<(String, f64)>>,
 }
@@ -226,8 +223,7 @@ impl TunnelPeer {
         if !model.user.ssh_keys.contains(&ssh_public) {
             model.user.ssh_keys.push(ssh_public);
         }
-        let facts = kiln::lower::facts(model);
-        let audit_accepted = facts.ssh_audit_accepted.iter().map(kiln::expect::AuditWarning::from).collect();
+        let facts = crate::lower::facts(model);
 
         let netns = format!("{NETNS_PREFIX}{pid}");
         let mut peer = TunnelPeer {
@@ -244,7 +240,6 @@ impl TunnelPeer {
             guest_tunnel,
             guest_port,
             facts,
-            audit_accepted,
             guest_key: RefCell::new(None),
             timings: RefCell::new(Vec::new()),
         };
@@ -314,16 +309,15 @@ impl TunnelPeer {
         }
         let key = out.stdout.trim();
         // Never shown: it is the secret the scan looks for.
-        if !kiln::model::is_wireguard_key(key) {
+        if !crate::model::is_wireguard_key(key) {
             bail!("the guest's {path} does not hold a WireGuard key ({} bytes)", key.len());
         }
         Ok(vec![key.to_string()])
     }
 
     /// Every check through the tunnel and from the public network. `label` names the phase in timings;
-    /// `console` is read for the guest's public key until it is known; `wrong_key` adds the unknown-peer
-    /// checks.
-    pub fn checks(&self, agent: &mut Agent, console: Option<&str>, label: &str, wrong_key: bool) -> Result<Vec<Check>> {
+    /// `console` is read for the guest's public key until it is known.
+    pub fn checks(&self, agent: &mut Agent, console: Option<&str>, label: &str) -> Result<Vec<Check>> {
         let mut checks = Vec::new();
         if self.guest_key.borrow().is_none() {
             let (reported, key) = self.key_reported(console);
@@ -338,15 +332,27 @@ impl TunnelPeer {
         checks.push(self.ssh_check(handshake.is_some(), label)?);
         checks.push(self.forward_check()?);
         checks.extend(self.port_checks(agent)?);
-        // Last: its connections end before authentication, which OpenSSH 10 counts against this source.
-        let report = self.dir.join(format!("ssh-audit-{}.json", label.replace(' ', "-")));
-        let runner = ["ip", "netns", "exec", self.netns.as_str()];
-        let tunnel = self.guest_tunnel.to_string();
-        checks.push(crate::audit::check(&runner, &tunnel, SSH_PORT, &self.audit_accepted, &report)?);
-        if wrong_key {
-            checks.extend(self.unknown_key_checks()?);
-        }
         Ok(checks)
+    }
+
+    /// Whether the guest's public key is known (read from its console): the tunnel can be tried.
+    pub fn knows_guest_key(&self) -> bool {
+        self.guest_key.borrow().is_some()
+    }
+
+    /// The program prefix that runs a command in the peer's namespace (`ip netns exec NS`).
+    pub fn runner(&self) -> [&str; 4] {
+        ["ip", "netns", "exec", self.netns.as_str()]
+    }
+
+    /// The guest's address in the tunnel, where the peer reaches SSH.
+    pub fn guest_tunnel_address(&self) -> IpAddr {
+        self.guest_tunnel
+    }
+
+    /// The deploy user the peer logs in as.
+    pub fn user(&self) -> &str {
+        &self.user
     }
 
     /// The guest printed its public key on the console: the check, and the key.
@@ -460,20 +466,10 @@ impl TunnelPeer {
         let stdout = server.stdout.take().context("the stand-in registry's stdout")?;
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut port)?;
         let port: u16 = port.trim().parse().with_context(|| format!("the stand-in registry said {port:?}"))?;
-        let forward = format!("{KAMAL_REGISTRY_PORT}:127.0.0.1:{port}");
         let remote = format!("exec 3<>/dev/tcp/127.0.0.1/{KAMAL_REGISTRY_PORT} && head -n 1 <&3");
         let ssh = self
-            .ssh_command(20)
-            .args(["-o", "ExitOnForwardFailure=yes", "-o", &format!("KexAlgorithms={NET_SSH_KEX}")])
-            .args([
-                "-o",
-                &format!("HostKeyAlgorithms={NET_SSH_HOST_KEYS}"),
-                "-o",
-                &format!("Ciphers={NET_SSH_CIPHERS}"),
-            ])
-            .args(["-o", &format!("MACs={NET_SSH_MACS}"), "-R", &forward])
-            .arg(format!("{}@{}", self.user, self.guest_tunnel))
-            .args(["bash", "-c", &kiln::templates::shell_quote(&remote)])
+            .kamal_session(20, port, &self.guest_tunnel.to_string())
+            .args(["bash", "-c", &crate::templates::shell_quote(&remote)])
             .output()
             .context("running ssh -R (install openssh-client)")?;
         // The server ends after one answer, or when its wait runs out; either way it is gone after this.
@@ -490,6 +486,25 @@ impl TunnelPeer {
             },
             answered,
         ))
+    }
+
+    /// An SSH session to `host` as Kamal 2 opens one: as the deploy user, offering net-ssh's algorithms,
+    /// with the registry's port forwarded back (`-R 5555:127.0.0.1:LOCAL_PORT`, refused outright if sshd
+    /// will not forward). The caller adds the remote command.
+    pub fn kamal_session(&self, timeout_secs: u32, local_port: u16, host: &str) -> Command {
+        let forward = format!("{KAMAL_REGISTRY_PORT}:127.0.0.1:{local_port}");
+        let mut command = self.ssh_command(timeout_secs);
+        command
+            .args(["-o", "ExitOnForwardFailure=yes", "-o", &format!("KexAlgorithms={NET_SSH_KEX}")])
+            .args([
+                "-o",
+                &format!("HostKeyAlgorithms={NET_SSH_HOST_KEYS}"),
+                "-o",
+                &format!("Ciphers={NET_SSH_CIPHERS}"),
+            ])
+            .args(["-o", &format!("MACs={NET_SSH_MACS}"), "-R", &forward])
+            .arg(format!("{}@{host}", self.user));
+        command
     }
 
     /// Of the TCP ports the guest listens on: only SSH answers through the tunnel, SSH gives no banner
@@ -535,7 +550,7 @@ impl TunnelPeer {
 
     /// Re-keys the harness's interface with a key the guest does not know, with the same tunnel address
     /// and the guest's right public key, and tries again; then restores the real key.
-    fn unknown_key_checks(&self) -> Result<Vec<Check>> {
+    pub fn unknown_key_checks(&self) -> Result<Vec<Check>> {
         self.wg(&["set", &self.interface, "private-key", &self.wrong_key_file.display().to_string()])?;
         self.reset_guest_peer()?;
         let ssh = self.ssh("docker ps", 12);
@@ -622,7 +637,7 @@ impl TunnelPeer {
 
     /// `ssh` in the namespace with the harness's key and no host-key bookkeeping; the caller adds options,
     /// the destination and the command.
-    fn ssh_command(&self, timeout_secs: u32) -> Command {
+    pub fn ssh_command(&self, timeout_secs: u32) -> Command {
         let mut command = self.in_namespace("ssh");
         command
             .arg("-i")
@@ -661,7 +676,7 @@ impl TunnelPeer {
 
     /// Which of `ports` accept a TCP connection at `address` from the namespace (all tried at once; a
     /// silent port costs its 5 s timeout).
-    fn answering_ports(&self, address: &str, ports: &[u16]) -> Result<Vec<u16>> {
+    pub fn answering_ports(&self, address: &str, ports: &[u16]) -> Result<Vec<u16>> {
         if ports.is_empty() {
             return Ok(Vec::new());
         }
@@ -679,7 +694,7 @@ impl TunnelPeer {
             .with_context(|| format!("probing ports of {address} from {}", self.netns))
     }
 
-    fn in_namespace(&self, program: &str) -> Command {
+    pub fn in_namespace(&self, program: &str) -> Command {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.netns, program]);
         command
@@ -802,7 +817,7 @@ fn run_with_input(program: &str, args: &[&str], input: &[u8]) -> Result<Output> 
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    kiln::effects::fs::write_atomic(path, bytes, 0o600).with_context(|| format!("writing {}", path.display()))
+    crate::effects::fs::write_atomic(path, bytes, 0o600).with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
