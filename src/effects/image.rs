@@ -1,6 +1,7 @@
 //! Base images: builds a recipe from `images/` (embedded in the binary) and caches the result by the
 //! hash of the recipe's inputs, so a second build of the same recipe is instant.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,9 +43,6 @@ pub const RECIPES: &[Recipe] = &[
         files: &[("recipe.toml", include_str!("../../images/debian-13/recipe.toml")), ("build.sh", BUILD_SCRIPT)],
     },
 ];
-
-/// Files an image build leaves beside the image.
-pub const SIDECARS: &[&str] = &["dpkg-status", "manifest", "sha256"];
 
 pub fn recipe(name: &str) -> Result<&'static Recipe> {
     RECIPES.iter().find(|r| r.name() == name).with_context(|| {
@@ -158,24 +156,22 @@ fn sidecar(image: &Path, extension: &str) -> PathBuf {
     image.with_extension(extension)
 }
 
-/// Hard-links (same file system) or copies `from` to `to`, through a `.partial` name.
-fn place(from: &Path, to: &Path) -> Result<()> {
-    let partial = to.with_extension(format!("{}.partial", to.extension().and_then(|e| e.to_str()).unwrap_or("")));
-    let _ = std::fs::remove_file(&partial);
-    if std::fs::hard_link(from, &partial).is_err() {
-        std::fs::copy(from, &partial)
-            .with_context(|| format!("copying {} to {}", from.display(), partial.display()))?;
-    }
-    std::fs::rename(&partial, to).with_context(|| format!("renaming to {}", to.display()))
-}
-
-/// Builds (or takes from the cache) the recipe's image and places it at `output` with its sidecars.
-/// Returns whether the cache answered.
+/// Builds (or takes from the cache) the recipe's image and places a copy of it at `output` with its
+/// sidecars. Returns whether the cache answered.
+///
+/// The output never shares an inode with the cache (a hard link would let a write to the output, such as a
+/// boot without an overlay, change the cached image); a cached image is reused only if it still has the
+/// digest its build recorded, and is rebuilt otherwise.
 pub fn build(name: &str, output: &Path, force: bool) -> Result<bool> {
     let recipe = recipe(name)?;
     let key = cache_key(recipe);
     let cached = cache_dir().join(format!("{name}-{key}")).join("base.qcow2");
-    let hit = cached.is_file() && SIDECARS.iter().all(|s| sidecar(&cached, s).is_file()) && !force;
+    let complete = cached.is_file() && SIDECARS.iter().all(|s| sidecar(&cached, s).is_file());
+    let mut hit = complete && !force;
+    if hit && let Err(e) = verify_cached(&cached) {
+        eprintln!("kiln: the cached {name} image is not what was built ({e:#}): building it again");
+        hit = false;
+    }
     if !hit {
         let work = tempfile::Builder::new().prefix("kiln-image-").tempdir_in(std::env::temp_dir())?;
         for (file, body) in recipe.files {
@@ -183,6 +179,7 @@ pub fn build(name: &str, output: &Path, force: bool) -> Result<bool> {
         }
         let dir = cached.parent().context("cache path")?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        remove_cached(&cached)?;
         eprintln!("kiln: building image {name} (recipe {key}); this takes a few minutes");
         let status = Command::new("bash")
             .arg(work.path().join("build.sh"))
@@ -192,20 +189,137 @@ pub fn build(name: &str, output: &Path, force: bool) -> Result<bool> {
             .status()
             .context("running the image recipe (bash)")?;
         if !status.success() {
-            let _ = std::fs::remove_file(&cached);
+            remove_cached(&cached)?;
             bail!("the {name} image recipe failed (exit {:?}); see its output above", status.code());
         }
+        // Read-only: nothing but a rebuild is meant to change it (root still could: hence the digest check).
+        for path in std::iter::once(cached.clone()).chain(SIDECARS.iter().map(|s| sidecar(&cached, s))) {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444))
+                .with_context(|| format!("making {} read-only", path.display()))?;
+        }
     }
-    place(&cached, output)?;
-    for extension in SIDECARS {
-        place(&sidecar(&cached, extension), &sidecar(output, extension))?;
-    }
+    place_from_cache(&cached, output)?;
     Ok(hit)
+}
+
+/// Every sidecar of `kiln image build`, by extension: `dpkg-status` (the image's packages, which the test
+/// harness resolves against), `manifest` (package, version, architecture), `sha256` (`sha256sum -c` format,
+/// naming the file it sits beside) and `digests` (the root tree's content digest, the ESP's sha256 and the
+/// kernel: stable across builds of the same recipe).
+pub const SIDECARS: &[&str] = &["dpkg-status", "manifest", "sha256", "digests"];
+
+/// Copies the cached image and its sidecars to `output` (each through a temporary name, then renamed; mode
+/// 0644): the sidecars that describe the content as they are, the `.sha256` written anew for the output's
+/// own name.
+fn place_from_cache(cached: &Path, output: &Path) -> Result<()> {
+    let digest = recorded_digest(cached)?;
+    copy_atomic(cached, output)?;
+    for extension in SIDECARS.iter().filter(|e| **e != "sha256") {
+        copy_atomic(&sidecar(cached, extension), &sidecar(output, extension))?;
+    }
+    let name = output.file_name().context("the output has no file name")?.to_string_lossy();
+    crate::effects::fs::write_atomic(&sidecar(output, "sha256"), format!("{digest}  {name}\n").as_bytes(), 0o644)
+}
+
+/// Copies `from` to `to` through `to.partial` (a copy, never a link: the two must not share an inode).
+fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    let partial = to.with_extension(format!("{}.partial", to.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    remove_if_present(&partial)?;
+    std::fs::copy(from, &partial).with_context(|| format!("copying {} to {}", from.display(), partial.display()))?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::rename(&partial, to).with_context(|| format!("renaming to {}", to.display()))
+}
+
+/// The digest the build recorded for the cached image (its `.sha256`, `sha256sum` format).
+fn recorded_digest(cached: &Path) -> Result<String> {
+    let path = sidecar(cached, "sha256");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let digest = text.split_whitespace().next().unwrap_or_default();
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("{} holds no sha256 digest", path.display());
+    }
+    Ok(digest.to_ascii_lowercase())
+}
+
+/// The cached image has the digest its build recorded.
+fn verify_cached(cached: &Path) -> Result<()> {
+    let recorded = recorded_digest(cached)?;
+    let actual = crate::effects::fs::sha256_file(cached).with_context(|| format!("reading {}", cached.display()))?;
+    if actual != recorded {
+        bail!("{} has sha256 {actual}, its build recorded {recorded}", cached.display());
+    }
+    Ok(())
+}
+
+/// Removes a cache entry's image and sidecars, those that exist.
+fn remove_cached(cached: &Path) -> Result<()> {
+    remove_if_present(cached)?;
+    SIDECARS.iter().try_for_each(|s| remove_if_present(&sidecar(cached, s)))
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A cache entry as a build leaves it: an "image", its sidecars, its recorded digest; read-only.
+    fn fake_cache_entry(dir: &Path) -> PathBuf {
+        let cached = dir.join("cache/base.qcow2");
+        std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
+        std::fs::write(&cached, b"QFI\xfb a base image").unwrap();
+        for extension in ["dpkg-status", "manifest", "digests"] {
+            std::fs::write(sidecar(&cached, extension), format!("the build's {extension}\n")).unwrap();
+        }
+        let digest = crate::effects::fs::sha256_file(&cached).unwrap();
+        std::fs::write(sidecar(&cached, "sha256"), format!("{digest}  base.qcow2\n")).unwrap();
+        cached
+    }
+
+    #[test]
+    fn an_output_shares_nothing_with_the_cache_and_its_sidecars_describe_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cached = fake_cache_entry(dir.path());
+        let out = dir.path().join("my-debian.qcow2");
+        place_from_cache(&cached, &out).unwrap();
+        // Writing to the output (a boot without an overlay, qemu-io) leaves the cache as it was built.
+        std::fs::write(&out, b"changed by a boot").unwrap();
+        verify_cached(&cached).expect("the cache is intact");
+        // Placed again, the output is the built image, and its .sha256 names it and verifies with sha256sum.
+        place_from_cache(&cached, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&cached).unwrap());
+        let check = Command::new("sha256sum").arg("-c").arg(sidecar(&out, "sha256")).current_dir(dir.path()).output();
+        let check = check.unwrap();
+        assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+        assert!(String::from_utf8_lossy(&check.stdout).contains("my-debian.qcow2: OK"));
+        // Every sidecar is beside the output, the digests too; the output is the user's to write (0644).
+        for extension in SIDECARS {
+            assert!(sidecar(&out, extension).is_file(), "{extension}");
+        }
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o644);
+        // A sidecar written to the output (as a later build would) changes nothing in the cache.
+        std::fs::write(sidecar(&out, "manifest"), "rewritten").unwrap();
+        assert_eq!(std::fs::read_to_string(sidecar(&cached, "manifest")).unwrap(), "the build's manifest\n");
+    }
+
+    #[test]
+    fn a_cached_image_that_changed_is_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cached = fake_cache_entry(dir.path());
+        verify_cached(&cached).unwrap();
+        std::fs::write(&cached, b"written through a hard link").unwrap();
+        let error = verify_cached(&cached).unwrap_err().to_string();
+        assert!(error.contains("its build recorded"), "{error}");
+        std::fs::write(sidecar(&cached, "sha256"), "not a digest\n").unwrap();
+        assert!(verify_cached(&cached).unwrap_err().to_string().contains("holds no sha256 digest"));
+    }
 
     /// base-files' paragraph from a Debian 12 host's /var/lib/dpkg/status (this machine's, 2026-11-30).
     const BOOKWORM_BASE_FILES: &str = r#"Package: base-files
