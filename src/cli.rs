@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands;
+use crate::effects::vm::accel::Choice;
 use crate::effects::vm::bake::ImageFormat;
 use crate::failure::Failure;
 use crate::lower::Stage;
@@ -65,6 +66,10 @@ pub struct BakeArgs {
     /// Seconds the build VM may take to boot and provision.
     #[arg(long, default_value_t = 1800)]
     pub timeout: u64,
+    /// QEMU's accelerator: `auto` uses KVM if a guest boots with it here (probed once per machine boot),
+    /// else TCG. `KILN_ACCEL` decides the same when the flag is not given.
+    #[arg(long, value_enum, default_value_t = Choice::Auto)]
+    pub accel: Choice,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -150,6 +155,10 @@ pub struct TestArgs {
     /// Seconds to wait for cloud-init to finish on each boot.
     #[arg(long, default_value_t = 900)]
     pub timeout: u64,
+    /// QEMU's accelerator: `auto` uses KVM if a guest boots with it here (probed once per machine boot),
+    /// else TCG. `KILN_ACCEL` decides the same when the flag is not given.
+    #[arg(long, value_enum, default_value_t = Choice::Auto)]
+    pub accel: Choice,
     /// Where the console log, seed and overlay go (default `target/vm-tests/<profile name>`).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,

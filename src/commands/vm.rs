@@ -10,7 +10,7 @@ use super::{load_printed, output_is_not_an_input};
 use crate::cli::{BakeArgs, ImageBuildArgs, TestArgs};
 use crate::effects::fs::write_atomic;
 use crate::effects::vm::bake::{self, BakeError, BakeRequest, BaseImage, Outcome};
-use crate::effects::vm::{harness, qemu, tunnel};
+use crate::effects::vm::{accel, harness, tunnel};
 use crate::effects::{image, interrupt};
 use crate::failure::Failure;
 use crate::lower::Stage;
@@ -50,8 +50,10 @@ fn role_model(loaded: &Loaded) -> Result<crate::model::Model, Failure> {
 }
 
 pub fn bake(args: &BakeArgs) -> Result<(), Failure> {
+    let started = Instant::now();
     // Before any thread exists: Ctrl-C and `kill` then remove the partial output and the work directory.
     interrupt::install();
+    accel::env_choice().map_err(Failure::Usage)?;
     let loaded = load_printed(&args.profile)?;
     let model = role_model(&loaded)?;
     // Kiln's own output checked before anything boots (exit 8 names the schema rule: kiln's bug).
@@ -73,8 +75,6 @@ pub fn bake(args: &BakeArgs) -> Result<(), Failure> {
         .with_context(|| format!("creating a work directory in {}", out_dir.display()))
         .map_err(Failure::io)?;
     interrupt::remove_on_interrupt(work.path());
-    let accel = qemu::probe_accel(&args.base, work.path());
-    eprintln!("kiln bake: accelerator: {}", accel.name());
     let request = BakeRequest {
         model: &model,
         profile_path: &args.profile,
@@ -82,7 +82,8 @@ pub fn bake(args: &BakeArgs) -> Result<(), Failure> {
         output: &args.output,
         format: args.format,
         work_dir: work.path(),
-        accel,
+        accel: args.accel,
+        started,
         mirror_port: None,
         force: args.force,
         verbose: args.verbose,
@@ -140,8 +141,9 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
         reboot: !args.no_reboot,
         boot_timeout: Duration::from_secs(args.timeout),
     };
-    let accel = qemu::probe_accel(&args.image, &run_dir);
-    eprintln!("kiln: accelerator: {}", accel.name());
+    let decision = accel::decide(args.accel, &args.image, &run_dir).map_err(Failure::Usage)?;
+    eprintln!("kiln: accelerator: {} ({})", decision.accel.name(), decision.how);
+    let accel = decision.accel;
     let extension: &mut dyn harness::Extension = match &mut tunnel {
         Some(tunnel) => tunnel,
         None => &mut harness::NoExtension,

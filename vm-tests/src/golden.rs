@@ -90,7 +90,8 @@ pub fn bake_golden(golden: &GoldenBake) -> Result<Baked> {
         output: &output,
         format: ImageFormat::Qcow2,
         work_dir: &golden.run_dir.join("bake"),
-        accel: golden.accel,
+        accel: golden.accel.into(),
+        started: std::time::Instant::now(),
         mirror_port: Some(golden.mirror_port),
         // A test bakes every time: the cache would skip exactly what is under test.
         force: true,
@@ -204,20 +205,44 @@ pub fn instance_proofs(
     instance.kill();
     let run_dir = &config.run_dir;
     let mut checks = Vec::new();
-    // The control first: the scan must find the values where they are (the instance's disk).
-    let on_instance = secrets_on_disk(&run_dir.join("overlay.qcow2"), secret_values, run_dir)?;
+    // The control first: the scan must find the values where they are (the instance's disk), and the
+    // instance's own random seed and host name.
+    let on_instance = scan_disk(&run_dir.join("overlay.qcow2"), secret_values, run_dir)?;
     checks.push(Check::new(
         "control: the disk scan finds the test secrets on an instance's disk",
         "at least one found",
-        format!("{on_instance} of {} found", secret_values.len()),
-        on_instance > 0,
+        format!("{} of {} found", on_instance.secrets, secret_values.len()),
+        on_instance.secrets > 0,
     ));
-    let on_golden = secrets_on_disk(golden_image, secret_values, run_dir)?;
+    checks.push(Check::new(
+        "control: an instance's disk has its random seed and a non-empty /etc/hostname",
+        "random seed present, /etc/hostname non-empty",
+        on_instance.describe(),
+        on_instance.random_seed && on_instance.hostname_bytes.is_some_and(|n| n > 0),
+    ));
+    let on_golden = scan_disk(golden_image, secret_values, run_dir)?;
     checks.push(Check::new(
         "no test secret value anywhere on the golden image's disk",
         "0 found",
-        format!("{on_golden} of {} found", secret_values.len()),
-        on_golden == 0 && !secret_values.is_empty(),
+        format!("{} of {} found", on_golden.secrets, secret_values.len()),
+        on_golden.secrets == 0 && !secret_values.is_empty(),
+    ));
+    // systemd saves a seed at power-off: one left in the image would start every instance with the same
+    // 32 bytes of entropy.
+    checks.push(Check::new(
+        CHECK_NO_RANDOM_SEED,
+        "absent",
+        if on_golden.random_seed { "present" } else { "absent" },
+        !on_golden.random_seed,
+    ));
+    checks.push(Check::new(
+        CHECK_EMPTY_HOSTNAME,
+        "empty or absent (cloud-init names each instance)",
+        match on_golden.hostname_bytes {
+            None => "absent".to_string(),
+            Some(n) => format!("{n} bytes"),
+        },
+        on_golden.hostname_bytes.is_none_or(|n| n == 0),
     ));
     let second_config = QemuConfig { run_dir: run_dir.join("second-instance"), ..config.clone() };
     let (second, errors, seconds) = second_instance(&second_config, timeout)?;
@@ -259,9 +284,33 @@ pub fn identity(agent: &mut Agent) -> Result<Identity> {
     })
 }
 
-/// Converts `image` (and its backing chain) to raw in `scratch` and counts the secret values found
-/// anywhere on the disk: files, deleted blocks, journals. Reads the whole virtual disk.
-pub fn secrets_on_disk(image: &Path, secrets: &[String], scratch: &Path) -> Result<usize> {
+pub const CHECK_NO_RANDOM_SEED: &str = "golden image: no systemd random seed (/var/lib/systemd/random-seed)";
+pub const CHECK_EMPTY_HOSTNAME: &str = "golden image: /etc/hostname names no host (not the build VM's)";
+
+/// What one disk holds that must not be shared between instances of an image.
+pub struct DiskScan {
+    /// How many of the secret values appear anywhere on the disk.
+    pub secrets: usize,
+    /// Whether `/var/lib/systemd/random-seed` exists.
+    pub random_seed: bool,
+    /// `/etc/hostname`'s size, if it exists.
+    pub hostname_bytes: Option<u64>,
+}
+
+impl DiskScan {
+    fn describe(&self) -> String {
+        let seed = if self.random_seed { "random seed present" } else { "no random seed" };
+        match self.hostname_bytes {
+            Some(n) => format!("{seed}, /etc/hostname {n} bytes"),
+            None => format!("{seed}, no /etc/hostname"),
+        }
+    }
+}
+
+/// Converts `image` (and its backing chain) to raw in `scratch`, counts the secret values found anywhere on
+/// the disk (files, deleted blocks, journals: the whole virtual disk is read), and looks for the files that
+/// make an instance itself (the random seed, the host name) in its root file system.
+pub fn scan_disk(image: &Path, secrets: &[String], scratch: &Path) -> Result<DiskScan> {
     let raw = scratch.join("scan.raw");
     let status = Command::new("qemu-img")
         .args(["convert", "-q", "-O", "raw"])
@@ -272,9 +321,15 @@ pub fn secrets_on_disk(image: &Path, secrets: &[String], scratch: &Path) -> Resu
     if !status.success() {
         bail!("qemu-img could not convert {} for the scan", image.display());
     }
-    let found = scan_file(&raw, secrets);
-    let _ = fs::remove_file(&raw);
-    found
+    let scanned = (|| -> Result<DiskScan> {
+        let secrets = scan_file(&raw, secrets)?;
+        let random_seed = crate::disk::list(&raw, "/var/lib/systemd")?.iter().any(|e| e.name == "random-seed");
+        let hostname_bytes =
+            crate::disk::list(&raw, "/etc")?.into_iter().find(|e| e.name == "hostname").and_then(|e| e.size);
+        Ok(DiskScan { secrets, random_seed, hostname_bytes })
+    })();
+    fs::remove_file(&raw).with_context(|| format!("removing {}", raw.display()))?;
+    scanned
 }
 
 fn scan_file(path: &Path, secrets: &[String]) -> Result<usize> {

@@ -13,6 +13,7 @@
 
 mod audit;
 mod deploy;
+mod disk;
 mod extension;
 mod golden;
 mod interrupted;
@@ -32,7 +33,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 
 use anyhow::{Context as _, Result};
-use kiln::effects::vm::qemu;
+use kiln::effects::vm::{accel, qemu};
 use kiln::failure::exit;
 use kiln::model::{Model, Release};
 use kiln::verify::report::{self, Verdict};
@@ -166,7 +167,10 @@ impl Images {
                 image
             }
         };
-        let accel = *self.accel.get_or_insert_with(|| accelerator(&image, &self.out));
+        let accel = match self.accel {
+            Some(accel) => accel,
+            None => *self.accel.insert(accelerator(&image, &self.out)?),
+        };
         Ok((image, accel))
     }
 }
@@ -195,15 +199,12 @@ fn base_image(release: Release, image: &Path) -> Result<()> {
     Ok(())
 }
 
-/// KVM when a guest really boots with it here, TCG otherwise; probed once for every scenario.
-fn accelerator(image: &Path, out: &Path) -> qemu::Accel {
-    let accel = qemu::probe_accel(image, out);
-    eprintln!(
-        "accelerator: {} {}",
-        accel.name(),
-        if accel == qemu::Accel::Tcg { "(KVM unusable here: guests run emulated)" } else { "" }
-    );
-    accel
+/// KVM when a guest really boots with it here, TCG otherwise (`kiln test`'s decision: `KILN_ACCEL`, else the
+/// verdict kept for this machine boot, else a probe); decided once for every scenario.
+fn accelerator(image: &Path, out: &Path) -> Result<qemu::Accel> {
+    let decision = accel::decide(accel::Choice::Auto, image, out).map_err(anyhow::Error::msg)?;
+    eprintln!("accelerator: {} ({})", decision.accel.name(), decision.how);
+    Ok(decision.accel)
 }
 
 /// Loads and validates a scenario's profile.

@@ -19,9 +19,6 @@ use serde_json::Value;
 pub const TRAP_PATH: &str = "/etc/ssh/sshd_config.d/50-cloud-init.conf";
 pub const TRAP_CONTENT: &str = "PasswordAuthentication yes\nPermitRootLogin yes\n";
 
-/// The root partition's GPT name in kiln's recipes (`images/*/recipe.toml`, `[[disk.partitions]]`).
-const ROOT_PARTITION: &str = "root";
-
 /// Debian's Python, where `python3-paramiko` installs (a `python3` earlier on PATH may be another one).
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
@@ -55,7 +52,7 @@ pub fn image(base: &Path, run_dir: &Path) -> Result<PathBuf> {
     let raw = run_dir.join("trap.raw");
     let image = run_dir.join("trap.qcow2");
     run(Command::new("qemu-img").args(["convert", "-O", "raw"]).arg(base).arg(&raw), "qemu-img convert to raw")?;
-    let device = format!("{}?offset={}", raw.display(), root_offset(&raw)?);
+    let device = crate::disk::root_device(&raw)?;
     let content = run_dir.join("50-cloud-init.conf");
     std::fs::write(&content, TRAP_CONTENT)?;
     let (dir, name) = TRAP_PATH.rsplit_once('/').context("an absolute path")?;
@@ -74,21 +71,6 @@ pub fn image(base: &Path, run_dir: &Path) -> Result<PathBuf> {
     run(Command::new("qemu-img").args(["convert", "-O", "qcow2"]).arg(&raw).arg(&image), "qemu-img convert")?;
     std::fs::remove_file(&raw)?;
     Ok(image)
-}
-
-/// The byte offset of the partition named [`ROOT_PARTITION`], from the partition table as JSON.
-fn root_offset(raw: &Path) -> Result<u64> {
-    let out = run(Command::new("sfdisk").arg("--json").arg(raw), "sfdisk --json")?;
-    let table: Value = serde_json::from_slice(&out.stdout).context("sfdisk --json output")?;
-    let table = &table["partitiontable"];
-    let sector_size = table["sectorsize"].as_u64().unwrap_or(512);
-    let partitions = table["partitions"].as_array().context("no partitions in the image")?;
-    let root = partitions
-        .iter()
-        .find(|p| p["name"].as_str() == Some(ROOT_PARTITION))
-        .with_context(|| format!("no partition named `{ROOT_PARTITION}` in the image"))?;
-    let start = root["start"].as_u64().context("the root partition has no start")?;
-    Ok(start * sector_size)
 }
 
 /// For each user, from outside through the forwarded SSH port: sshd offers `publickey` and nothing else.

@@ -17,6 +17,7 @@ use anyhow::{Context, anyhow};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::accel;
 use super::boot::{boot_to_cloud_init, cloud_init_outcome};
 use super::progress::Progress;
 use super::qemu::{Accel, Instance, QemuConfig, image_format};
@@ -89,7 +90,10 @@ pub struct BakeRequest<'a> {
     pub format: ImageFormat,
     /// Overlay, seed, console log and QEMU log of the build VM.
     pub work_dir: &'a Path,
-    pub accel: Accel,
+    /// The accelerator asked for: decided (probed if need be) only once an image is to be baked.
+    pub accel: accel::Choice,
+    /// When the command started: the progress lines and the manifest's total count from here.
+    pub started: Instant,
     /// A loopback package mirror (tests); `None` gives the build VM NAT access to the internet.
     pub mirror_port: Option<u16>,
     /// Bake even if the output is up to date.
@@ -263,7 +267,7 @@ fn up_to_date(output: &Path, key: &str) -> Option<Manifest> {
 }
 
 pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
-    let progress = Progress::start("kiln bake");
+    let progress = Progress::since("kiln bake", request.started);
     let mut timings = BTreeMap::new();
     let base = request.base_image;
     progress.say(&format!("base image {} ({}); hashing it", base.path.display(), base.format));
@@ -283,7 +287,11 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
         // Left by a bake that was killed with SIGKILL, the one signal nothing can clean up after.
         let _ = fs::remove_file(stale);
     }
-    let (mut instance, mut agent) = provision(request, &user_data, &progress, &mut timings)?;
+    // Decided only now: an up-to-date image needs no accelerator, and no probe.
+    let decision = accel::decide(request.accel, &base.path, request.work_dir).map_err(|e| anyhow!(e))?;
+    progress.say(&format!("accelerator: {} ({})", decision.accel.name(), decision.how));
+    timings.insert("accelerator decision".to_string(), decision.seconds);
+    let (mut instance, mut agent) = provision(request, decision.accel, &user_data, &progress, &mut timings)?;
     progress.say("provisioned; listing packages");
     let packages = installed_packages(&mut agent)?;
     generalize_and_power_off(agent, &mut instance, &progress, &mut timings)?;
@@ -304,7 +312,7 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
             bytes: 0,
             virtual_size: 0,
         },
-        accelerator: request.accel.name().to_string(),
+        accelerator: decision.accel.name().to_string(),
         packages,
         timings,
     };
@@ -322,6 +330,7 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
 /// Boots the base image with the bake-stage seed and waits for provisioning to succeed.
 fn provision(
     request: &BakeRequest,
+    accel: Accel,
     user_data: &str,
     progress: &Progress,
     timings: &mut BTreeMap<String, f64>,
@@ -337,13 +346,13 @@ fn provision(
         seed: Some(seed_path),
         memory_mib: 2048,
         cpus: 2,
-        accel: request.accel,
+        accel,
         mirror_port: request.mirror_port,
         forwards: Vec::new(),
         internet: request.mirror_port.is_none(),
         extra_nic: None,
     };
-    progress.say(&format!("booting the build VM ({}) and provisioning (bake stage)", request.accel.name()));
+    progress.say(&format!("booting the build VM ({}) and provisioning (bake stage)", accel.name()));
     let started = Instant::now();
     let mut console = ConsoleEcho { enabled: request.verbose, shown: 0 };
     let booted = boot_to_cloud_init(&config, request.timeout, &mut |text| console.echo(text))?;
@@ -394,7 +403,9 @@ fn generalize_and_power_off(
     progress: &Progress,
     timings: &mut BTreeMap<String, f64>,
 ) -> Result<(), BakeError> {
-    progress.say("making the image generic (cloud-init state, machine-id, host keys, logs, caches)");
+    progress.say(
+        "making the image generic (cloud-init state, machine-id, host keys, random seed, host name, logs, caches)",
+    );
     let started = Instant::now();
     let out = agent.shell(GENERALIZE, GENERALIZE_TIMEOUT)?;
     if !out.ok() {
@@ -457,7 +468,13 @@ cloud-init clean --logs --seed
 truncate -s 0 /etc/machine-id
 if [ -f /var/lib/dbus/machine-id ] && [ ! -L /var/lib/dbus/machine-id ]; then rm -f /var/lib/dbus/machine-id; fi
 rm -f /etc/ssh/ssh_host_*              # cloud-init's ssh module makes new ones per instance
+# systemd-random-seed.service saves a fresh seed when it stops, which would be at power-off: stopped now
+# (it saves once more), its file then removed, nothing writes one again, and every instance of the image
+# starts without a seed it shares with the others.
+systemctl stop systemd-random-seed.service
 rm -f /var/lib/systemd/random-seed /var/lib/systemd/credential.secret
+# The build VM's name goes: cloud-init names each instance at its first boot.
+truncate -s 0 /etc/hostname
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 journalctl --rotate

@@ -4,6 +4,7 @@
 //! containers, tamperings, golden-image proofs, a deploy) lives in the `vm-tests` crate and reaches the
 //! harness through `harness::Extension`.
 
+pub mod accel;
 pub mod bake;
 pub mod boot;
 pub mod harness;

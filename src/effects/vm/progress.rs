@@ -10,7 +10,12 @@ pub struct Progress {
 
 impl Progress {
     pub fn start(label: impl Into<String>) -> Progress {
-        Progress { start: Instant::now(), label: label.into() }
+        Progress::since(label, Instant::now())
+    }
+
+    /// A job that started at `start` (before the progress lines: the command's own start).
+    pub fn since(label: impl Into<String>, start: Instant) -> Progress {
+        Progress { start, label: label.into() }
     }
 
     pub fn say(&self, what: &str) {

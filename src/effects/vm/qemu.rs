@@ -42,9 +42,6 @@ impl Accel {
 const TCG: &str = "tcg,thread=single";
 /// How often the console and QEMU's state are looked at while waiting.
 const POLL: Duration = Duration::from_millis(500);
-/// A KVM guest prints the kernel banner within seconds; one that has not in this long hangs (as KVM
-/// guests do on this kind of machine) and kiln falls back to TCG.
-const KVM_PROBE: Duration = Duration::from_secs(20);
 
 /// A host port forwarded to a guest TCP port, for probes from outside.
 #[derive(Debug, Clone, Copy)]
@@ -269,30 +266,4 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
         return Err(e);
     }
     Ok(child)
-}
-
-/// Uses KVM only if a guest actually boots with it here: a bounded boot must print the kernel banner.
-/// (On these machines /dev/kvm exists but KVM guests hang at kernel entry.)
-pub fn probe_accel(base_image: &Path, scratch: &Path) -> Accel {
-    if let Ok(forced) = std::env::var("KILN_ACCEL") {
-        return if forced.eq_ignore_ascii_case("kvm") { Accel::Kvm } else { Accel::Tcg };
-    }
-    if !Path::new("/dev/kvm").exists() {
-        return Accel::Tcg;
-    }
-    let config = QemuConfig {
-        base_image: base_image.to_path_buf(),
-        run_dir: scratch.join("kvm-probe"),
-        seed: None,
-        memory_mib: 1024,
-        cpus: 1,
-        accel: Accel::Kvm,
-        mirror_port: None,
-        forwards: Vec::new(),
-        internet: false,
-        extra_nic: None,
-    };
-    let Ok(mut instance) = Instance::start(&config) else { return Accel::Tcg };
-    let booted = instance.wait_console(KVM_PROBE, |c| c.contains("Linux version")).unwrap_or(false);
-    if booted { Accel::Kvm } else { Accel::Tcg }
 }

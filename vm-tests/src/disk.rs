@@ -1,0 +1,86 @@
+//! Reading a disk image offline with Debian's own tools, no loop device or mount: the image converted to
+//! raw, the root partition's offset from `sfdisk --json`, its ext4 file system read with `debugfs` there.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+use kiln::effects::process::run;
+use serde_json::Value;
+
+/// The root partition's GPT name in kiln's recipes (`images/*/recipe.toml`, `[[disk.partitions]]`).
+const ROOT_PARTITION: &str = "root";
+
+/// The byte offset of the partition named [`ROOT_PARTITION`], from the partition table as JSON.
+pub fn root_offset(raw: &Path) -> Result<u64> {
+    let out = run(Command::new("sfdisk").arg("--json").arg(raw), "sfdisk --json")?;
+    let table: Value = serde_json::from_slice(&out.stdout).context("sfdisk --json output")?;
+    let table = &table["partitiontable"];
+    let sector_size = table["sectorsize"].as_u64().unwrap_or(512);
+    let partitions = table["partitions"].as_array().context("no partitions in the image")?;
+    let root = partitions
+        .iter()
+        .find(|p| p["name"].as_str() == Some(ROOT_PARTITION))
+        .with_context(|| format!("no partition named `{ROOT_PARTITION}` in the image"))?;
+    let start = root["start"].as_u64().context("the root partition has no start")?;
+    Ok(start * sector_size)
+}
+
+/// `debugfs`'s device argument for the root file system of the raw disk `raw`.
+pub fn root_device(raw: &Path) -> Result<String> {
+    Ok(format!("{}?offset={}", raw.display(), root_offset(raw)?))
+}
+
+/// One entry of a directory: its name and size in bytes (none for a directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub size: Option<u64>,
+}
+
+/// The entries of `dir` in the root file system of `raw` (`debugfs -R "ls -p DIR"`: one
+/// `/INODE/MODE/UID/GID/NAME/SIZE/` a line, a format made for machines).
+pub fn list(raw: &Path, dir: &str) -> Result<Vec<Entry>> {
+    let device = root_device(raw)?;
+    let out = run(Command::new("debugfs").arg("-R").arg(format!("ls -p {dir}")).arg(&device), "debugfs ls -p")?;
+    // debugfs exits 0 even when the directory is missing; it then prints nothing on stdout.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if stdout.trim().is_empty() {
+        bail!("debugfs listed nothing in {dir}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    parse_listing(&stdout)
+}
+
+fn parse_listing(text: &str) -> Result<Vec<Entry>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let fields: Vec<&str> = line.trim().split('/').collect();
+            // "", inode, mode, uid, gid, name, size, "" (a name cannot hold a slash).
+            let [_, _, _, _, _, name, size, _] = fields[..] else {
+                bail!("`debugfs ls -p` printed `{line}`, not /INODE/MODE/UID/GID/NAME/SIZE/");
+            };
+            let size = match size {
+                "" => None,
+                text => Some(text.parse().with_context(|| format!("the size in `{line}`"))?),
+            };
+            Ok(Entry { name: name.to_string(), size })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_gives_names_and_sizes() {
+        // `debugfs -R "ls -p /etc"` on kiln's Debian 13 base image (debugfs 1.47.0), four lines of it.
+        let text = "/34/040755/0/0/.//\n/2/040755/0/0/..//\n/36/100755/0/0/.resolv.conf.systemd-resolved.bak/25/\n/462/100644/0/0/hostname/0/\n";
+        let entries = parse_listing(text).unwrap();
+        assert_eq!(entries[0], Entry { name: ".".into(), size: None });
+        assert_eq!(entries[2], Entry { name: ".resolv.conf.systemd-resolved.bak".into(), size: Some(25) });
+        assert_eq!(entries[3], Entry { name: "hostname".into(), size: Some(0) });
+        assert!(parse_listing("hostname 0\n").unwrap_err().to_string().contains("not /INODE"));
+    }
+}
