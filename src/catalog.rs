@@ -44,7 +44,7 @@ catalog! {
     NoSecurityUpdates => "no-security-updates": "package sources without the release's security updates",
     InvalidHostname => "invalid-hostname": "not an RFC 1123 host name",
     HostOnlyAtRole => "host-only-at-role": "a host's own value (name, tunnel address, tailnet name) given for the whole role of a profile that lists its hosts",
-    DuplicateHost => "duplicate-host": "two hosts of a fleet with the same name or the same tunnel address",
+    DuplicateHost => "duplicate-host": "two hosts of a fleet with the same name, tunnel address or Tailscale host name",
     InvalidUserName => "invalid-user-name": "not a POSIX portable user name",
     InvalidSshKey => "invalid-ssh-key": "an SSH public key that does not parse",
     WeakSshKey => "weak-ssh-key": "an SSH key type or size that is refused (DSA, RSA under 2048 bits)",

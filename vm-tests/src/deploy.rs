@@ -155,9 +155,9 @@ impl Deploy {
     /// Docker's refusal; then the user is put back.
     fn control(&self, peer: &TunnelPeer, agent: &mut Agent) -> Result<Check> {
         let user = peer.user();
-        as_root(agent, "/usr/sbin/gpasswd", &["-d", user, "docker"])?;
+        as_root(agent, "/usr/bin/gpasswd", &["-d", user, "docker"])?;
         let session = self.deploy(peer, "v3", Some("v2"));
-        as_root(agent, "/usr/sbin/gpasswd", &["-a", user, "docker"])?;
+        as_root(agent, "/usr/bin/gpasswd", &["-a", user, "docker"])?;
         let session = session?;
         let refused = !session.ok && session.stderr.contains("permission denied");
         Ok(Check::new(
