@@ -48,7 +48,7 @@ catalog! {
     InvalidUserName => "invalid-user-name": "not a POSIX portable user name",
     InvalidSshKey => "invalid-ssh-key": "an SSH public key that does not parse",
     WeakSshKey => "weak-ssh-key": "an SSH key type or size that is refused (DSA, RSA under 2048 bits)",
-    DuplicateSshKey => "duplicate-ssh-key": "the same SSH key listed twice",
+    DuplicateSshKey => "duplicate-ssh-key": "the same SSH key listed twice (an error if the two lines' options differ)",
     FileOutsideProfileDir => "path-escapes-profile-dir": "a file reference that leaves the profile's directory",
     FileUnreadable => "file-unreadable": "a file the profile references cannot be read",
     LiteralSecret => "literal-secret": "a secret written in plain text instead of as a reference",

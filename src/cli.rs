@@ -35,6 +35,12 @@ pub enum Command {
     Kamal(KamalArgs),
     /// Print the JSON Schema of the profile format (for editors' YAML language servers).
     Schema,
+    /// Explain a diagnostic code: what it means, why it matters, a profile that raises it and the fix.
+    Explain(ExplainArgs),
+    /// Print a shell completion script for kiln on stdout (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Write kiln's man pages, one per command (kiln.1, kiln-check.1, …), into a directory.
+    Man(ManArgs),
     /// Boot a throwaway VM with the profile and check, from inside and outside, that it is as declared.
     Test(TestArgs),
     /// Bake a golden image: boot the base image with the profile's bake stage, make it generic, convert.
@@ -208,6 +214,26 @@ pub struct HostArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The code as diagnostics print it (`lockout` in `error[lockout]`); without one, every code is listed.
+    pub code: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell whose completion script to print.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// The directory to write the pages to (created if missing); pages of the same names are replaced.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct KamalArgs {
     /// The profile of the hosts Kamal deploys to.
     pub profile: PathBuf,
@@ -243,6 +269,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Expect(args) => commands::output::expect(&args),
         Command::Kamal(args) => commands::output::kamal(&args),
         Command::Schema => commands::output::schema(),
+        Command::Explain(args) => commands::explain::explain(&args),
+        Command::Completions(args) => commands::completions::completions(&args),
+        Command::Man(args) => commands::man::man(&args),
         Command::Test(args) => commands::vm::test(&args),
         Command::Bake(args) => commands::vm::bake(&args),
         Command::Image(ImageCommand::Build(args)) => commands::vm::image_build(&args),

@@ -148,7 +148,10 @@ impl Report {
 pub fn render_human(report: &Report, file: &str, source: &str) -> String {
     let lines: Vec<&str> = source.lines().collect();
     let mut out = String::new();
+    // The first diagnostic of each code says where its long explanation is; the rest would repeat it.
+    let mut explained = std::collections::HashSet::new();
     for d in report.sorted() {
+        let explain = explained.insert(d.code).then(|| format!("= help: run `kiln explain {}`", d.code.name()));
         let _ = writeln!(out, "{}[{}]: {}", d.severity.label(), d.code.name(), d.message);
         match d.span {
             Some(span) => {
@@ -169,11 +172,17 @@ pub fn render_human(report: &Report, file: &str, source: &str) -> String {
                     }
                 }
                 let _ = writeln!(out, "{gutter} = at {}", d.path);
+                if let Some(explain) = &explain {
+                    let _ = writeln!(out, "{gutter} {explain}");
+                }
             }
             None => {
                 let _ = writeln!(out, "  --> {file} (at {})", d.path);
                 if let Some(help) = &d.help {
                     let _ = writeln!(out, "   = help: {help}");
+                }
+                if let Some(explain) = &explain {
+                    let _ = writeln!(out, "   {explain}");
                 }
             }
         }
@@ -269,6 +278,7 @@ mod tests {
         assert!(text.contains("--> app.yaml:2:3"), "{text}");
         assert!(text.contains("2 |   hostnme: a"), "{text}");
         assert!(text.contains("  |   ^^^^^^^ did you mean `hostname`?"), "{text}");
+        assert!(text.contains("  = at $.host.hostnme\n  = help: run `kiln explain unknown-key`\n"), "{text}");
     }
 
     #[test]

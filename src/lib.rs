@@ -21,6 +21,7 @@ pub mod diag;
 pub mod effects;
 pub mod encoding;
 pub mod expect;
+pub mod explain;
 pub mod failure;
 pub mod fleet;
 pub mod kamal;

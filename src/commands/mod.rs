@@ -1,6 +1,9 @@
 //! What each subcommand does: runs the `pipeline`, prints reports and progress on stderr and the product
 //! on stdout, and returns a `Failure` for `main` to print. `cli` only parses and dispatches here.
 
+pub mod completions;
+pub mod explain;
+pub mod man;
 pub mod output;
 pub mod vm;
 

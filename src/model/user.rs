@@ -41,6 +41,8 @@ pub(super) fn validate(
     }
     check_shell(&raw.shell, base, packages, report);
     let mut keys: Vec<String> = Vec::new();
+    // Each key kept, with its authorized_keys options (empty for none) and where it was listed.
+    let mut seen: Vec<(KeyData, String, String)> = Vec::new();
     for (i, source) in raw.ssh_keys.iter().enumerate() {
         let path = format!("$.user.ssh_keys[{i}]");
         let lines: Vec<(String, String)> = match source {
@@ -67,12 +69,29 @@ pub(super) fn validate(
         };
         for (line, at) in lines {
             match parse_key(&line) {
-                Ok(normalized) if keys.contains(&normalized) => report.push(Diagnostic::warning(
-                    Code::DuplicateSshKey,
-                    at,
-                    "this SSH key is already listed; the duplicate is ignored",
-                )),
-                Ok(normalized) => keys.push(normalized),
+                // The same key is the same key data, whatever its comment and options say.
+                Ok(parsed) => match seen.iter().position(|(k, _, _)| *k == parsed.key) {
+                    None => {
+                        seen.push((parsed.key, parsed.options, at));
+                        keys.push(parsed.line);
+                    }
+                    // sshd tries every line that holds the key: a second line with other options (or none)
+                    // lets in what the first line's `from=` or `restrict` was meant to keep out.
+                    Some(j) if seen[j].1 != parsed.options => error(
+                        report,
+                        Code::DuplicateSshKey,
+                        at,
+                        format!(
+                            "this SSH key is already listed ({}) with other authorized_keys options: sshd would accept the key under either line's options, so neither restriction holds",
+                            seen[j].2
+                        ),
+                    ),
+                    Some(j) => report.push(Diagnostic::warning(
+                        Code::DuplicateSshKey,
+                        at,
+                        format!("this SSH key is already listed ({}); the duplicate is ignored", seen[j].2),
+                    )),
+                },
                 Err((code, why)) => error(report, code, at, why),
             }
         }
@@ -142,7 +161,17 @@ fn check_shell(shell: &str, base: &'static debian::BaseSystem, packages: &[Strin
 
 /// Parses one authorized_keys line as sshd does (`auth_check_authkey_line`): a key, or options and a
 /// key. Refuses DSA and short RSA keys, and options sshd would not take.
-fn parse_key(line: &str) -> Result<String, (Code, String)> {
+/// A key line as kiln writes it to authorized_keys, and what it is made of.
+#[derive(Debug, PartialEq)]
+struct ParsedKey {
+    /// Normalized as OpenSSH writes it: options, then `TYPE BASE64 COMMENT`.
+    line: String,
+    key: KeyData,
+    /// The authorized_keys options in front of the key, empty for none.
+    options: String,
+}
+
+fn parse_key(line: &str) -> Result<ParsedKey, (Code, String)> {
     let not_a_key = |e: ssh_key::Error| {
         (Code::InvalidSshKey, format!("not an OpenSSH public key ({e}); expected `ssh-ed25519 AAAA… comment`"))
     };
@@ -172,10 +201,11 @@ fn parse_key(line: &str) -> Result<String, (Code, String)> {
         _ => {}
     }
     let normalized = key.to_openssh().map_err(|e| (Code::InvalidSshKey, format!("the key does not re-encode: {e}")))?;
-    Ok(match options {
+    let line = match options {
         Some(options) => format!("{options} {normalized}"),
         None => normalized,
-    })
+    };
+    Ok(ParsedKey { line, key: key.key_data().clone(), options: options.unwrap_or_default().to_string() })
 }
 
 fn rsa_bits(modulus: &[u8]) -> usize {
@@ -203,11 +233,12 @@ mod tests {
 
     #[test]
     fn keys_parse_and_normalize() {
-        assert_eq!(parse_key(ED25519).unwrap(), ED25519);
+        assert_eq!(parse_key(ED25519).unwrap().line, ED25519);
+        assert_eq!(parse_key(ED25519).unwrap().options, "");
         assert_eq!(parse_key("ssh-ed25519 AAAAnotbase64").unwrap_err().0, Code::InvalidSshKey);
         assert_eq!(parse_key("hello").unwrap_err().0, Code::InvalidSshKey);
         let with_options = format!("from=\"10.0.0.0/8\",no-pty {ED25519}");
-        assert_eq!(parse_key(&with_options).unwrap(), with_options);
+        assert_eq!(parse_key(&with_options).unwrap().line, with_options);
         let bad_option = format!("no-such-option {ED25519}");
         assert!(parse_key(&bad_option).unwrap_err().1.contains("does not know the key option"));
     }

@@ -2,6 +2,8 @@
 
 mod cli;
 mod cloudflared_regexp;
+mod completions;
+mod explain;
 mod facts;
 mod generated;
 mod golden;

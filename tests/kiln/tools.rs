@@ -34,6 +34,7 @@ pub const TOOLS: &[(&str, Source)] = &[
     ("go", Source::Apt("golang-go")),
     ("gpg", Source::Apt("gnupg")),
     ("gpgconf", Source::Apt("gnupg")),
+    ("groff", Source::Apt("groff-base")),
     ("hostname", Source::Apt("hostname")),
     ("id", Source::Apt("coreutils")),
     ("ip", Source::Apt("iproute2")),
