@@ -80,8 +80,14 @@ pub struct BakeArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// rustc-style diagnostics with the profile's lines, on stderr.
     Human,
+    /// One JSON document on stdout: every file's diagnostics.
     Json,
+    /// GitHub Actions workflow commands on stdout (`::error file=…,line=…::…`): annotations on the pull request.
+    Github,
+    /// SARIF 2.1.0 on stdout, for code scanning (`github/codeql-action/upload-sarif`).
+    Sarif,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,7 +98,7 @@ pub struct CheckArgs {
     /// Fail on warnings too.
     #[arg(long)]
     pub strict: bool,
-    /// How to print the report: `human` (stderr) or `json` (stdout).
+    /// How to print the report: `human` (stderr), or `json`, `github` or `sarif` (stdout).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
     #[command(flatten)]

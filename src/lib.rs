@@ -24,6 +24,7 @@ pub mod expect;
 pub mod explain;
 pub mod failure;
 pub mod fleet;
+pub mod formats;
 pub mod kamal;
 pub mod lower;
 pub mod model;

@@ -9,6 +9,7 @@ use crate::effects::fs::{read_limited, write_atomic};
 use crate::effects::profile_dir::describe_io;
 use crate::failure::Failure;
 use crate::fleet::Member;
+use crate::formats;
 use crate::lower::Stage;
 use crate::pipeline;
 use crate::pipeline::Loaded;
@@ -22,6 +23,8 @@ fn json(value: &impl serde::Serialize) -> Result<Vec<u8>, Failure> {
 pub fn check(args: &CheckArgs) -> Result<(), Failure> {
     let (mut failing, mut unreadable, mut invalid_output) = (0, 0, 0);
     let mut json_reports = Vec::new();
+    let mut loaded_all = Vec::new();
+    let mut unreadable_files = Vec::new();
     for path in &args.profiles {
         let mut loaded = match pipeline::load(path) {
             Ok(loaded) => loaded,
@@ -29,6 +32,14 @@ pub fn check(args: &CheckArgs) -> Result<(), Failure> {
                 // Reported here and counted: the other profiles are still checked.
                 for line in failure.lines() {
                     eprintln!("error: {line}");
+                }
+                let file = path.display().to_string();
+                match args.format {
+                    Format::Github => to_stdout(
+                        formats::github::file_error(&file, "unreadable", &failure.lines().join("; ")).as_bytes(),
+                    )?,
+                    Format::Sarif => unreadable_files.push((file, failure.lines().join("; "))),
+                    Format::Human | Format::Json => {}
                 }
                 unreadable += 1;
                 continue;
@@ -68,9 +79,24 @@ pub fn check(args: &CheckArgs) -> Result<(), Failure> {
             }
             Format::Json => json_reports
                 .push(serde_json::to_value(diag::to_json(&loaded.report, &loaded.display_path)).map_err(Failure::io)?),
+            Format::Github => to_stdout(formats::github::annotations(&loaded.report, &loaded.display_path).as_bytes())?,
+            Format::Sarif => {}
         }
         failing += usize::from(fails);
         invalid_output += usize::from(bug);
+        loaded_all.push(loaded);
+    }
+    if args.format == Format::Sarif {
+        let mut files: Vec<formats::sarif::FileReport> = loaded_all
+            .iter()
+            .map(|l| formats::sarif::FileReport::Checked { file: &l.display_path, report: &l.report })
+            .collect();
+        files.extend(
+            unreadable_files
+                .iter()
+                .map(|(file, message)| formats::sarif::FileReport::Unreadable { file, message: message.clone() }),
+        );
+        to_stdout(&json(&formats::sarif::log(&files))?)?;
     }
     if args.format == Format::Json {
         to_stdout(&json(&serde_json::json!({ "strict": args.strict, "files": json_reports }))?)?;

@@ -16,5 +16,6 @@ mod oracles;
 mod properties;
 mod provenance;
 mod release_facts;
+mod sarif;
 mod support;
 mod workflow;

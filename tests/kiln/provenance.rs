@@ -7,7 +7,13 @@ use std::path::Path;
 use crate::support::repo_root;
 
 /// Directories of copied data, each with a README.md that lists `SHA256  FILE` lines.
-const NOTED: &[&str] = &["tests/reference/cloud-init", "assets/cloud-init", "assets/keys", "tests/data/kamal-docs"];
+const NOTED: &[&str] = &[
+    "tests/reference/cloud-init",
+    "tests/reference/sarif",
+    "assets/cloud-init",
+    "assets/keys",
+    "tests/data/kamal-docs",
+];
 
 /// The `SHA256  FILE` lines of a note, as `sha256sum` writes them.
 fn listed(note: &str) -> Vec<(String, String)> {
