@@ -11,6 +11,7 @@ use crate::commands;
 use crate::effects::vm::accel::Choice;
 use crate::effects::vm::bake::ImageFormat;
 use crate::failure::Failure;
+use crate::init::{Tunnel, Vpn};
 use crate::lower::Stage;
 use crate::target::{Encoding, Target};
 
@@ -23,6 +24,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a commented starter profile (with your SSH key) that `kiln check --strict` accepts.
+    Init(InitArgs),
     /// Validate profiles without producing output; report every problem with file:line:col.
     Check(CheckArgs),
     /// Render a profile into cloud-init user-data (stdout, or -o FILE written 0600).
@@ -220,6 +223,35 @@ pub struct HostArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    /// Where to write the profile (never over an existing file without --force).
+    #[arg(default_value = "profile.yaml")]
+    pub path: PathBuf,
+    /// How SSH reaches the host.
+    #[arg(long, value_enum, default_value_t = Vpn::Tailscale)]
+    pub vpn: Vpn,
+    /// How HTTP reaches the app.
+    #[arg(long, value_enum, default_value_t = Tunnel::Cloudflared)]
+    pub tunnel: Tunnel,
+    /// Public key files for the deploy user (repeatable); default: the first of ~/.ssh/id_ed25519.pub,
+    /// id_ecdsa.pub, id_rsa.pub that exists.
+    #[arg(long)]
+    pub ssh_key: Vec<PathBuf>,
+    /// With --vpn wireguard: a deploying machine's WireGuard public key (repeatable; `wg pubkey < key`).
+    #[arg(long)]
+    pub wireguard_peer: Vec<String>,
+    /// The release (`kiln image build --list`).
+    #[arg(long, default_value = "debian-13")]
+    pub os: String,
+    /// The host's name.
+    #[arg(long, default_value = "app-1")]
+    pub hostname: String,
+    /// Replace PATH if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
     /// The code as diagnostics print it (`lockout` in `error[lockout]`); without one, every code is listed.
     pub code: Option<String>,
@@ -275,6 +307,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Expect(args) => commands::output::expect(&args),
         Command::Kamal(args) => commands::output::kamal(&args),
         Command::Schema => commands::output::schema(),
+        Command::Init(args) => commands::init::init(&args),
         Command::Explain(args) => commands::explain::explain(&args),
         Command::Completions(args) => commands::completions::completions(&args),
         Command::Man(args) => commands::man::man(&args),

@@ -42,6 +42,9 @@ pub enum Failure {
     /// The command line asks for something kiln will not do.
     #[error("{0}")]
     Usage(String),
+    /// `kiln init` wrote a profile that is not done: what is missing (exit 1, as a profile with errors).
+    #[error("{0}")]
+    Incomplete(String),
     /// A file could not be read or written.
     #[error("{0:#}")]
     Io(anyhow::Error),
@@ -92,7 +95,7 @@ fn secrets_message(errors: &[SecretError]) -> String {
 impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Profile { .. } => exit::PROFILE,
+            Failure::Profile { .. } | Failure::Incomplete(_) => exit::PROFILE,
             Failure::Checked { unreadable, invalid_output, .. } => {
                 // kiln's own bug outranks the profiles' problems: it is what must be reported.
                 if *invalid_output > 0 {

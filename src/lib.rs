@@ -25,6 +25,7 @@ pub mod explain;
 pub mod failure;
 pub mod fleet;
 pub mod formats;
+pub mod init;
 pub mod kamal;
 pub mod lower;
 pub mod model;

@@ -3,6 +3,7 @@
 
 pub mod completions;
 pub mod explain;
+pub mod init;
 pub mod man;
 pub mod output;
 pub mod vm;

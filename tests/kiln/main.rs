@@ -7,6 +7,7 @@ mod explain;
 mod facts;
 mod generated;
 mod golden;
+mod init;
 mod kamal;
 mod keys;
 mod layering;
