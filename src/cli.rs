@@ -93,6 +93,13 @@ pub enum Format {
     Sarif,
 }
 
+/// How `kiln test` reports its verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestFormat {
+    Human,
+    Json,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// Profiles to check.
@@ -152,6 +159,10 @@ pub struct TestArgs {
     /// Also write the results as JUnit XML here.
     #[arg(long)]
     pub junit: Option<PathBuf>,
+    /// `human`: the table on stderr; `json`: also the verdict as JSON on stdout (every check with what was
+    /// expected and observed, the timings), for other tools.
+    #[arg(long, value_enum, default_value_t = TestFormat::Human)]
+    pub format: TestFormat,
     /// Skip the reboot and the second round of checks.
     #[arg(long)]
     pub no_reboot: bool,

@@ -15,7 +15,7 @@ use crate::pipeline;
 use crate::pipeline::Loaded;
 use crate::profile::{self, MAX_PROFILE_BYTES};
 
-fn json(value: &impl serde::Serialize) -> Result<Vec<u8>, Failure> {
+pub(super) fn json(value: &impl serde::Serialize) -> Result<Vec<u8>, Failure> {
     let text = serde_json::to_string_pretty(value).map_err(Failure::io)?;
     Ok((text + "\n").into_bytes())
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::{load_printed, output_is_not_an_input};
-use crate::cli::{BakeArgs, ImageBuildArgs, TestArgs};
+use crate::cli::{BakeArgs, ImageBuildArgs, TestArgs, TestFormat};
 use crate::effects::fs::write_atomic;
 use crate::effects::vm::bake::{self, BakeError, BakeRequest, BaseImage, Outcome};
 use crate::effects::vm::{accel, harness, tunnel};
@@ -154,6 +154,9 @@ pub fn test(args: &TestArgs) -> Result<(), Failure> {
         )
     })?;
     eprint!("{}", report::table(&verdict));
+    if args.format == TestFormat::Json {
+        super::to_stdout(&super::output::json(&report::json(&verdict))?)?;
+    }
     if let Some(path) = &args.junit {
         write_atomic(path, report::junit(std::slice::from_ref(&verdict)).as_bytes(), 0o644).map_err(Failure::io)?;
     }

@@ -1,4 +1,4 @@
-//! Printing verdicts: a table for people (stderr) and JUnit XML for CI.
+//! Printing verdicts: a table for people (stderr), JUnit XML for CI, and JSON for other tools.
 
 use std::fmt::Write as _;
 
@@ -67,6 +67,36 @@ fn xml_escape(text: &str) -> String {
         .collect()
 }
 
+/// The verdict as one JSON document (`kiln test --format json`): every check with what was expected and
+/// observed, grouped by phase, the counts, the timings in seconds and the harness's notes.
+pub fn json(verdict: &Verdict) -> serde_json::Value {
+    let (passed, failed) = verdict.counts();
+    let phases: Vec<serde_json::Value> = verdict
+        .phases
+        .iter()
+        .map(|(phase, checks)| {
+            let checks: Vec<serde_json::Value> = checks
+                .iter()
+                .map(|c| {
+                    serde_json::json!({"name": c.name, "passed": c.passed, "expected": c.expected, "observed": c.observed})
+                })
+                .collect();
+            serde_json::json!({"phase": phase, "checks": checks})
+        })
+        .collect();
+    let timings: serde_json::Map<String, serde_json::Value> =
+        verdict.timings.iter().map(|(name, seconds)| (name.clone(), serde_json::json!(seconds))).collect();
+    serde_json::json!({
+        "scenario": verdict.scenario,
+        "accelerator": verdict.accel,
+        "passed": passed,
+        "failed": failed,
+        "phases": phases,
+        "timings_seconds": timings,
+        "notes": verdict.notes,
+    })
+}
+
 pub fn junit(verdicts: &[Verdict]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
     for verdict in verdicts {
@@ -108,6 +138,30 @@ pub fn junit(verdicts: &[Verdict]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_has_every_check_with_expected_and_observed() {
+        let verdict = Verdict {
+            scenario: "app".into(),
+            phases: vec![(
+                "first boot, inside".into(),
+                vec![Check::new("a", "x", "x", true), Check::new("b <&>", "on", "off", false)],
+            )],
+            timings: vec![("boot".into(), 12.5)],
+            accel: "TCG".into(),
+            notes: vec!["retried".into()],
+        };
+        let value = json(&verdict);
+        assert_eq!((value["passed"].as_u64(), value["failed"].as_u64()), (Some(1), Some(1)));
+        let check = &value["phases"][0]["checks"][1];
+        assert_eq!(check["name"], "b <&>");
+        assert_eq!(
+            (check["passed"].as_bool(), check["expected"].as_str(), check["observed"].as_str()),
+            (Some(false), Some("on"), Some("off"))
+        );
+        assert_eq!(value["timings_seconds"]["boot"], 12.5);
+        assert_eq!(value["notes"][0], "retried");
+    }
 
     #[test]
     fn junit_counts_and_escapes() {
