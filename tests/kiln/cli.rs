@@ -578,3 +578,42 @@ fn test_joins_a_wireguard_profiles_tunnel_or_says_why_it_cannot_before_anything_
         assert!(stderr.contains("joining the WireGuard tunnel as wireguard.peers[0]"), "{stderr}");
     }
 }
+
+/// `kiln bake` of a disk that boots nowhere (a partition table and nothing else), bounded by `--timeout 5`:
+/// on a pseudo-terminal (`script`) the phase stays on a live line that redraws (a spinner, the seconds);
+/// with stderr piped the same run writes the plain phase lines only, nothing redrawn. Both end exit 7 (the
+/// build VM never finishes), having written no image.
+#[test]
+fn bake_progress_is_live_on_a_terminal_and_plain_lines_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = disk_of_release(dir.path(), "nowhere.raw", "13.8");
+    let profile = repo_root().join("profiles/app.yaml").display().to_string();
+    let output = dir.path().join("golden.qcow2").display().to_string();
+    let args = ["bake", &profile, "--base", &base, "-o", &output, "--timeout", "5", "--accel", "tcg"];
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    // Piped: the plain lines, as in every CI log.
+    let piped = kiln_in(dir.path(), &args);
+    let stderr = text(&piped.stderr);
+    assert_eq!(piped.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("kiln bake: [") && stderr.contains("booting the build VM"), "{stderr}");
+    assert!(!stderr.contains('\r') && !stderr.contains('\u{1b}'), "nothing is redrawn off a terminal: {stderr:?}");
+    // On a pseudo-terminal: the same phase lines, and a live line redrawn in place.
+    let command = std::iter::once(kiln.to_string())
+        .chain(args.iter().map(|a| kiln::templates::shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let tty = Command::new(require_tool("script"))
+        .args(["-qefc", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .output()
+        .expect("script runs");
+    let screen = text(&tty.stdout);
+    assert_eq!(tty.status.code(), Some(7), "{screen}");
+    assert!(screen.contains("kiln bake: [") && screen.contains("booting the build VM"), "{screen}");
+    let redraws = screen.matches('\r').count();
+    assert!(
+        redraws > 5 && screen.contains('\u{1b}'),
+        "a live line redraws on a terminal ({redraws} redraws): {screen:?}"
+    );
+    assert!(!Path::new(&output).exists(), "no image is written");
+}

@@ -52,6 +52,7 @@ pub const TOOLS: &[(&str, Source)] = &[
     ("python3", Source::Apt("python3")),
     ("qemu-img", Source::Apt("qemu-utils")),
     ("qemu-system-x86_64", Source::Apt("qemu-system-x86")),
+    ("script", Source::Base("bsdutils")),
     ("sfdisk", Source::Apt("fdisk")),
     ("skopeo", Source::Apt("skopeo")),
     ("sh", Source::Base("dash")),

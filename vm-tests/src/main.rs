@@ -43,6 +43,8 @@ fn main() -> ExitCode {
     let out = root.join("target/vm-tests");
     let only: Vec<String> = std::env::args().skip(1).collect();
     let selected = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    // Two guests share stderr: live progress lines would draw over each other.
+    kiln::effects::vm::progress::plain_only();
     if let Err(code) = ready_to_run(&out) {
         return code;
     }

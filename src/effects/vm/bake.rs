@@ -366,7 +366,10 @@ fn provision(
     progress.say(&format!("booting the build VM ({}) and provisioning (bake stage)", accel.name()));
     let started = Instant::now();
     let mut console = ConsoleEcho { enabled: request.verbose, shown: 0 };
-    let booted = boot_to_cloud_init(&config, request.timeout, &mut |text| console.echo(text))?;
+    let booted = boot_to_cloud_init(&config, request.timeout, &mut |text| {
+        console.echo(text);
+        progress.detail(text);
+    })?;
     if booted.retried.is_some() {
         progress.say("the build VM hung in early boot (emulated timers stalled) and was booted again once");
     }

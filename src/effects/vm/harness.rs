@@ -474,7 +474,7 @@ fn first_boot(
     verdict: &mut Verdict,
 ) -> Result<(Instance, Agent)> {
     progress.say(&format!("starting QEMU ({})", config.accel.name()));
-    let booted = boot_to_cloud_init(config, scenario.boot_timeout, &mut |_| {})?;
+    let booted = boot_to_cloud_init(config, scenario.boot_timeout, &mut |console| progress.detail(console))?;
     if let Some(hang) = &booted.retried {
         progress.say("the guest hung (emulated timers stalled); it was retried once on a fresh overlay");
         verdict.notes.push(format!("first boot retried: {hang}"));

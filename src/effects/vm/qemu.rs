@@ -168,9 +168,11 @@ impl Instance {
     }
 
     /// The last `n` lines of the console, for failure reports.
+    /// The console's last `n` lines, fit to print on a terminal: the firmware's and the guest's escape
+    /// sequences (screen clears, colours, cursor moves) and other control characters removed.
     pub fn console_tail(&self, n: usize) -> String {
-        let text = self.console_text();
-        let lines: Vec<&str> = text.lines().collect();
+        let text = printable(&self.console_text());
+        let lines: Vec<&str> = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
@@ -266,4 +268,43 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
         return Err(e);
     }
     Ok(child)
+}
+
+/// `text` without ANSI escape sequences (ECMA-48 CSI: ESC `[` parameters, final byte in `@`..`~`; other ESC
+/// sequences: ESC and the byte after it) and without control characters other than line feeds and tabs.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                if chars.next_if_eq(&'[').is_some() {
+                    // Parameters and intermediates, up to and including the final byte.
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn escape_sequences_and_control_characters_are_removed() {
+        // OVMF's screen clear, cursor moves and colours, as kiln saw them on a console.
+        let console = "\u{1b}[2J\u{1b}[01;01H\u{1b}[=3hBdsDxe: failed\r\n\u{1b}[1m\u{1b}[33m\u{1b}[40mMapping table\u{1b}[0m\n\tFS0:\u{7}";
+        assert_eq!(printable(console), "BdsDxe: failed\nMapping table\n\tFS0:");
+    }
 }
