@@ -40,8 +40,8 @@ impl Progress {
 
     /// A job that started at `start` (before the progress lines: the command's own start).
     pub fn since(label: impl Into<String>, start: Instant) -> Progress {
-        let live = (std::io::stderr().is_terminal() && !PLAIN_ONLY.load(Ordering::Relaxed))
-            .then(|| ProgressDrawTarget::stderr());
+        let live =
+            (std::io::stderr().is_terminal() && !PLAIN_ONLY.load(Ordering::Relaxed)).then(ProgressDrawTarget::stderr);
         Progress::with_target(label.into(), start, live)
     }
 
