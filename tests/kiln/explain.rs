@@ -2,22 +2,12 @@
 //! says when the binary checks it: the wrong one reports its code and no other, the fixed one passes `--strict`
 //! without a word.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use kiln::catalog::Code;
 use kiln::explain::{Case, Example, explanation};
 
-use crate::support::{TEST_TAILSCALE_KEY, TEST_TUNNEL_TOKEN, require_tool};
-
-/// Runs kiln with the test secrets set, as a user who renders would have them.
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("CLOUDFLARED_TOKEN", TEST_TUNNEL_TOKEN)
-        .env("TAILSCALE_AUTH_KEY", TEST_TAILSCALE_KEY)
-        .output()
-        .expect("kiln runs")
-}
+use crate::support::{kiln_with_secrets, require_tool};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -35,7 +25,7 @@ fn check(case: &Case, strict: bool) -> (Option<i32>, Vec<String>) {
     }
     args.extend(case.args);
     args.push(path.to_str().unwrap());
-    let out = kiln(&args);
+    let out = kiln_with_secrets(&args);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{args:?}: no JSON on stdout ({e}): {}", text(&out.stderr)));
     let codes = report["files"][0]["diagnostics"]
@@ -94,13 +84,13 @@ fn every_trigger_command_raises_its_code() {
 #[test]
 fn explain_prints_every_code_and_lists_them_all() {
     for code in Code::ALL {
-        let out = kiln(&["explain", code.name()]);
+        let out = kiln_with_secrets(&["explain", code.name()]);
         assert_eq!(out.status.code(), Some(0), "{}: {}", code.name(), text(&out.stderr));
         let stdout = text(&out.stdout);
         assert!(stdout.starts_with(&format!("{}: {}\n", code.name(), code.summary())), "{stdout}");
         assert!(stdout.contains("Why it matters") && out.stderr.is_empty(), "{stdout}");
     }
-    let out = kiln(&["explain"]);
+    let out = kiln_with_secrets(&["explain"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let list = text(&out.stdout);
     assert_eq!(list.lines().count(), Code::ALL.len(), "{list}");
@@ -112,7 +102,7 @@ fn explain_prints_every_code_and_lists_them_all() {
 
 #[test]
 fn an_unknown_code_is_a_usage_error_with_the_nearest_code() {
-    let out = kiln(&["explain", "docker-bypasses-firewal"]);
+    let out = kiln_with_secrets(&["explain", "docker-bypasses-firewal"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     assert!(text(&out.stderr).contains("did you mean `docker-bypasses-firewall`?"), "{}", text(&out.stderr));
@@ -122,7 +112,7 @@ fn an_unknown_code_is_a_usage_error_with_the_nearest_code() {
 #[test]
 fn human_diagnostics_point_at_kiln_explain_once_per_code() {
     let ports = crate::support::data_dir().join("ports/profile.yaml");
-    let out = kiln(&["check", ports.to_str().unwrap()]);
+    let out = kiln_with_secrets(&["check", ports.to_str().unwrap()]);
     let stderr = text(&out.stderr);
     for (code, times) in [("port-out-of-range", 3), ("duplicate-rule", 2), ("invalid-value", 2)] {
         assert_eq!(

@@ -3,18 +3,9 @@
 //! (vendored in `tests/reference/sarif/`, shown refusing a broken log).
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use crate::support::{TEST_TAILSCALE_KEY, TEST_TUNNEL_TOKEN, data_dir, reference_dir, repo_root};
-
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("CLOUDFLARED_TOKEN", TEST_TUNNEL_TOKEN)
-        .env("TAILSCALE_AUTH_KEY", TEST_TAILSCALE_KEY)
-        .output()
-        .expect("kiln runs")
-}
+use crate::support::{data_dir, kiln_with_secrets, reference_dir, repo_root};
 
 /// Profiles with errors and warnings, one without any, and one that does not exist.
 fn profiles() -> Vec<String> {
@@ -31,7 +22,7 @@ fn check(format: &str) -> Output {
     let profiles = profiles();
     let mut args = vec!["check", "--format", format];
     args.extend(profiles.iter().map(String::as_str));
-    kiln(&args)
+    kiln_with_secrets(&args)
 }
 
 /// Each profile's diagnostics as the JSON report gives them: (file, code, line).

@@ -171,3 +171,13 @@ fn scripts_test_all_installs_every_listed_tool() {
         }
     }
 }
+
+/// Runs the kiln binary with the test secrets set, as a user who renders would have them.
+pub fn kiln_with_secrets(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("CLOUDFLARED_TOKEN", TEST_TUNNEL_TOKEN)
+        .env("TAILSCALE_AUTH_KEY", TEST_TAILSCALE_KEY)
+        .output()
+        .expect("kiln runs")
+}
