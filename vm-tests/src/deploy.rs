@@ -261,7 +261,9 @@ fn publishes_everywhere(agent: &mut Agent) -> Result<Check> {
     for port in ["80/tcp", "443/tcp"] {
         let out = agent.exec("/usr/bin/docker", &["port", PROXY_CONTAINER, port], None, GUEST_TIMEOUT)?;
         if !out.ok() {
-            bail!("docker port {PROXY_CONTAINER} {port} failed: {}", out.stderr.trim());
+            // No proxy (a deploy that failed before starting it): the check fails, saying so.
+            let observed = format!("`docker port {PROXY_CONTAINER} {port}` failed: {}", out.stderr.trim());
+            return Ok(Check::new(CHECK_PROXY_PUBLISHES, "80 and 443 published", observed, false));
         }
         bindings.extend(out.stdout.lines().map(str::to_string));
     }
@@ -273,27 +275,36 @@ fn publishes_everywhere(agent: &mut Agent) -> Result<Check> {
 /// The names of the app's containers, running or not.
 fn app_containers(agent: &mut Agent) -> Result<Vec<String>> {
     let filter = format!("label=service={SERVICE}");
-    let out = agent.exec(
-        "/usr/bin/docker",
-        &["ps", "--all", "--filter", &filter, "--format", "{{.Names}}"],
-        None,
-        GUEST_TIMEOUT,
-    )?;
+    listed(agent, &["ps", "--all", "--filter", &filter, "--format", "{{.Names}}"])
+}
+
+/// The names a `docker … --format {{.Name(s)}}` listing prints, sorted.
+fn listed(agent: &mut Agent, args: &[&str]) -> Result<Vec<String>> {
+    let out = agent.exec("/usr/bin/docker", args, None, GUEST_TIMEOUT)?;
     if !out.ok() {
-        bail!("docker ps in the guest failed: {}", out.stderr.trim());
+        bail!("docker {} failed in the guest: {}", args.join(" "), out.stderr.trim());
     }
-    let mut names: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+    let mut names: Vec<String> = out.stdout.lines().filter(|l| !l.is_empty()).map(str::to_string).collect();
     names.sort();
     Ok(names)
 }
 
-/// Removes what the deploy started, so later rounds see the scenario's own containers only.
+/// Removes what the deploy started (what of it exists: a deploy that failed early started less), so later
+/// rounds see the scenario's own containers only.
 fn clean_up(agent: &mut Agent) -> Result<()> {
-    let running = app_containers(agent)?;
-    let mut remove = vec!["rm", "--force", PROXY_CONTAINER];
-    remove.extend(running.iter().map(String::as_str));
-    as_root(agent, "/usr/bin/docker", &remove)?;
-    as_root(agent, "/usr/bin/docker", &["network", "rm", NETWORK])
+    let mut containers = app_containers(agent)?;
+    let proxy = format!("name=^{PROXY_CONTAINER}$");
+    containers.extend(listed(agent, &["ps", "--all", "--filter", &proxy, "--format", "{{.Names}}"])?);
+    if !containers.is_empty() {
+        let mut remove = vec!["rm", "--force"];
+        remove.extend(containers.iter().map(String::as_str));
+        as_root(agent, "/usr/bin/docker", &remove)?;
+    }
+    let network = format!("name=^{NETWORK}$");
+    if !listed(agent, &["network", "ls", "--filter", &network, "--format", "{{.Name}}"])?.is_empty() {
+        as_root(agent, "/usr/bin/docker", &["network", "rm", NETWORK])?;
+    }
+    Ok(())
 }
 
 fn as_root(agent: &mut Agent, program: &str, args: &[&str]) -> Result<()> {
