@@ -1,12 +1,11 @@
 //! `kiln init`: writes a starter profile (`crate::init`) with the user's SSH key, never over an existing file.
 
-use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 
 use crate::cli::InitArgs;
+use crate::effects::fs::{write_atomic, write_new_atomic};
 use crate::failure::Failure;
 use crate::init::{self, Choices, Vpn};
 
@@ -39,7 +38,14 @@ pub fn init(args: &InitArgs) -> Result<(), Failure> {
         wireguard_peers: args.wireguard_peer.clone(),
     };
     let text = init::profile(&choices);
-    write(&args.path, text.as_bytes(), args.force).map_err(Failure::io)?;
+    // With --force the file is replaced; otherwise it is linked into place, which fails if it appeared
+    // since the check above: a file is never replaced without --force.
+    let written = if args.force {
+        write_atomic(&args.path, text.as_bytes(), 0o644)
+    } else {
+        write_new_atomic(&args.path, text.as_bytes(), 0o644)
+    };
+    written.map_err(Failure::io)?;
     eprintln!("wrote {}", args.path.display());
     if choices.ssh_keys.is_empty() {
         return Err(Failure::Incomplete(format!(
@@ -85,27 +91,4 @@ fn ssh_keys(args: &InitArgs) -> Result<Vec<(String, String)>, Failure> {
         keys.extend(lines.into_iter().map(|l| (l.to_string(), format!("from {}", file.display()))));
     }
     Ok(keys)
-}
-
-/// Writes `bytes` to `path` with mode 0644, atomically: through a temporary file in the same directory,
-/// renamed over `path` only with `force`, otherwise linked into place, which fails if `path` appeared
-/// meanwhile (a file that exists is never replaced without `--force`).
-fn write(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".kiln-init.")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    temp.write_all(bytes)?;
-    temp.as_file().sync_all()?;
-    if force {
-        temp.persist(path).with_context(|| format!("writing {}", path.display()))?;
-    } else {
-        temp.persist_noclobber(path).with_context(|| format!("writing {} (it exists now?)", path.display()))?;
-    }
-    Ok(())
 }

@@ -10,6 +10,23 @@ use anyhow::{Context, Result};
 /// Writes `bytes` to `path` so that readers see either the old file or the complete new one, never a
 /// partial write, and the file never exists with looser permissions than `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let (temp, dir) = staged(path, bytes, mode)?;
+    temp.persist(path).with_context(|| format!("renaming the temporary file to {}", path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// `write_atomic` for a file that must not exist yet: the complete file is linked into place, which
+/// fails (leaving whatever is there untouched) if `path` exists, even if it appeared a moment ago.
+pub fn write_new_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let (temp, dir) = staged(path, bytes, mode)?;
+    temp.persist_noclobber(path).with_context(|| format!("writing {} (it exists?)", path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// The complete file in a temporary file beside `path`, with exactly `mode`, synced; and its directory.
+fn staged<'a>(path: &'a Path, bytes: &[u8], mode: u32) -> Result<(tempfile::NamedTempFile, &'a Path)> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -27,11 +44,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     temp.write_all(bytes).with_context(|| format!("writing {}", path.display()))?;
     temp.as_file().sync_all().with_context(|| format!("syncing {}", path.display()))?;
-    temp.persist(path).with_context(|| format!("renaming the temporary file to {}", path.display()))?;
+    Ok((temp, dir))
+}
+
+/// Makes a rename in `dir` durable (best effort: some file systems refuse to sync a directory).
+fn sync_dir(dir: &Path) {
     if let Ok(dir_handle) = File::open(dir) {
         let _ = dir_handle.sync_all();
     }
-    Ok(())
 }
 
 /// Reads at most `limit` bytes of a regular file; `Ok(None)` when the file is larger (the caller

@@ -38,11 +38,10 @@ pub struct Entry {
     pub size: Option<u64>,
 }
 
-/// The entries of `dir` in the root file system of `raw` (`debugfs -R "ls -p DIR"`: one
+/// The entries of `dir` in the file system `device` (`root_device`'s; `debugfs -R "ls -p DIR"`: one
 /// `/INODE/MODE/UID/GID/NAME/SIZE/` a line, a format made for machines).
-pub fn list(raw: &Path, dir: &str) -> Result<Vec<Entry>> {
-    let device = root_device(raw)?;
-    let out = run(Command::new("debugfs").arg("-R").arg(format!("ls -p {dir}")).arg(&device), "debugfs ls -p")?;
+pub fn list(device: &str, dir: &str) -> Result<Vec<Entry>> {
+    let out = run(Command::new("debugfs").arg("-R").arg(format!("ls -p {dir}")).arg(device), "debugfs ls -p")?;
     // debugfs exits 0 even when the directory is missing; it then prints nothing on stdout.
     let stdout = String::from_utf8_lossy(&out.stdout);
     if stdout.trim().is_empty() {

@@ -323,9 +323,11 @@ pub fn scan_disk(image: &Path, secrets: &[String], scratch: &Path) -> Result<Dis
     }
     let scanned = (|| -> Result<DiskScan> {
         let secrets = scan_file(&raw, secrets)?;
-        let random_seed = crate::disk::list(&raw, "/var/lib/systemd")?.iter().any(|e| e.name == "random-seed");
+        // The partition table read once for both listings.
+        let root = crate::disk::root_device(&raw)?;
+        let random_seed = crate::disk::list(&root, "/var/lib/systemd")?.iter().any(|e| e.name == "random-seed");
         let hostname_bytes =
-            crate::disk::list(&raw, "/etc")?.into_iter().find(|e| e.name == "hostname").and_then(|e| e.size);
+            crate::disk::list(&root, "/etc")?.into_iter().find(|e| e.name == "hostname").and_then(|e| e.size);
         Ok(DiskScan { secrets, random_seed, hostname_bytes })
     })();
     fs::remove_file(&raw).with_context(|| format!("removing {}", raw.display()))?;
