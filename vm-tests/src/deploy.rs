@@ -76,10 +76,10 @@ case "${1:-}" in
     until [ -n "$(fetch "$target")" ]; do
       tries=$((tries + 1))
       [ "$tries" -lt 30 ] || { echo "kamal-proxy deploy: $target did not answer" >&2; exit 1; }
-      sleep 1
+      /bin/busybox sleep 1
     done
     echo "$target" > "$state.new"
-    mv "$state.new" "$state" ;;
+    /bin/busybox mv "$state.new" "$state" ;;
   *) echo "usage: kamal-proxy run | deploy SERVICE --target ADDRESS:PORT" >&2; exit 2 ;;
 esac
 "#;
@@ -397,8 +397,10 @@ mod tests {
         assert_eq!(body("garbage"), "");
     }
 
-    /// The stand-in proxy's own script, run by the host's static busybox in an empty root: with no target,
-    /// `relay` answers 503; `deploy` switches to a target once it answers, and `relay` then serves its page.
+    /// The stand-in proxy's own script, run by the host's static busybox in an empty root (so a command
+    /// the script names without `/bin/busybox` is not found): with no target, `relay` answers 503;
+    /// `deploy` is started before the target listens, so it must retry, and switches once it answers;
+    /// `relay` then serves its page.
     #[test]
     fn the_stand_in_proxy_relays_to_the_target_it_was_switched_to() {
         let root = tempfile::tempdir().unwrap();
@@ -416,16 +418,27 @@ mod tests {
         let target = format!("127.0.0.1:{port}");
         let relay = chroot(&["/usr/local/bin/kamal-proxy", "relay"]);
         assert!(String::from_utf8_lossy(&relay.stdout).starts_with("Status: 503"), "{relay:?}");
+        let deploy = Command::new("chroot")
+            .arg(root.path())
+            .args(["/usr/local/bin/kamal-proxy", "deploy", "kiln-app-web", "--target", &target])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Long enough for the first attempt to be refused, well short of the script's 30 tries.
+        std::thread::sleep(Duration::from_secs(2));
         let mut app = Command::new("chroot")
             .arg(root.path())
             .args(["/bin/busybox", "httpd", "-f", "-p", &target, "-h", "/www"])
             .spawn()
             .unwrap();
-        let deploy = chroot(&["/usr/local/bin/kamal-proxy", "deploy", "kiln-app-web", "--target", &target]);
+        let deploy = deploy.wait_with_output().unwrap();
         let relay = chroot(&["/usr/local/bin/kamal-proxy", "relay"]);
         let _ = app.kill();
         let _ = app.wait();
-        assert!(deploy.status.success(), "{}", String::from_utf8_lossy(&deploy.stderr));
+        let stderr = String::from_utf8_lossy(&deploy.stderr);
+        assert!(deploy.status.success(), "{stderr}");
+        assert!(stderr.contains("can't connect"), "the deploy never had to retry: {stderr}");
         assert!(String::from_utf8_lossy(&relay.stdout).ends_with("\r\n\r\nkiln-app v1\n"), "{relay:?}");
     }
 }
