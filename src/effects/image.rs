@@ -1,13 +1,16 @@
 //! Base images: builds a recipe from `images/` (embedded in the binary) and caches the result by the
 //! hash of the recipe's inputs, so a second build of the same recipe is instant.
 
+use std::collections::VecDeque;
+use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+use crate::effects::vm::progress::Progress;
 use crate::model::Release;
 
 /// A recipe: its files, embedded at compile time so the binary builds images anywhere.
@@ -180,14 +183,11 @@ pub fn build(name: &str, output: &Path, force: bool) -> Result<bool> {
         let dir = cached.parent().context("cache path")?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         remove_cached(&cached)?;
-        eprintln!("kiln: building image {name} (recipe {key}); this takes a few minutes");
-        let status = Command::new("bash")
-            .arg(work.path().join("build.sh"))
-            .arg(&cached)
-            .arg("--workdir")
-            .arg(work.path().join("build"))
-            .status()
-            .context("running the image recipe (bash)")?;
+        let progress = Progress::start("kiln image build");
+        progress.say(&format!("building image {name} (recipe {key}); this takes a minute or two"));
+        let mut command = Command::new("bash");
+        command.arg(work.path().join("build.sh")).arg(&cached).arg("--workdir").arg(work.path().join("build"));
+        let status = run_recipe(command, &progress)?;
         if !status.success() {
             remove_cached(&cached)?;
             bail!("the {name} image recipe failed (exit {:?}); see its output above", status.code());
@@ -200,6 +200,40 @@ pub fn build(name: &str, output: &Path, force: bool) -> Result<bool> {
     }
     place_from_cache(&cached, output)?;
     Ok(hit)
+}
+
+/// How many of the recipe's last lines a failure shows when a live line had them hidden.
+const FAILURE_TAIL_LINES: usize = 40;
+
+/// Runs the recipe with its stdout and stderr on one pipe, read line by line: its `==> PHASE` lines are
+/// progress lines, the rest is its tools' output (the live line's detail on a terminal, where a failure
+/// then shows the last [`FAILURE_TAIL_LINES`]; written as it comes anywhere else).
+fn run_recipe(mut command: Command, progress: &Progress) -> Result<std::process::ExitStatus> {
+    let (reader, writer) = std::io::pipe().context("creating a pipe for the recipe's output")?;
+    command.stdin(Stdio::null()).stdout(writer.try_clone()?).stderr(writer);
+    let mut child = command.spawn().context("running the image recipe (bash)")?;
+    // The command holds the pipe's write end: dropped, so the read below ends when the recipe's does.
+    drop(command);
+    let mut tail = VecDeque::with_capacity(FAILURE_TAIL_LINES);
+    for line in BufReader::new(reader).split(b'\n') {
+        let line = line.context("reading the recipe's output")?;
+        let line = String::from_utf8_lossy(&line);
+        match line.strip_prefix("==> ") {
+            Some(phase) => progress.say(phase),
+            None => progress.output(&line),
+        }
+        if tail.len() == FAILURE_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line.into_owned());
+    }
+    let status = child.wait().context("waiting for the image recipe")?;
+    if !status.success() && progress.is_live() {
+        for line in tail {
+            progress.println(&format!("  recipe| {line}"));
+        }
+    }
+    Ok(status)
 }
 
 /// Every sidecar of `kiln image build`, by extension: `dpkg-status` (the image's packages, which the test
@@ -269,6 +303,31 @@ fn remove_if_present(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// On a terminal, the recipe's `==> PHASE` lines are progress lines and its tools' output stays on the
+    /// live line, until it fails: then its last lines are shown.
+    #[test]
+    fn the_recipes_phases_are_progress_lines_and_a_failure_shows_its_output() {
+        use indicatif::{InMemoryTerm, ProgressDrawTarget};
+        for (exit, shown) in [(0, false), (3, true)] {
+            let term = InMemoryTerm::new(20, 120);
+            let target = Some(ProgressDrawTarget::term_like(Box::new(term.clone())));
+            let progress = Progress::with_target("kiln image build".into(), std::time::Instant::now(), target);
+            let mut command = Command::new("bash");
+            let script =
+                format!("echo '==> bootstrap'; echo 'I: mmdebstrap output' >&2; echo 'E: last words'; exit {exit}");
+            command.args(["-c", &script]);
+            let status = run_recipe(command, &progress).unwrap();
+            assert_eq!(status.code(), Some(exit));
+            let screen = term.contents();
+            assert!(
+                screen.lines().any(|l| l.starts_with("kiln image build: [") && l.ends_with("] bootstrap")),
+                "{screen}"
+            );
+            assert_eq!(screen.contains("  recipe| I: mmdebstrap output"), shown, "{screen}");
+            assert_eq!(screen.contains("  recipe| E: last words"), shown, "{screen}");
+        }
+    }
 
     /// A cache entry as a build leaves it: an "image", its sidecars, its recorded digest; read-only.
     fn fake_cache_entry(dir: &Path) -> PathBuf {

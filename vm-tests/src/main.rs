@@ -12,6 +12,7 @@
 //! baked first and their proofs (`golden.rs`). The list itself is `scenarios.rs`.
 
 mod audit;
+mod bench;
 mod deploy;
 mod disk;
 mod extension;
@@ -42,6 +43,10 @@ fn main() -> ExitCode {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = root.join("target/vm-tests");
     let only: Vec<String> = std::env::args().skip(1).collect();
+    // Not a scenario: kiln's image builds timed against Packer's and mkosi's (`scripts/bench-images`).
+    if only.first().map(String::as_str) == Some("bench") {
+        return bench::main(&root, &only[1..]);
+    }
     let selected = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     // Two guests share stderr: live progress lines would draw over each other.
     kiln::effects::vm::progress::plain_only();

@@ -46,7 +46,7 @@ impl Progress {
     }
 
     /// A job whose live line (if any) is drawn to `target`.
-    fn with_target(label: String, start: Instant, target: Option<ProgressDrawTarget>) -> Progress {
+    pub(crate) fn with_target(label: String, start: Instant, target: Option<ProgressDrawTarget>) -> Progress {
         let live = target.map(|target| {
             let bar = ProgressBar::with_draw_target(None, target);
             let style = ProgressStyle::with_template("{prefix}: [{job_seconds}] {spinner} {msg}")
@@ -64,13 +64,9 @@ impl Progress {
 
     /// A new phase: its plain line, and on a terminal the live line now shows it.
     pub fn say(&self, what: &str) {
-        let line = self.line(what);
-        match &self.live {
-            Some(bar) => {
-                bar.println(line);
-                bar.set_message(what.to_string());
-            }
-            None => eprintln!("{line}"),
+        self.println(&self.line(what));
+        if let Some(bar) = &self.live {
+            bar.set_message(what.to_string());
         }
     }
 
@@ -81,6 +77,26 @@ impl Progress {
         let phase = bar.message();
         let phase = phase.split(" — ").next().unwrap_or_default().to_string();
         bar.set_message(format!("{phase} — {last}"));
+    }
+
+    /// A line of a child program's own output: on a terminal it becomes the live line's detail (the
+    /// caller keeps the lines, to show them if the program fails); anywhere else it is written as it is,
+    /// so a CI log has the whole output.
+    pub fn output(&self, line: &str) {
+        if self.live.is_some() { self.detail(line) } else { eprintln!("{line}") }
+    }
+
+    /// A line as it is, above the live line if there is one.
+    pub fn println(&self, line: &str) {
+        match &self.live {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Whether a live line hides what `output` is given.
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
     }
 
     /// Seconds since the job started.
