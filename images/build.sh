@@ -95,6 +95,10 @@ for k, v in out.items():
     print(f"{k}={shlex.quote(str(v))}")
 mirrors = r["bootstrap"]["mirrors"]
 print("MIRRORS=(" + " ".join(shlex.quote(m) for m in mirrors) + ")")
+# dpkg filters, in the order dpkg applies them: a later include overrides an earlier exclude.
+filters = [f"path-exclude={p}" for p in r["bootstrap"]["dpkg_path_exclude"]]
+filters += [f"path-include={p}" for p in r["bootstrap"]["dpkg_path_include"]]
+print("DPKG_FILTERS=(" + " ".join(shlex.quote(f) for f in filters) + ")")
 PY
 )"
 
@@ -139,6 +143,11 @@ mmdebstrap_args=(
   --essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && echo FSTYPE=ext4 > "$1/etc/initramfs-tools/conf.d/kiln-fstype"'
   # the host's resolv.conf and hostname are copied in for the build; replaced below
   --customize-hook='rm -f "$1/etc/hostname"'
+)
+# The recipe's dpkg filters apply from the first package unpacked (through mmdebstrap's own
+# dpkg.cfg.d/99mmdebstrap, which it leaves in the tree: replaced below by the image's own file).
+for filter in "${DPKG_FILTERS[@]}"; do mmdebstrap_args+=(--dpkgopt="$filter"); done
+mmdebstrap_args+=(
   # dpkg/apt logs carry wall-clock times; mmdebstrap drops some with SOURCE_DATE_EPOCH set
   --customize-hook='rm -f "$1/var/log/alternatives.log" "$1/var/log/bootstrap.log" "$1/var/cache/debconf/"*-old "$1/var/lib/dpkg/"*-old'
 )
@@ -172,6 +181,15 @@ ff02::2		ip6-allrouters
 EOF
 ln -sfn ../run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
 echo 'LANG=C.UTF-8' > "$rootfs/etc/default/locale"
+
+# The same dpkg filters for every later install (apt in the guest, a bake's packages), in the image's own
+# file: mmdebstrap leaves its copy (99mmdebstrap), which would say the same thing twice.
+rm "$rootfs/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
+{
+  echo "# kiln base image: what dpkg leaves out of every package (images/*/recipe.toml, dpkg_path_*)."
+  echo "# Delete this file to have later installs carry documentation, manual pages and translations."
+  printf '%s\n' "${DPKG_FILTERS[@]}"
+} > "$rootfs/etc/dpkg/dpkg.cfg.d/kiln-minimal"
 
 # No host keys baked in: cloud-init's ssh module generates them per instance.
 rm -f "$rootfs"/etc/ssh/ssh_host_*

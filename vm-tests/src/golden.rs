@@ -215,10 +215,12 @@ pub fn instance_proofs(
         on_instance.secrets > 0,
     ));
     checks.push(Check::new(
-        "control: an instance's disk has its random seed and a non-empty /etc/hostname",
-        "random seed present, /etc/hostname non-empty",
+        "control: an instance's disk has its random seed, a non-empty /etc/hostname and a journal",
+        "random seed present, /etc/hostname non-empty, a journal",
         on_instance.describe(),
-        on_instance.random_seed && on_instance.hostname_bytes.is_some_and(|n| n > 0),
+        on_instance.random_seed
+            && on_instance.hostname_bytes.is_some_and(|n| n > 0)
+            && !on_instance.journals.is_empty(),
     ));
     let on_golden = scan_disk(golden_image, secret_values, run_dir)?;
     checks.push(Check::new(
@@ -243,6 +245,13 @@ pub fn instance_proofs(
             Some(n) => format!("{n} bytes"),
         },
         on_golden.hostname_bytes.is_none_or(|n| n == 0),
+    ));
+    // The build VM's journal (its machine-id, its boot, its power-off) is not the instances' history.
+    checks.push(Check::new(
+        CHECK_NO_JOURNAL,
+        "/var/log/journal empty",
+        on_golden.journal_description(),
+        on_golden.journals.is_empty(),
     ));
     let second_config = QemuConfig { run_dir: run_dir.join("second-instance"), ..config.clone() };
     let (second, errors, seconds) = second_instance(&second_config, timeout)?;
@@ -286,6 +295,7 @@ pub fn identity(agent: &mut Agent) -> Result<Identity> {
 
 pub const CHECK_NO_RANDOM_SEED: &str = "golden image: no systemd random seed (/var/lib/systemd/random-seed)";
 pub const CHECK_EMPTY_HOSTNAME: &str = "golden image: /etc/hostname names no host (not the build VM's)";
+pub const CHECK_NO_JOURNAL: &str = "golden image: no journal (/var/log/journal empty, not the build VM's)";
 
 /// What one disk holds that must not be shared between instances of an image.
 pub struct DiskScan {
@@ -295,14 +305,25 @@ pub struct DiskScan {
     pub random_seed: bool,
     /// `/etc/hostname`'s size, if it exists.
     pub hostname_bytes: Option<u64>,
+    /// What `/var/log/journal` holds (a directory per machine-id whose journal was kept).
+    pub journals: Vec<String>,
 }
 
 impl DiskScan {
     fn describe(&self) -> String {
         let seed = if self.random_seed { "random seed present" } else { "no random seed" };
-        match self.hostname_bytes {
-            Some(n) => format!("{seed}, /etc/hostname {n} bytes"),
-            None => format!("{seed}, no /etc/hostname"),
+        let hostname = match self.hostname_bytes {
+            Some(n) => format!("/etc/hostname {n} bytes"),
+            None => "no /etc/hostname".to_string(),
+        };
+        format!("{seed}, {hostname}, {}", self.journal_description())
+    }
+
+    fn journal_description(&self) -> String {
+        if self.journals.is_empty() {
+            "/var/log/journal empty".to_string()
+        } else {
+            format!("/var/log/journal holds {}", self.journals.join(", "))
         }
     }
 }
@@ -328,7 +349,12 @@ pub fn scan_disk(image: &Path, secrets: &[String], scratch: &Path) -> Result<Dis
         let random_seed = crate::disk::list(&root, "/var/lib/systemd")?.iter().any(|e| e.name == "random-seed");
         let hostname_bytes =
             crate::disk::list(&root, "/etc")?.into_iter().find(|e| e.name == "hostname").and_then(|e| e.size);
-        Ok(DiskScan { secrets, random_seed, hostname_bytes })
+        let journals = crate::disk::list(&root, "/var/log/journal")?
+            .into_iter()
+            .map(|e| e.name)
+            .filter(|name| name != "." && name != "..")
+            .collect();
+        Ok(DiskScan { secrets, random_seed, hostname_bytes, journals })
     })();
     fs::remove_file(&raw).with_context(|| format!("removing {}", raw.display()))?;
     scanned

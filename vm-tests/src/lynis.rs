@@ -133,6 +133,7 @@ pub fn bare(image: &Path, run_dir: &Path, accel: Accel) -> Result<Verdict> {
         forwards: Vec::new(),
         internet: false,
         extra_nic: None,
+        multi_threaded_tcg: false,
     };
     let started = Instant::now();
     let booted = boot_to_cloud_init(&config, BARE_BOOT_TIMEOUT, &mut |_| {})?;

@@ -151,6 +151,7 @@ fn probe(base_image: &Path, scratch: &Path) -> Accel {
         forwards: Vec::new(),
         internet: false,
         extra_nic: None,
+        multi_threaded_tcg: false,
     };
     let Ok(mut instance) = Instance::start(&config) else { return Accel::Tcg };
     let booted = instance.wait_console(KVM_PROBE, |c| c.contains("Linux version")).unwrap_or(false);

@@ -39,20 +39,49 @@ pub struct Booted {
     pub retried: Option<String>,
 }
 
+/// The guest's kernel or init reported a fatal error on the console (a panic, an oops, an emergency shell).
+#[derive(Debug, thiserror::Error)]
+#[error("the guest hit `{pattern}` during boot; console tail:\n{tail}")]
+pub struct GuestFatal {
+    pub pattern: &'static str,
+    pub tail: String,
+}
+
 /// Starts QEMU and waits for cloud-init to finish; a guest that hangs in early boot (`GuestHung`) is
-/// started once more on a fresh overlay. `watch` sees the console as it grows.
+/// started once more on a fresh overlay, and so is one that hit a fatal error (`GuestFatal`) under
+/// multi-threaded TCG, then with one host thread (`qemu::TCG` says why: a vCPU running code patched
+/// away under it). `watch` sees the console as it grows.
 pub fn boot_to_cloud_init(config: &QemuConfig, timeout: Duration, watch: &mut dyn FnMut(&str)) -> Result<Booted> {
     let mut instance = Instance::start(config)?;
-    match wait_for_cloud_init_watching(&mut instance, 0, timeout, &mut *watch) {
-        Ok(finished) => Ok(Booted { instance, finished, retried: None }),
-        Err(e) if e.downcast_ref::<GuestHung>().is_some() => {
+    let first = wait_for_cloud_init_watching(&mut instance, 0, timeout, &mut *watch);
+    let retry = first.as_ref().err().and_then(|e| retry_with(e, config));
+    match (first, retry) {
+        (Ok(finished), _) => Ok(Booted { instance, finished, retried: None }),
+        (Err(e), Some(config)) => {
             instance.kill();
-            let mut instance = Instance::start(config)?;
+            let mut instance = Instance::start(&config)?;
             let finished = wait_for_cloud_init_watching(&mut instance, 0, timeout, watch)?;
             Ok(Booted { instance, finished, retried: Some(e.to_string()) })
         }
-        Err(e) => Err(e),
+        (Err(e), None) => Err(e),
     }
+}
+
+/// How a boot that failed with `error` is tried once more, if it is: the same way after a hang, with one
+/// host thread after a fatal error under multi-threaded TCG; anything else is the guest's own failure.
+fn retry_with(error: &anyhow::Error, config: &QemuConfig) -> Option<QemuConfig> {
+    if error.downcast_ref::<GuestHung>().is_some() {
+        Some(config.clone())
+    } else if error.downcast_ref::<GuestFatal>().is_some() && config.multi_threaded_tcg {
+        Some(QemuConfig { multi_threaded_tcg: false, ..config.clone() })
+    } else {
+        None
+    }
+}
+
+/// The first fatal pattern on the console, if any.
+pub fn fatal_pattern(console: &str) -> Option<&'static str> {
+    FATAL_PATTERNS.iter().copied().find(|p| console.contains(p))
 }
 
 pub fn wait_for_cloud_init(instance: &mut Instance, already: usize, timeout: Duration) -> Result<String> {
@@ -76,14 +105,14 @@ pub fn wait_for_cloud_init_watching(
             watch(console);
         }
         hung = console.contains("detected stalls on CPUs") && last_growth.elapsed() > HANG_SILENCE;
-        hung || finished_count(console) > already || FATAL_PATTERNS.iter().any(|p| console.contains(p))
+        hung || finished_count(console) > already || fatal_pattern(console).is_some()
     })?;
     if hung {
         return Err(GuestHung { silent_secs: HANG_SILENCE.as_secs(), tail: instance.console_tail(15) }.into());
     }
     let console = instance.console_text();
-    if let Some(pattern) = FATAL_PATTERNS.iter().find(|p| console.contains(*p)) {
-        bail!("the guest hit `{pattern}` during boot; console tail:\n{}", instance.console_tail(30));
+    if let Some(pattern) = fatal_pattern(&console) {
+        return Err(GuestFatal { pattern, tail: instance.console_tail(30) }.into());
     }
     if !ok {
         bail!("cloud-init did not finish within {} s; console tail:\n{}", timeout.as_secs(), instance.console_tail(30));
@@ -149,6 +178,34 @@ pub fn console_check(instance: &Instance) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hang_is_retried_as_it_was_and_an_oops_only_under_multi_threaded_tcg_with_one_thread() {
+        let config = |multi_threaded_tcg| QemuConfig {
+            base_image: "base.qcow2".into(),
+            run_dir: "run".into(),
+            seed: None,
+            memory_mib: 2048,
+            cpus: 2,
+            accel: super::super::qemu::Accel::Tcg,
+            mirror_port: None,
+            forwards: Vec::new(),
+            internet: false,
+            extra_nic: None,
+            multi_threaded_tcg,
+        };
+        let hung = anyhow::Error::new(GuestHung { silent_secs: 90, tail: String::new() });
+        let oops = anyhow::Error::new(GuestFatal { pattern: "Oops:", tail: String::new() });
+        let other = anyhow::anyhow!("cloud-init did not finish within 600 s");
+        assert!(retry_with(&hung, &config(true)).is_some_and(|c| c.multi_threaded_tcg));
+        assert!(retry_with(&hung, &config(false)).is_some_and(|c| !c.multi_threaded_tcg));
+        assert!(retry_with(&oops, &config(true)).is_some_and(|c| !c.multi_threaded_tcg));
+        assert!(retry_with(&oops, &config(false)).is_none(), "one thread already: the guest's own failure");
+        assert!(retry_with(&other, &config(true)).is_none());
+        let console = "[    2.1] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n";
+        assert_eq!(fatal_pattern(console), Some("Oops:"));
+        assert_eq!(fatal_pattern("[  98.5] cloud-init[372]: Setting up docker.io\n"), None);
+    }
 
     #[test]
     fn the_reported_key_is_read_from_the_console() {

@@ -263,6 +263,7 @@ pub fn run(scenario: &Scenario, mut model: Model, accel: Accel, extension: &mut 
         forwards: forwards.clone(),
         internet: false,
         extra_nic: network.map(|n| n.nic),
+        multi_threaded_tcg: false,
     };
     let (instance, mut agent) = first_boot(&config, scenario, &model, &progress, &mut verdict)?;
     let evidence = SecretEvidence::of(&secrets, &scenario.run_dir)?;

@@ -40,6 +40,8 @@ impl Accel {
 /// blocks, after the writer's store has invalidated them, so every vCPU sees patched code as the real
 /// CPU would.
 const TCG: &str = "tcg,thread=single";
+/// TCG with a host thread per vCPU.
+const TCG_MULTI: &str = "tcg,thread=multi";
 /// How often the console and QEMU's state are looked at while waiting.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -68,6 +70,8 @@ pub struct QemuConfig {
     /// A NIC besides the user-mode one, set up by whoever asked for it (the CI scenarios give the guest
     /// a "public internet" this way).
     pub extra_nic: Option<Arc<dyn ExtraNic>>,
+    /// Under TCG, one host thread per vCPU instead of one for all ([`TCG`] says why that is not the default).
+    pub multi_threaded_tcg: bool,
 }
 
 /// A NIC besides the user-mode one: QEMU's arguments for it, and what must be done each time QEMU has
@@ -234,7 +238,14 @@ fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path)
     }
     let mut command = Command::new("qemu-system-x86_64");
     command
-        .args(["-accel", if config.accel == Accel::Kvm { "kvm" } else { TCG }])
+        .args([
+            "-accel",
+            match (config.accel, config.multi_threaded_tcg) {
+                (Accel::Kvm, _) => "kvm",
+                (Accel::Tcg, false) => TCG,
+                (Accel::Tcg, true) => TCG_MULTI,
+            },
+        ])
         .args(["-m", &config.memory_mib.to_string(), "-smp", &config.cpus.to_string()])
         .args(["-bios", OVMF])
         .args(["-display", "none", "-monitor", "none", "-no-reboot"])
