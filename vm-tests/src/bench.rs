@@ -447,7 +447,7 @@ fn table(runs: &[Run]) -> String {
         let mut seconds: Vec<f64> = group.iter().map(|r| r.seconds).collect();
         seconds.sort_by(f64::total_cmp);
         let mid = seconds.len() / 2;
-        if seconds.len() % 2 == 0 { (seconds[mid - 1] + seconds[mid]) / 2.0 } else { seconds[mid] }
+        if seconds.len().is_multiple_of(2) { (seconds[mid - 1] + seconds[mid]) / 2.0 } else { seconds[mid] }
     };
     let kiln_median = |task: &str| {
         groups.iter().find(|(tool, t, _)| tool.starts_with("kiln") && t == task).map(|(_, _, g)| median(g))
