@@ -3,7 +3,7 @@
 //! golden image, `kiln image build` against mkosi (trixie's, `scripts/bench/mkosi/build`) for the base.
 //! Not a test and not in CI: `scripts/bench-images` installs what it needs and runs it.
 //!
-//! Same inputs for both golden-image tools: kiln's Debian 12 base image, the bake-stage user-data byte
+//! Same inputs for both golden-image tools: kiln's base image of the profile's release, the bake-stage user-data byte
 //! for byte (Packer's seed adds cloud-init's `power_state`, its only way to end a build without a
 //! communicator), the same signed local mirror on the same guest addresses, 2 vCPUs, 2048 MiB, OVMF,
 //! TCG, zlib-compressed qcow2. After the timings, each image is read offline for what it carries that
@@ -29,7 +29,8 @@ use serde::Serialize;
 
 /// The golden image's profile: the seed host, as the `golden` scenario bakes it.
 const PROFILE: &str = "profiles/app.yaml";
-/// The base image both golden-image tools start from, and the one both base-image tools build.
+/// The release both base-image tools build (`scripts/bench/mkosi` is its mkosi counterpart). The golden
+/// builds start from a base of the profile's own release.
 const RELEASE: &str = "debian-12";
 /// The build VM's size, as `kiln bake` gives it (`bake::provision`).
 const MEMORY_MIB: u32 = 2048;
@@ -130,32 +131,36 @@ fn bench(root: &Path, options: &Options) -> Result<()> {
     let wanted = |tool: &str| options.only.iter().any(|o| o == tool);
     fs::create_dir_all(&options.dir).with_context(|| format!("creating {}", options.dir.display()))?;
     let kiln = root.join("target/release/kiln");
+    let results = options.dir.join("results.json");
     let mut runs = Vec::new();
+    // Each run is kept as soon as it ends: a later failure loses nothing measured.
+    let keep = |runs: &mut Vec<Run>, run: Run| -> Result<()> {
+        eprintln!("bench: {} ({}): {:.1} s, {} bytes", run.tool, run.task, run.seconds, run.bytes);
+        runs.push(run);
+        fs::write(&results, serde_json::to_string_pretty(runs)? + "\n").context("writing results.json")
+    };
     for n in 1..=options.runs {
         if wanted("kiln-image") {
-            runs.push(kiln_image_build(&kiln, &options.dir, n)?);
+            keep(&mut runs, kiln_image_build(&kiln, &options.dir, n)?)?;
         }
         if wanted("mkosi") {
-            runs.push(mkosi(root, &options.dir, n)?);
+            keep(&mut runs, mkosi(root, &options.dir, n)?)?;
         }
     }
     if wanted("kiln-bake") || wanted("packer") {
-        let base = base_image(&kiln, &options.dir)?;
-        let golden = Golden::prepare(root, &base, &options.dir)?;
+        let golden = Golden::prepare(root, &kiln, &options.dir)?;
         for n in 1..=options.runs {
             if wanted("kiln-bake") {
-                runs.push(golden.kiln_bake(n)?);
+                keep(&mut runs, golden.kiln_bake(n)?)?;
             }
             if wanted("packer") {
-                runs.push(golden.packer(n)?);
+                keep(&mut runs, golden.packer(n)?)?;
             }
         }
     }
     let hygiene = hygiene_table(&runs, &options.dir)?;
-    let table = table(&runs);
-    fs::write(options.dir.join("results.json"), serde_json::to_string_pretty(&runs)? + "\n")?;
-    println!("{table}\n{hygiene}");
-    eprintln!("bench: results in {}", options.dir.join("results.json").display());
+    println!("{}\n\n{hygiene}", table(&runs));
+    eprintln!("bench: results in {}", results.display());
     Ok(())
 }
 
@@ -205,12 +210,13 @@ fn mkosi(root: &Path, dir: &Path, n: usize) -> Result<Run> {
     })
 }
 
-/// The base image both golden-image tools start from: built once (or taken from kiln's cache).
-fn base_image(kiln: &Path, dir: &Path) -> Result<PathBuf> {
-    let base = dir.join("base.qcow2");
+/// The base image both golden-image tools start from, of the profile's release: built once (or taken
+/// from kiln's cache).
+fn base_image(kiln: &Path, dir: &Path, release: &str) -> Result<PathBuf> {
+    let base = dir.join(format!("base-{release}.qcow2"));
     if !base.is_file() {
-        eprintln!("bench: the base image for the golden builds (kiln image build {RELEASE})");
-        run(Command::new(kiln).args(["image", "build", RELEASE, "-o"]).arg(&base), "kiln image build")?;
+        eprintln!("bench: the base image for the golden builds (kiln image build {release})");
+        run(Command::new(kiln).args(["image", "build", release, "-o"]).arg(&base), "kiln image build")?;
     }
     Ok(base)
 }
@@ -227,11 +233,12 @@ struct Golden {
 }
 
 impl Golden {
-    fn prepare(root: &Path, base: &Path, dir: &Path) -> Result<Golden> {
+    fn prepare(root: &Path, kiln: &Path, dir: &Path) -> Result<Golden> {
         let profile = root.join(PROFILE);
         let mut model = kiln::pipeline::load(&profile)
             .and_then(|loaded| loaded.validated(false))
             .map_err(|failure| anyhow::anyhow!("{failure}"))?;
+        let base = &base_image(kiln, dir, model.host.release.name())?;
         let secrets = kiln::secrets::placeholders(&model);
         let status = dpkg_status_of(base)?;
         let release = kiln::effects::image::release_of_file(&status)?;
@@ -419,12 +426,21 @@ fn scan(raw: &Path) -> Result<Vec<String>> {
             let bytes: u64 = matching.iter().filter_map(|e| e.size).sum();
             Ok(match matching.len() {
                 0 => "none".to_string(),
-                1 if bytes > 0 => format!("**yes** ({bytes} B)"),
+                1 if bytes > 0 => format!("**yes** ({})", size(bytes)),
                 1 => "**yes**".to_string(),
-                count => format!("**{count}** ({:.1} MB)", bytes as f64 / 1e6),
+                count => format!("**{count}** ({})", size(bytes)),
             })
         })
         .collect()
+}
+
+/// A size as people read it: bytes, kB or MB.
+fn size(bytes: u64) -> String {
+    match bytes {
+        0..10_000 => format!("{bytes} B"),
+        10_000..10_000_000 => format!("{:.0} kB", bytes as f64 / 1e3),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
 }
 
 /// Whether `path` is in the file system (`debugfs stat` names the inode, or says it is not found).
@@ -520,6 +536,14 @@ mod tests {
         }
         assert_eq!(template["builders"][0]["cpus"], CPUS);
         assert_eq!(template["builders"][0]["memory"], MEMORY_MIB);
+    }
+
+    #[test]
+    fn sizes_read_as_people_read_them() {
+        assert_eq!(size(33), "33 B");
+        assert_eq!(size(2_602), "2602 B");
+        assert_eq!(size(93_000), "93 kB");
+        assert_eq!(size(68_600_000), "68.6 MB");
     }
 
     #[test]
