@@ -238,12 +238,12 @@ pub struct InitArgs {
     /// Where to write the profile (never over an existing file without --force).
     #[arg(default_value = "profile.yaml")]
     pub path: PathBuf,
-    /// How SSH reaches the host.
-    #[arg(long, value_enum, default_value_t = Vpn::Tailscale)]
-    pub vpn: Vpn,
-    /// How HTTP reaches the app.
-    #[arg(long, value_enum, default_value_t = Tunnel::Cloudflared)]
-    pub tunnel: Tunnel,
+    /// How SSH reaches the host [default: tailscale; asked on a terminal].
+    #[arg(long, value_enum)]
+    pub vpn: Option<Vpn>,
+    /// How HTTP reaches the app [default: cloudflared; asked on a terminal].
+    #[arg(long, value_enum)]
+    pub tunnel: Option<Tunnel>,
     /// Public key files for the deploy user (repeatable); default: the first of ~/.ssh/id_ed25519.pub,
     /// id_ecdsa.pub, id_rsa.pub that exists.
     #[arg(long)]
@@ -251,12 +251,12 @@ pub struct InitArgs {
     /// With --vpn wireguard: a deploying machine's WireGuard public key (repeatable; `wg pubkey < key`).
     #[arg(long)]
     pub wireguard_peer: Vec<String>,
-    /// The release (`kiln image build --list`).
-    #[arg(long, default_value = "debian-13")]
-    pub os: String,
-    /// The host's name.
-    #[arg(long, default_value = "app-1")]
-    pub hostname: String,
+    /// The release (`kiln image build --list`) [default: debian-13; asked on a terminal].
+    #[arg(long)]
+    pub os: Option<String>,
+    /// The host's name [default: app-1; asked on a terminal].
+    #[arg(long)]
+    pub hostname: Option<String>,
     /// Replace PATH if it exists.
     #[arg(long)]
     pub force: bool,

@@ -1,41 +1,52 @@
-//! `kiln init`: writes a starter profile (`crate::init`) with the user's SSH key, never over an existing file.
+//! `kiln init`: writes a starter profile (`crate::init`) with the user's SSH key, never over an existing file;
+//! a person at a terminal is asked for the choices no flag made.
 
+use std::io::{BufRead, IsTerminal as _, Write};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use clap::ValueEnum;
 
 use crate::cli::InitArgs;
 use crate::effects::fs::{write_atomic, write_new_atomic};
 use crate::failure::Failure;
-use crate::init::{self, Choices, Vpn};
+use crate::init::{self, Choices, Tunnel, Vpn};
 
 /// Where OpenSSH's `ssh-keygen` puts public keys, in the order `kiln init` takes the first that exists.
 const DEFAULT_KEYS: &[&str] = &["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"];
+/// The host name a starter profile gets when none is given.
+const DEFAULT_HOSTNAME: &str = "app-1";
 
 pub fn init(args: &InitArgs) -> Result<(), Failure> {
-    if args.vpn == Vpn::Wireguard && args.wireguard_peer.is_empty() {
-        return Err(Failure::Usage(
-            "--vpn wireguard needs the public key of each machine that deploys: --wireguard-peer \"$(wg pubkey < private.key)\" (nothing was written)"
-                .into(),
-        ));
-    }
-    if args.vpn != Vpn::Wireguard && !args.wireguard_peer.is_empty() {
-        return Err(Failure::Usage("--wireguard-peer goes with --vpn wireguard (nothing was written)".into()));
-    }
     if !args.force && args.path.symlink_metadata().is_ok() {
         return Err(Failure::io(anyhow::anyhow!(
             "{} exists; kiln init never writes over a file (--force replaces it)",
             args.path.display()
         )));
     }
+    // A person at a terminal is asked what the flags did not say; anywhere else (CI, a pipe) nothing
+    // waits for an answer and the defaults are taken.
+    let person = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let (mut stdin, mut stderr) = (std::io::stdin().lock(), std::io::stderr());
+    let terminal: Option<Terminal> = person.then_some(Terminal { input: &mut stdin, output: &mut stderr });
+    let asked = ask_missing(args, terminal).map_err(Failure::io)?;
+    if asked.vpn == Vpn::Wireguard && asked.wireguard_peers.is_empty() {
+        return Err(Failure::Usage(
+            "--vpn wireguard needs the public key of each machine that deploys: --wireguard-peer \"$(wg pubkey < private.key)\" (nothing was written)"
+                .into(),
+        ));
+    }
+    if asked.vpn != Vpn::Wireguard && !asked.wireguard_peers.is_empty() {
+        return Err(Failure::Usage("--wireguard-peer goes with --vpn wireguard (nothing was written)".into()));
+    }
     let ssh_keys = ssh_keys(args)?;
     let choices = Choices {
-        os: args.os.clone(),
-        hostname: args.hostname.clone(),
-        vpn: args.vpn,
-        tunnel: args.tunnel,
+        os: asked.os,
+        hostname: asked.hostname,
+        vpn: asked.vpn,
+        tunnel: asked.tunnel,
         ssh_keys,
-        wireguard_peers: args.wireguard_peer.clone(),
+        wireguard_peers: asked.wireguard_peers,
     };
     let text = init::profile(&choices);
     // With --force the file is replaced; otherwise it is linked into place, which fails if it appeared
@@ -56,6 +67,105 @@ pub fn init(args: &InitArgs) -> Result<(), Failure> {
     }
     eprintln!("next: kiln check --strict {}", args.path.display());
     Ok(())
+}
+
+/// Where questions go and answers come from: the person's terminal.
+struct Terminal<'a> {
+    input: &'a mut dyn BufRead,
+    output: &'a mut dyn Write,
+}
+
+impl Terminal<'_> {
+    /// Asks until an answer parses; an empty line takes the default, and so does the end of input (the
+    /// person pressed Ctrl-D: the defaults for the rest).
+    fn ask<T>(
+        &mut self,
+        question: &str,
+        default: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> anyhow::Result<T> {
+        loop {
+            write!(self.output, "{question} [{default}]: ")?;
+            self.output.flush()?;
+            let mut line = String::new();
+            if self.input.read_line(&mut line)? == 0 {
+                writeln!(self.output)?;
+                return parse(default).map_err(|e| anyhow::anyhow!(e));
+            }
+            let answer = line.trim();
+            match parse(if answer.is_empty() { default } else { answer }) {
+                Ok(value) => return Ok(value),
+                Err(why) => writeln!(self.output, "  {why}")?,
+            }
+        }
+    }
+}
+
+/// What `kiln init` makes the profile from, once every choice is made.
+struct Asked {
+    os: String,
+    hostname: String,
+    vpn: Vpn,
+    tunnel: Tunnel,
+    wireguard_peers: Vec<String>,
+}
+
+/// Each choice the flags left open: asked on `terminal` if there is one, else its default.
+fn ask_missing(args: &InitArgs, mut terminal: Option<Terminal>) -> anyhow::Result<Asked> {
+    let mut ask = |question: &str,
+                   given: Option<String>,
+                   default: &str,
+                   parse: &dyn Fn(&str) -> Result<String, String>| match (given, terminal.as_mut()) {
+        (Some(value), _) => Ok(value),
+        (None, Some(terminal)) => terminal.ask(question, default, parse),
+        (None, None) => Ok(default.to_string()),
+    };
+    let releases: Vec<&str> = crate::model::release::FACTS.iter().map(|f| f.name).collect();
+    let release = |answer: &str| match crate::model::Release::from_name(answer) {
+        Some(_) => Ok(answer.to_string()),
+        None => Err(format!("one of: {}", releases.join(", "))),
+    };
+    let os = ask("Release (host.os)", args.os.clone(), crate::model::release::DEFAULT.name(), &release)?;
+    let hostname = ask("Host name", args.hostname.clone(), DEFAULT_HOSTNAME, &|a: &str| Ok(a.to_string()))?;
+    let vpn = ask("VPN for SSH (tailscale, wireguard, none)", args.vpn.map(value_name), "tailscale", &|a: &str| {
+        Vpn::from_str(a, true).map(value_name)
+    })?;
+    let vpn = Vpn::from_str(&vpn, true).map_err(|e| anyhow::anyhow!(e))?;
+    let tunnel = ask("Tunnel for HTTP (cloudflared, none)", args.tunnel.map(value_name), "cloudflared", &|a: &str| {
+        Tunnel::from_str(a, true).map(value_name)
+    })?;
+    let tunnel = Tunnel::from_str(&tunnel, true).map_err(|e| anyhow::anyhow!(e))?;
+    let mut wireguard_peers = args.wireguard_peer.clone();
+    if let (Vpn::Wireguard, true, Some(terminal)) = (vpn, wireguard_peers.is_empty(), terminal.as_mut()) {
+        // At least one: a WireGuard host nobody can reach is a lockout.
+        loop {
+            let key =
+                terminal.ask("WireGuard public key of a machine that deploys (`wg pubkey < key`)", "done", |a| {
+                    if a == "done" || crate::model::is_wireguard_key(a) {
+                        Ok(a.to_string())
+                    } else {
+                        Err("a WireGuard public key is 44 characters of base64 ending in `=`".into())
+                    }
+                })?;
+            if key != "done" {
+                wireguard_peers.push(key);
+            } else if !wireguard_peers.is_empty() {
+                break;
+            } else {
+                writeln!(terminal.output, "  at least one: nobody could reach the host through the tunnel")?;
+                // The end of input answers "done" for ever: stop asking, and let the caller refuse.
+                if terminal.input.fill_buf()?.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Asked { os, hostname, vpn, tunnel, wireguard_peers })
+}
+
+/// A value's name as its flag takes it (`wireguard`).
+fn value_name<T: ValueEnum>(value: T) -> String {
+    value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
 }
 
 /// The key lines to put in the profile, each with where it came from: the `--ssh-key` files, else the first
@@ -91,4 +201,79 @@ fn ssh_keys(args: &InitArgs) -> Result<Vec<(String, String)>, Failure> {
         keys.extend(lines.into_iter().map(|l| (l.to_string(), format!("from {}", file.display()))));
     }
     Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> InitArgs {
+        InitArgs {
+            path: "profile.yaml".into(),
+            vpn: None,
+            tunnel: None,
+            ssh_key: Vec::new(),
+            wireguard_peer: Vec::new(),
+            os: None,
+            hostname: None,
+            force: false,
+        }
+    }
+
+    /// Runs `ask_missing` on a terminal that answers `answers`; returns what it made and what it printed.
+    fn on_terminal(args: &InitArgs, answers: &str) -> (Asked, String) {
+        let mut input = std::io::Cursor::new(answers.as_bytes().to_vec());
+        let mut output = Vec::new();
+        let asked = ask_missing(args, Some(Terminal { input: &mut input, output: &mut output })).unwrap();
+        (asked, String::from_utf8(output).unwrap())
+    }
+
+    const KEY: &str = "TG+auU5uUQmkpMcrQbM5iWv2ayKYq1Y/0AnHjYggqmo=";
+
+    #[test]
+    fn without_a_terminal_every_open_choice_takes_its_default_and_nothing_is_asked() {
+        let asked = ask_missing(&args(), None).unwrap();
+        assert_eq!((asked.os.as_str(), asked.hostname.as_str()), ("debian-13", "app-1"));
+        assert_eq!((asked.vpn, asked.tunnel), (Vpn::Tailscale, Tunnel::Cloudflared));
+        assert!(asked.wireguard_peers.is_empty());
+    }
+
+    #[test]
+    fn a_person_is_asked_what_the_flags_left_open_and_a_wrong_answer_is_asked_again() {
+        let (asked, said) =
+            on_terminal(&args(), &format!("debian-99\ndebian-12\nweb-1\nwireguard\nnone\nnot-a-key\n{KEY}\n\n"));
+        assert_eq!((asked.os.as_str(), asked.hostname.as_str()), ("debian-12", "web-1"));
+        assert_eq!((asked.vpn, asked.tunnel), (Vpn::Wireguard, Tunnel::None));
+        assert_eq!(asked.wireguard_peers, [KEY]);
+        assert_eq!(said.matches("Release (host.os) [debian-13]: ").count(), 2, "{said}");
+        assert!(said.contains("  one of: debian-13, debian-12"), "{said}");
+        assert!(said.contains("44 characters of base64"), "{said}");
+    }
+
+    #[test]
+    fn empty_answers_and_the_end_of_input_take_the_defaults() {
+        let (asked, said) = on_terminal(&args(), "\n\n");
+        assert_eq!((asked.os.as_str(), asked.hostname.as_str()), ("debian-13", "app-1"));
+        assert_eq!((asked.vpn, asked.tunnel), (Vpn::Tailscale, Tunnel::Cloudflared));
+        assert!(said.contains("Tunnel for HTTP (cloudflared, none) [cloudflared]: "), "{said}");
+        // WireGuard chosen, then the input ends before any key: no peer, and the caller refuses.
+        let (asked, said) = on_terminal(&args(), "\n\nwireguard\n\n");
+        assert_eq!(asked.vpn, Vpn::Wireguard);
+        assert!(asked.wireguard_peers.is_empty());
+        assert!(said.contains("at least one"), "{said}");
+    }
+
+    #[test]
+    fn what_the_flags_say_is_never_asked() {
+        let given = InitArgs {
+            vpn: Some(Vpn::None),
+            tunnel: Some(Tunnel::None),
+            os: Some("debian-12".into()),
+            hostname: Some("db-1".into()),
+            ..args()
+        };
+        let (asked, said) = on_terminal(&given, "");
+        assert_eq!(said, "");
+        assert_eq!((asked.os.as_str(), asked.hostname.as_str(), asked.vpn), ("debian-12", "db-1", Vpn::None));
+    }
 }

@@ -1,6 +1,7 @@
 //! `kiln init`: every starter profile it writes passes `kiln check --strict` as written; without a key it
 //! still writes the profile but exits 1 naming the lockout; it never writes over a file without `--force`,
-//! and a refused command line writes nothing.
+//! and a refused command line writes nothing; it asks a person at a terminal what the flags left open, and
+//! never asks a pipe.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -104,4 +105,41 @@ fn init_never_writes_over_a_file_without_force_and_a_refused_line_writes_nothing
     let names: Vec<String> =
         std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.ends_with(".partial")), "{names:?}");
+}
+
+/// On a pseudo-terminal (`script`), `kiln init` asks what the flags left open and builds the profile from the
+/// answers (which `kiln check --strict` accepts); with stdin piped, as in CI, it asks nothing and takes the
+/// defaults.
+#[test]
+fn a_person_at_a_terminal_is_asked_and_a_pipe_never_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = home_with_key(dir.path(), "id_ed25519.pub");
+    let kiln_bin = env!("CARGO_BIN_EXE_kiln");
+    let command = format!("{kiln_bin} init asked.yaml --tunnel none");
+    let mut tty = Command::new(crate::support::require_tool("script"))
+        .args(["-qefc", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .env("HOME", &home)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script runs");
+    // Release, host name, VPN; the tunnel was given, so it is not asked.
+    std::io::Write::write_all(tty.stdin.as_mut().unwrap(), b"debian-12\nweb-3\nnone\n").unwrap();
+    let tty = tty.wait_with_output().unwrap();
+    let screen = text(&tty.stdout);
+    assert_eq!(tty.status.code(), Some(0), "{screen}");
+    assert!(screen.contains("Release (host.os) [debian-13]:") && screen.contains("Host name [app-1]:"), "{screen}");
+    assert!(!screen.contains("Tunnel for HTTP"), "a flag's choice is not asked: {screen}");
+    let written = std::fs::read_to_string(dir.path().join("asked.yaml")).unwrap();
+    assert!(written.contains("os: debian-12") && written.contains("hostname: web-3"), "{written}");
+    assert!(!written.contains("tailscale") && !written.contains("cloudflared:"), "{written}");
+    let check = kiln(dir.path(), &home, &["check", "--strict", "asked.yaml"]);
+    assert_eq!(check.status.code(), Some(0), "{}\n{written}", text(&check.stderr));
+    // Piped (`Command::output` gives no terminal): no question, the defaults.
+    let piped = kiln(dir.path(), &home, &["init", "piped.yaml"]);
+    assert_eq!(piped.status.code(), Some(0), "{}", text(&piped.stderr));
+    assert!(!text(&piped.stderr).contains("[debian-13]:"), "{}", text(&piped.stderr));
+    let written = std::fs::read_to_string(dir.path().join("piped.yaml")).unwrap();
+    assert!(written.contains("os: debian-13") && written.contains("hostname: app-1"), "{written}");
 }
