@@ -367,11 +367,12 @@ fn packer_template(base: &Path, work: &Path, mirror_port: u16) -> serde_json::Va
     })
 }
 
-/// Each golden image's leftovers, read offline; and whether cloud-init's provisioning succeeded in it
-/// (`/var/lib/cloud/data/result.json`, which kiln removes after checking it in the build VM).
+/// Each tool's first image, read offline for what it leaves that must differ between instances or that
+/// only describes the build.
 fn hygiene_table(runs: &[Run], dir: &Path) -> Result<String> {
     let mut images: BTreeMap<String, &Run> = BTreeMap::new();
-    for run in runs.iter().filter(|r| r.task == "golden" || r.tool == "mkosi") {
+    // Every image, base and golden: what each tool leaves is the same question for both.
+    for run in runs {
         images.entry(run.tool.clone()).or_insert(run);
     }
     let mut table = String::from("| left in the image | ");
@@ -386,8 +387,12 @@ fn hygiene_table(runs: &[Run], dir: &Path) -> Result<String> {
         fs::remove_file(&raw)?;
         found.push(scanned?);
     }
-    for (row, (directory, name, _)) in HYGIENE.iter().enumerate() {
-        let _ = write!(table, "\n| `{directory}/{name}{}` |", if name.is_empty() { "*" } else { "" });
+    let labels = HYGIENE
+        .iter()
+        .map(|(directory, name, _)| format!("`{directory}/{name}{}`", if name.is_empty() { "*" } else { "" }))
+        .chain(std::iter::once(format!("cloud-init's verdict of the build (`{RESULT_JSON}`)")));
+    for (row, label) in labels.enumerate() {
+        let _ = write!(table, "\n| {label} |");
         for column in &found {
             let _ = write!(table, " {} |", column[row]);
         }
@@ -400,9 +405,35 @@ fn run_qemu_img_raw(image: &Path, raw: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One cell per [`HYGIENE`] row: what was found, or "none".
+/// Where cloud-init leaves its verdict of a boot: `{"v1": {"errors": [...]}}`.
+const RESULT_JSON: &str = "/var/lib/cloud/data/result.json";
+
+/// One cell per [`HYGIENE`] row (what was found, or "none"), then cloud-init's verdict of the build as the
+/// image keeps it: a build whose provisioning failed still exits 0 in Packer.
 fn scan(raw: &Path) -> Result<Vec<String>> {
     let device = crate::disk::root_device(raw)?;
+    let mut cells = leftovers(&device)?;
+    cells.push(build_verdict(&device)?);
+    Ok(cells)
+}
+
+/// cloud-init's errors in the image's `result.json`, or that it has none (kiln removes it with the rest of
+/// the build's cloud-init state, after reading it in the build VM).
+fn build_verdict(device: &str) -> Result<String> {
+    if !exists(device, RESULT_JSON)? {
+        return Ok("none (removed)".into());
+    }
+    let out = run(Command::new("debugfs").arg("-R").arg(format!("cat {RESULT_JSON}")).arg(device), "debugfs cat")?;
+    let result: serde_json::Value =
+        serde_json::from_slice(&out.stdout).with_context(|| format!("reading {RESULT_JSON} from the image"))?;
+    let errors = result["v1"]["errors"].as_array().with_context(|| format!("{RESULT_JSON} has no v1.errors"))?;
+    Ok(match errors.len() {
+        0 => "**kept**: no errors".to_string(),
+        n => format!("**kept**: {n} error(s), the build still exited 0"),
+    })
+}
+
+fn leftovers(device: &str) -> Result<Vec<String>> {
     HYGIENE
         .iter()
         .map(|(directory, name, how)| {
