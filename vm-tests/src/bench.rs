@@ -437,10 +437,10 @@ fn leftovers(device: &str) -> Result<Vec<String>> {
     HYGIENE
         .iter()
         .map(|(directory, name, how)| {
-            let entries = match crate::disk::list(&device, directory) {
+            let entries = match crate::disk::list(device, directory) {
                 Ok(entries) => entries,
                 // debugfs prints nothing for a directory that is not there: nothing is left in it.
-                Err(_) if !exists(&device, directory)? => return Ok("none (no directory)".into()),
+                Err(_) if !exists(device, directory)? => return Ok("none (no directory)".into()),
                 Err(e) => return Err(e),
             };
             let matching: Vec<&crate::disk::Entry> = entries
