@@ -421,7 +421,7 @@ fn scan(raw: &Path) -> Result<Vec<String>> {
 /// the build's cloud-init state, after reading it in the build VM).
 fn build_verdict(device: &str) -> Result<String> {
     if !exists(device, RESULT_JSON)? {
-        return Ok("none (removed)".into());
+        return Ok("none".into());
     }
     let out = run(Command::new("debugfs").arg("-R").arg(format!("cat {RESULT_JSON}")).arg(device), "debugfs cat")?;
     let result: serde_json::Value =
