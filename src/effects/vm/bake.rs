@@ -362,9 +362,10 @@ fn provision(
         forwards: Vec::new(),
         internet: request.mirror_port.is_none(),
         extra_nic: None,
-        // The build VM is the one guest a bake runs, so it gets a host thread per vCPU: 252 s → 151 s for
-        // the seed host's bake when measured (README, Performance). A kernel oops, the reason the tests' guests
-        // run single-threaded, makes `boot_to_cloud_init` boot again single-threaded, and an oops after
+        // The build VM is the one guest a bake runs, so it gets a host thread per vCPU, as Packer's QEMU does
+        // by default: single-threaded, the seed host's bake took 261-264 s against Packer's 242-257 s; now
+        // 208-219 s against 194-216 s (README, Performance). A kernel oops, the reason the tests' guests run
+        // single-threaded, makes `boot_to_cloud_init` boot again single-threaded, and an oops after
         // cloud-init finished fails the bake (`generalize_and_power_off`).
         multi_threaded_tcg: true,
     };
