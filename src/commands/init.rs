@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal as _, Write};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::ValueEnum;
+use clap::ValueEnum as _;
 
 use crate::cli::InitArgs;
 use crate::effects::fs::{write_atomic, write_new_atomic};
@@ -110,31 +110,50 @@ struct Asked {
     wireguard_peers: Vec<String>,
 }
 
+/// One choice: the flag's value if it was given, else the answer on `terminal` if there is one, else
+/// `default` (shown to the person as `shown`).
+fn choose<T>(
+    terminal: &mut Option<Terminal>,
+    question: &str,
+    given: Option<T>,
+    (default, shown): (T, &str),
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<T> {
+    match (given, terminal.as_mut()) {
+        (Some(value), _) => Ok(value),
+        (None, Some(terminal)) => terminal.ask(question, shown, parse),
+        (None, None) => Ok(default),
+    }
+}
+
 /// Each choice the flags left open: asked on `terminal` if there is one, else its default.
 fn ask_missing(args: &InitArgs, mut terminal: Option<Terminal>) -> anyhow::Result<Asked> {
-    let mut ask = |question: &str,
-                   given: Option<String>,
-                   default: &str,
-                   parse: &dyn Fn(&str) -> Result<String, String>| match (given, terminal.as_mut()) {
-        (Some(value), _) => Ok(value),
-        (None, Some(terminal)) => terminal.ask(question, default, parse),
-        (None, None) => Ok(default.to_string()),
-    };
     let releases: Vec<&str> = crate::model::release::FACTS.iter().map(|f| f.name).collect();
-    let release = |answer: &str| match crate::model::Release::from_name(answer) {
-        Some(_) => Ok(answer.to_string()),
-        None => Err(format!("one of: {}", releases.join(", "))),
-    };
-    let os = ask("Release (host.os)", args.os.clone(), crate::model::release::DEFAULT.name(), &release)?;
-    let hostname = ask("Host name", args.hostname.clone(), DEFAULT_HOSTNAME, &|a: &str| Ok(a.to_string()))?;
-    let vpn = ask("VPN for SSH (tailscale, wireguard, none)", args.vpn.map(value_name), "tailscale", &|a: &str| {
-        Vpn::from_str(a, true).map(value_name)
+    let default_os = crate::model::release::DEFAULT.name();
+    let os = choose(&mut terminal, "Release (host.os)", args.os.clone(), (default_os.into(), default_os), |a| {
+        match crate::model::Release::from_name(a) {
+            Some(_) => Ok(a.to_string()),
+            None => Err(format!("one of: {}", releases.join(", "))),
+        }
     })?;
-    let vpn = Vpn::from_str(&vpn, true).map_err(|e| anyhow::anyhow!(e))?;
-    let tunnel = ask("Tunnel for HTTP (cloudflared, none)", args.tunnel.map(value_name), "cloudflared", &|a: &str| {
-        Tunnel::from_str(a, true).map(value_name)
-    })?;
-    let tunnel = Tunnel::from_str(&tunnel, true).map_err(|e| anyhow::anyhow!(e))?;
+    let hostname =
+        choose(&mut terminal, "Host name", args.hostname.clone(), (DEFAULT_HOSTNAME.into(), DEFAULT_HOSTNAME), |a| {
+            Ok(a.to_string())
+        })?;
+    let vpn = choose(
+        &mut terminal,
+        "VPN for SSH (tailscale, wireguard, none)",
+        args.vpn,
+        (Vpn::Tailscale, "tailscale"),
+        |a| Vpn::from_str(a, true),
+    )?;
+    let tunnel = choose(
+        &mut terminal,
+        "Tunnel for HTTP (cloudflared, none)",
+        args.tunnel,
+        (Tunnel::Cloudflared, "cloudflared"),
+        |a| Tunnel::from_str(a, true),
+    )?;
     let mut wireguard_peers = args.wireguard_peer.clone();
     if let (Vpn::Wireguard, true, Some(terminal)) = (vpn, wireguard_peers.is_empty(), terminal.as_mut()) {
         // At least one: a WireGuard host nobody can reach is a lockout.
@@ -161,11 +180,6 @@ fn ask_missing(args: &InitArgs, mut terminal: Option<Terminal>) -> anyhow::Resul
         }
     }
     Ok(Asked { os, hostname, vpn, tunnel, wireguard_peers })
-}
-
-/// A value's name as its flag takes it (`wireguard`).
-fn value_name<T: ValueEnum>(value: T) -> String {
-    value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
 }
 
 /// The key lines to put in the profile, each with where it came from: the `--ssh-key` files, else the first
