@@ -257,17 +257,33 @@ pub struct Seed {
     pub instance_id: String,
 }
 
-/// Packs user-data, meta-data (instance id and host name) and network-config (DHCP on Ethernet by
-/// default) into a seed image: the one place `kiln seed`, `kiln bake` and `kiln test` make seeds.
-pub fn seed(user_data: &str, hostname: &str, network_config: Option<&str>) -> Result<Seed, Failure> {
+/// A NoCloud seed's files by name (user-data, meta-data naming the instance id and host name,
+/// network-config: DHCP on Ethernet by default), and that instance id.
+pub struct SeedFiles {
+    pub instance_id: String,
+    pub files: [(&'static str, String); 3],
+}
+
+/// What a seed holds: the one place its files are decided, for the seed image below and for a tool
+/// that packs them itself (the benchmark's Packer, which writes its own `cidata` CD).
+pub fn seed_files(user_data: &str, hostname: &str, network_config: Option<&str>) -> SeedFiles {
     let network_config = network_config.unwrap_or(seed::default_network_config());
     let instance_id = seed::instance_id(user_data.as_bytes(), network_config.as_bytes());
     let meta_data = seed::meta_data(&instance_id, hostname);
-    let image = crate::effects::seed_image::cidata_image(&[
-        ("user-data", user_data.as_bytes()),
-        ("meta-data", meta_data.as_bytes()),
-        ("network-config", network_config.as_bytes()),
-    ])
-    .map_err(Failure::io)?;
+    SeedFiles {
+        files: [
+            ("user-data", user_data.to_string()),
+            ("meta-data", meta_data),
+            ("network-config", network_config.to_string()),
+        ],
+        instance_id,
+    }
+}
+
+/// Packs [`seed_files`] into a seed image: the one place `kiln seed`, `kiln bake` and `kiln test` make seeds.
+pub fn seed(user_data: &str, hostname: &str, network_config: Option<&str>) -> Result<Seed, Failure> {
+    let SeedFiles { instance_id, files } = seed_files(user_data, hostname, network_config);
+    let entries: Vec<(&str, &[u8])> = files.iter().map(|(name, text)| (*name, text.as_bytes())).collect();
+    let image = crate::effects::seed_image::cidata_image(&entries).map_err(Failure::io)?;
     Ok(Seed { image, instance_id })
 }

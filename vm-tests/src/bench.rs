@@ -295,14 +295,14 @@ impl Golden {
         let work = self.dir.join(format!("packer-{n}"));
         remove_dir(&work)?;
         fs::create_dir_all(&work)?;
-        let network_config = kiln::seed::default_network_config();
-        let instance_id = kiln::seed::instance_id(self.user_data.as_bytes(), network_config.as_bytes());
         // The user-data is the bake stage's, byte for byte, with cloud-init's power-off after it: without
-        // a communicator, a build ends when the guest powers itself off.
+        // a communicator, a build ends when the guest powers itself off. The seed's other files are what
+        // `kiln bake`'s seed holds (`pipeline::seed_files`).
         let user_data = format!("{}\npower_state:\n  mode: poweroff\n  condition: true\n", self.user_data);
-        write_atomic(&work.join("user-data"), user_data.as_bytes(), 0o600)?;
-        write_atomic(&work.join("meta-data"), kiln::seed::meta_data(&instance_id, "kiln-bake").as_bytes(), 0o644)?;
-        write_atomic(&work.join("network-config"), network_config.as_bytes(), 0o644)?;
+        let seed = kiln::pipeline::seed_files(&user_data, "kiln-bake", None);
+        for (name, text) in &seed.files {
+            write_atomic(&work.join(name), text.as_bytes(), 0o600)?;
+        }
         let template = packer_template(&self.base, &work, self.server.port());
         write_atomic(&work.join("template.json"), serde_json::to_string_pretty(&template)?.as_bytes(), 0o644)?;
         eprintln!("bench: packer build (run {n})");
@@ -382,7 +382,7 @@ fn hygiene_table(runs: &[Run], dir: &Path) -> Result<String> {
     let mut found: Vec<Vec<String>> = Vec::new();
     for run in images.values() {
         let raw = dir.join("scan.raw");
-        run_qemu_img_raw(&run.image, &raw)?;
+        crate::disk::to_raw(&run.image, &raw)?;
         let scanned = scan(&raw);
         fs::remove_file(&raw)?;
         found.push(scanned?);
@@ -400,11 +400,6 @@ fn hygiene_table(runs: &[Run], dir: &Path) -> Result<String> {
     Ok(table)
 }
 
-fn run_qemu_img_raw(image: &Path, raw: &Path) -> Result<()> {
-    run(Command::new("qemu-img").args(["convert", "-O", "raw"]).arg(image).arg(raw), "qemu-img convert -O raw")?;
-    Ok(())
-}
-
 /// Where cloud-init leaves its verdict of a boot: `{"v1": {"errors": [...]}}`.
 const RESULT_JSON: &str = "/var/lib/cloud/data/result.json";
 
@@ -420,7 +415,7 @@ fn scan(raw: &Path) -> Result<Vec<String>> {
 /// cloud-init's errors in the image's `result.json`, or that it has none (kiln removes it with the rest of
 /// the build's cloud-init state, after reading it in the build VM).
 fn build_verdict(device: &str) -> Result<String> {
-    if !exists(device, RESULT_JSON)? {
+    if !crate::disk::exists(device, RESULT_JSON)? {
         return Ok("none".into());
     }
     let out = run(Command::new("debugfs").arg("-R").arg(format!("cat {RESULT_JSON}")).arg(device), "debugfs cat")?;
@@ -440,7 +435,7 @@ fn leftovers(device: &str) -> Result<Vec<String>> {
             let entries = match crate::disk::list(device, directory) {
                 Ok(entries) => entries,
                 // debugfs prints nothing for a directory that is not there: nothing is left in it.
-                Err(_) if !exists(device, directory)? => return Ok("none (no directory)".into()),
+                Err(_) if !crate::disk::exists(device, directory)? => return Ok("none (no directory)".into()),
                 Err(e) => return Err(e),
             };
             let matching: Vec<&crate::disk::Entry> = entries
@@ -472,12 +467,6 @@ fn size(bytes: u64) -> String {
         10_000..10_000_000 => format!("{:.0} kB", bytes as f64 / 1e3),
         _ => format!("{:.1} MB", bytes as f64 / 1e6),
     }
-}
-
-/// Whether `path` is in the file system (`debugfs stat` names the inode, or says it is not found).
-fn exists(device: &str, path: &str) -> Result<bool> {
-    let out = run(Command::new("debugfs").arg("-R").arg(format!("stat {path}")).arg(device), "debugfs stat")?;
-    Ok(String::from_utf8_lossy(&out.stdout).contains("Inode:"))
 }
 
 /// The timings: one row per tool and task, every run's seconds, the size of the first image, and the

@@ -31,6 +31,18 @@ pub fn root_device(raw: &Path) -> Result<String> {
     Ok(format!("{}?offset={}", raw.display(), root_offset(raw)?))
 }
 
+/// Converts `image` (and its backing chain) into the raw disk `raw`, which the functions below read.
+pub fn to_raw(image: &Path, raw: &Path) -> Result<()> {
+    run(Command::new("qemu-img").args(["convert", "-q", "-O", "raw"]).arg(image).arg(raw), "qemu-img convert -O raw")?;
+    Ok(())
+}
+
+/// Whether `path` is in the file system `device` (`debugfs stat` names its inode, or says it is not found).
+pub fn exists(device: &str, path: &str) -> Result<bool> {
+    let out = run(Command::new("debugfs").arg("-R").arg(format!("stat {path}")).arg(device), "debugfs stat")?;
+    Ok(String::from_utf8_lossy(&out.stdout).contains("Inode:"))
+}
+
 /// One entry of a directory: its name and size in bytes (none for a directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

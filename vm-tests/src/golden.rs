@@ -9,10 +9,9 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use kiln::effects::vm::bake::{self, BakeError, BakeRequest, BaseImage, ImageFormat, manifest_path};
 use kiln::effects::vm::boot::{boot_to_cloud_init, cloud_init_outcome};
 use kiln::effects::vm::harness::{BeforeBoot, Image};
@@ -333,15 +332,7 @@ impl DiskScan {
 /// make an instance itself (the random seed, the host name) in its root file system.
 pub fn scan_disk(image: &Path, secrets: &[String], scratch: &Path) -> Result<DiskScan> {
     let raw = scratch.join("scan.raw");
-    let status = Command::new("qemu-img")
-        .args(["convert", "-q", "-O", "raw"])
-        .arg(image)
-        .arg(&raw)
-        .status()
-        .context("running qemu-img convert for the scan")?;
-    if !status.success() {
-        bail!("qemu-img could not convert {} for the scan", image.display());
-    }
+    crate::disk::to_raw(image, &raw).with_context(|| format!("converting {} for the scan", image.display()))?;
     let scanned = (|| -> Result<DiskScan> {
         let secrets = scan_file(&raw, secrets)?;
         // The partition table read once for both listings.

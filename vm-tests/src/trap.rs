@@ -51,7 +51,7 @@ pub fn check_name(user: &str) -> String {
 pub fn image(base: &Path, run_dir: &Path) -> Result<PathBuf> {
     let raw = run_dir.join("trap.raw");
     let image = run_dir.join("trap.qcow2");
-    run(Command::new("qemu-img").args(["convert", "-O", "raw"]).arg(base).arg(&raw), "qemu-img convert to raw")?;
+    crate::disk::to_raw(base, &raw)?;
     let device = crate::disk::root_device(&raw)?;
     let content = run_dir.join("50-cloud-init.conf");
     std::fs::write(&content, TRAP_CONTENT)?;
