@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use kiln::effects::fs::write_atomic;
-use kiln::effects::mirror::{self, MirrorRequest};
+use kiln::effects::mirror;
 use kiln::effects::process::run;
 use kiln::effects::vm::accel::Choice;
 use kiln::effects::vm::bake::{self, BakeRequest, BaseImage, ImageFormat};
-use kiln::effects::vm::harness::{dpkg_status_of, use_mirror};
+use kiln::effects::vm::harness::{mirror_for, use_mirror};
 use kiln::lower::Stage;
 use serde::Serialize;
 
@@ -240,12 +240,8 @@ impl Golden {
             .map_err(|failure| anyhow::anyhow!("{failure}"))?;
         let base = &base_image(kiln, dir, model.host.release.name())?;
         let secrets = kiln::secrets::placeholders(&model);
-        let status = dpkg_status_of(base)?;
-        let release = kiln::effects::image::release_of_file(&status)?;
         eprintln!("bench: building the package mirror");
-        let packages = kiln::lower::lower(&model, &secrets).packages;
-        let request = MirrorRequest { packages: &packages, dpkg_status: &status, codename: release.facts().codename };
-        let built = mirror::build_mirror(dir, &request)?;
+        let built = mirror_for(&model, &secrets, base, dir, Vec::new())?;
         use_mirror(&mut model, &built.public_key)?;
         let server = mirror::serve(&built.root)?;
         let user_data = kiln::pipeline::user_data(&model, &secrets, Stage::Bake)?;

@@ -431,17 +431,29 @@ fn serve_mirror(
         return Ok(None);
     }
     progress.say("building the package mirror");
-    let mut packages = crate::lower::lower(model, secrets).packages;
-    packages.extend(extension.mirror_packages());
-    let status = dpkg_status_of(&scenario.image)?;
-    // The image says which release it is; its packages come from that release's suites.
-    let release = image::release_of_file(&status)?;
-    let request = MirrorRequest { packages: &packages, dpkg_status: &status, codename: release.facts().codename };
-    let mirror = mirror::build_mirror_with_cache(&scenario.run_dir, &request, &mirror::default_cache_dir())?;
+    let mirror = mirror_for(model, secrets, &scenario.image, &scenario.run_dir, extension.mirror_packages())?;
     extension.mirror_data(&mirror.root)?;
     use_mirror(model, &mirror.public_key)?;
     let server = mirror::serve(&mirror.root)?;
     Ok(Some((mirror, server)))
+}
+
+/// Builds (under `run_dir`) the signed mirror a guest booted from `image` installs the model's packages
+/// from, and `extra` ones: resolved against what the image already has, from the image's own release.
+pub fn mirror_for(
+    model: &Model,
+    secrets: &Secrets,
+    image: &Path,
+    run_dir: &Path,
+    extra: Vec<String>,
+) -> Result<Mirror> {
+    let mut packages = crate::lower::lower(model, secrets).packages;
+    packages.extend(extra);
+    let status = dpkg_status_of(image)?;
+    // The image says which release it is; its packages come from that release's suites.
+    let release = image::release_of_file(&status)?;
+    let request = MirrorRequest { packages: &packages, dpkg_status: &status, codename: release.facts().codename };
+    mirror::build_mirror_with_cache(run_dir, &request, &mirror::default_cache_dir())
 }
 
 /// Renders the stage's user-data (kept in the run directory, 0600) and packs the seed image.
