@@ -69,6 +69,11 @@ pub struct BakeArgs {
     /// Bake even if OUT is up to date with the same base, profile and kiln version.
     #[arg(long)]
     pub force: bool,
+    /// Install the packages inside the build VM (as Packer would). By default, as root, kiln installs them
+    /// natively in a chroot of a copy of the base before the build VM boots, which is several times faster
+    /// under emulation; without root it always uses the build VM.
+    #[arg(long)]
+    pub packages_in_vm: bool,
     /// Stream the build VM's console to stderr.
     #[arg(short, long)]
     pub verbose: bool,

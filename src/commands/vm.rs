@@ -85,6 +85,7 @@ pub fn bake(args: &BakeArgs) -> Result<(), Failure> {
         accel: args.accel,
         started,
         mirror_port: None,
+        packages_in_vm: args.packages_in_vm,
         force: args.force,
         verbose: args.verbose,
         timeout: Duration::from_secs(args.timeout),

@@ -32,3 +32,14 @@ pub fn run(cmd: &mut Command, what: &str) -> anyhow::Result<Output> {
     }
     Ok(out)
 }
+
+/// Whether `program` is an executable file in one of PATH's directories.
+pub fn on_path(program: &str) -> bool {
+    let Some(path) = std::env::var_os("PATH") else { return false };
+    std::env::split_paths(&path).any(|dir| {
+        let candidate = dir.join(program);
+        candidate
+            .metadata()
+            .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+    })
+}

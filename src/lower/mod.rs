@@ -364,4 +364,4 @@ pub fn header(model: &Model, secrets: &Secrets, stage: Stage) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

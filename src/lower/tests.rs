@@ -26,7 +26,7 @@ fn extra_component(parts: &mut Parts, secret: &Secret) {
     parts.bake_step(Step::new("extra: start and open", vec![start, open, join]));
 }
 
-fn example_model() -> Model {
+pub(crate) fn example_model() -> Model {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/app.yaml");
     let loaded = crate::pipeline::load(&path).expect("profiles/app.yaml loads");
     assert!(!loaded.report.has_errors());

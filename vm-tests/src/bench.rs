@@ -266,6 +266,7 @@ impl Golden {
             accel: Choice::Tcg,
             started,
             mirror_port: Some(self.server.port()),
+            packages_in_vm: false,
             force: true,
             verbose: false,
             timeout: BUILD_TIMEOUT,

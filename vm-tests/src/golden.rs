@@ -93,6 +93,7 @@ pub fn bake_golden(golden: &GoldenBake) -> Result<Baked> {
         started: std::time::Instant::now(),
         mirror_port: Some(golden.mirror_port),
         // A test bakes every time: the cache would skip exactly what is under test.
+        packages_in_vm: false,
         force: true,
         verbose: false,
         timeout: golden.timeout,

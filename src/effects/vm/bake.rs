@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::accel;
 use super::boot::{boot_to_cloud_init, cloud_init_outcome, fatal_pattern};
+use super::chroot_install;
 use super::progress::Progress;
 use super::qemu::{Accel, Instance, QemuConfig, image_format};
 use super::qga::Agent;
@@ -107,6 +108,8 @@ pub struct BakeRequest<'a> {
     pub started: Instant,
     /// A loopback package mirror (tests); `None` gives the build VM NAT access to the internet.
     pub mirror_port: Option<u16>,
+    /// Install the packages inside the build VM, as Packer would, even where a chroot could (root).
+    pub packages_in_vm: bool,
     /// Bake even if the output is up to date.
     pub force: bool,
     /// Stream the build VM's console to stderr.
@@ -302,7 +305,9 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
     let decision = accel::decide(request.accel, &base.path, request.work_dir).map_err(|e| anyhow!(e))?;
     progress.say(&format!("accelerator: {} ({})", decision.accel.name(), decision.how));
     timings.insert("accelerator decision".to_string(), decision.seconds);
-    let (mut instance, mut agent) = provision(request, decision.accel, &user_data, &progress, &mut timings)?;
+    let disk = native_packages(request, &secrets, &progress, &mut timings)?;
+    let disk = disk.as_deref().unwrap_or(&base.path);
+    let (mut instance, mut agent) = provision(request, disk, decision.accel, &user_data, &progress, &mut timings)?;
     progress.say("provisioned; listing packages");
     let packages = installed_packages(&mut agent)?;
     generalize_and_power_off(agent, &mut instance, &progress, &mut timings)?;
@@ -338,9 +343,42 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
     Ok((Outcome::Baked, manifest))
 }
 
-/// Boots the base image with the bake-stage seed and waits for provisioning to succeed.
+/// Installs the bake stage's packages natively, in a chroot of a raw copy of the base (`chroot_install`),
+/// when this process can and the user did not ask for the build VM to do it: the disk to boot, if so.
+fn native_packages(
+    request: &BakeRequest,
+    secrets: &crate::secrets::Secrets,
+    progress: &Progress,
+    timings: &mut BTreeMap<String, f64>,
+) -> Result<Option<PathBuf>, BakeError> {
+    if request.packages_in_vm {
+        progress.say("packages are installed in the build VM (--packages-in-vm)");
+        return Ok(None);
+    }
+    if let Some(why) = chroot_install::unavailable() {
+        progress.say(&format!("packages are installed in the build VM, the slow way: {why}"));
+        return Ok(None);
+    }
+    let config = crate::lower::lower_stage(request.model, secrets, Stage::Bake);
+    progress.say(&format!("installing {} packages natively, in a chroot of a copy of the base", config.packages.len()));
+    fs::create_dir_all(request.work_dir).with_context(|| format!("creating {}", request.work_dir.display()))?;
+    let started = Instant::now();
+    let install = chroot_install::Install { config: &config, mirror_port: request.mirror_port };
+    let disk = chroot_install::install(&request.base_image.path, &install, request.work_dir).map_err(|e| match e {
+        chroot_install::InstallError::Packages(said) => {
+            BakeError::Provisioning { detail: format!("installing the packages: {said}"), console_tail: String::new() }
+        }
+        chroot_install::InstallError::Other(e) => BakeError::Harness(e),
+    })?;
+    timings.insert("install packages (chroot)".to_string(), started.elapsed().as_secs_f64());
+    Ok(Some(disk))
+}
+
+/// Boots `disk` (the base, or its copy with the packages installed) with the bake-stage seed and waits
+/// for provisioning to succeed.
 fn provision(
     request: &BakeRequest,
+    disk: &Path,
     accel: Accel,
     user_data: &str,
     progress: &Progress,
@@ -352,7 +390,7 @@ fn provision(
     let seed = pipeline::seed(user_data, "kiln-bake", None).map_err(|e| anyhow!("{e}"))?;
     write_atomic(&seed_path, &seed.image, 0o600)?;
     let config = QemuConfig {
-        base_image: request.base_image.path.clone(),
+        base_image: disk.to_path_buf(),
         run_dir: request.work_dir.to_path_buf(),
         seed: Some(seed_path),
         memory_mib: 2048,

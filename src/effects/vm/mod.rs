@@ -7,6 +7,7 @@
 pub mod accel;
 pub mod bake;
 pub mod boot;
+pub mod chroot_install;
 pub mod harness;
 pub mod progress;
 pub mod qemu;

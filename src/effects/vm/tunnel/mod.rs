@@ -13,6 +13,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use crate::effects::process::on_path;
+
 pub use self::peer::TunnelPeer;
 use super::harness::{Extension, Finished, Network};
 use super::qemu::Instance;
@@ -58,16 +60,6 @@ pub fn cannot_join() -> Option<String> {
             missing.join(", ")
         )),
     }
-}
-
-fn on_path(program: &str) -> bool {
-    let Some(path) = std::env::var_os("PATH") else { return false };
-    std::env::split_paths(&path).any(|dir| {
-        let candidate = dir.join(program);
-        candidate
-            .metadata()
-            .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
-    })
 }
 
 /// The harness as the profile's first WireGuard peer: SSH through the tunnel, Kamal's `ssh -R`, which
