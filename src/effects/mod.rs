@@ -6,6 +6,7 @@ pub mod fs;
 pub mod image;
 pub mod interrupt;
 pub mod mirror;
+pub mod partitions;
 pub mod process;
 pub mod profile_dir;
 pub mod secret_source;

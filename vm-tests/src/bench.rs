@@ -387,6 +387,7 @@ fn hygiene_table(runs: &[Run], dir: &Path) -> Result<String> {
     let labels = HYGIENE
         .iter()
         .map(|(directory, name, _)| format!("`{directory}/{name}{}`", if name.is_empty() { "*" } else { "" }))
+        .chain(std::iter::once(format!("boot loader random seed (ESP `{}`)", crate::disk::ESP_RANDOM_SEED)))
         .chain(std::iter::once(format!("cloud-init's verdict of the build (`{RESULT_JSON}`)")));
     for (row, label) in labels.enumerate() {
         let _ = write!(table, "\n| {label} |");
@@ -400,11 +401,13 @@ fn hygiene_table(runs: &[Run], dir: &Path) -> Result<String> {
 /// Where cloud-init leaves its verdict of a boot: `{"v1": {"errors": [...]}}`.
 const RESULT_JSON: &str = "/var/lib/cloud/data/result.json";
 
-/// One cell per [`HYGIENE`] row (what was found, or "none"), then cloud-init's verdict of the build as the
+/// One cell per [`HYGIENE`] row (what was found, or "none"), then the boot loader's seed, then cloud-init's verdict of the build as the
 /// image keeps it: a build whose provisioning failed still exits 0 in Packer.
 fn scan(raw: &Path) -> Result<Vec<String>> {
     let device = crate::disk::root_device(raw)?;
     let mut cells = leftovers(&device)?;
+    let boot_seed = crate::disk::esp_paths(raw)?.iter().any(|p| p == crate::disk::ESP_RANDOM_SEED);
+    cells.push(if boot_seed { "**yes**" } else { "none" }.to_string());
     cells.push(build_verdict(&device)?);
     Ok(cells)
 }

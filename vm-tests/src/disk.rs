@@ -1,34 +1,37 @@
 //! Reading a disk image offline with Debian's own tools, no loop device or mount: the image converted to
-//! raw, the root partition's offset from `sfdisk --json`, its ext4 file system read with `debugfs` there.
+//! raw, the partitions' offsets from `sfdisk --json` (`kiln::effects::partitions`), the ext4 root file
+//! system read with `debugfs` there and the EFI system partition with mtools.
 
 use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
+use kiln::effects::partitions;
 use kiln::effects::process::run;
-use serde_json::Value;
-
-/// The root partition's GPT name in kiln's recipes (`images/*/recipe.toml`, `[[disk.partitions]]`).
-const ROOT_PARTITION: &str = "root";
-
-/// The byte offset of the partition named [`ROOT_PARTITION`], from the partition table as JSON.
-pub fn root_offset(raw: &Path) -> Result<u64> {
-    let out = run(Command::new("sfdisk").arg("--json").arg(raw), "sfdisk --json")?;
-    let table: Value = serde_json::from_slice(&out.stdout).context("sfdisk --json output")?;
-    let table = &table["partitiontable"];
-    let sector_size = table["sectorsize"].as_u64().unwrap_or(512);
-    let partitions = table["partitions"].as_array().context("no partitions in the image")?;
-    let root = partitions
-        .iter()
-        .find(|p| p["name"].as_str() == Some(ROOT_PARTITION))
-        .with_context(|| format!("no partition named `{ROOT_PARTITION}` in the image"))?;
-    let start = root["start"].as_u64().context("the root partition has no start")?;
-    Ok(start * sector_size)
-}
 
 /// `debugfs`'s device argument for the root file system of the raw disk `raw`.
 pub fn root_device(raw: &Path) -> Result<String> {
-    Ok(format!("{}?offset={}", raw.display(), root_offset(raw)?))
+    Ok(format!("{}?offset={}", raw.display(), partitions::read(raw)?.root()?.offset))
+}
+
+/// systemd-boot's random seed on the EFI system partition, which systemd-boot-random-seed.service writes
+/// at every boot.
+pub const ESP_RANDOM_SEED: &str = "/loader/random-seed";
+
+/// Every file and directory on the EFI system partition of the raw disk `raw`, as paths from its root
+/// (`/loader/random-seed`; directories end in `/`), listed by mtools' `mdir -/ -b` (bare, recursive).
+pub fn esp_paths(raw: &Path) -> Result<Vec<String>> {
+    let esp = partitions::read(raw)?.esp()?;
+    let image = format!("{}@@{}", raw.display(), esp.offset);
+    let out = run(Command::new("mdir").args(["-/", "-b", "-i", &image, "::/"]), "mdir -/ -b (the ESP)")?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            line.strip_prefix("::")
+                .map(str::to_string)
+                .with_context(|| format!("mdir -b printed `{line}`, not ::/PATH"))
+        })
+        .collect()
 }
 
 /// Converts `image` (and its backing chain) into the raw disk `raw`, which the functions below read.

@@ -215,10 +215,11 @@ pub fn instance_proofs(
         on_instance.secrets > 0,
     ));
     checks.push(Check::new(
-        "control: an instance's disk has its random seed, a non-empty /etc/hostname and a journal",
-        "random seed present, /etc/hostname non-empty, a journal",
+        "control: an instance's disk has its random seeds, a non-empty /etc/hostname and a journal",
+        "random seed present, boot loader random seed present, /etc/hostname non-empty, a journal",
         on_instance.describe(),
         on_instance.random_seed
+            && on_instance.boot_loader_seed
             && on_instance.hostname_bytes.is_some_and(|n| n > 0)
             && !on_instance.journals.is_empty(),
     ));
@@ -236,6 +237,15 @@ pub fn instance_proofs(
         "absent",
         if on_golden.random_seed { "present" } else { "absent" },
         !on_golden.random_seed,
+    ));
+    // systemd-boot-random-seed.service writes the boot loader's seed to the ESP at every boot, the build
+    // VM's included; systemd-boot hands it to the kernel of the next boot: one left in the image would be
+    // every instance's first seed.
+    checks.push(Check::new(
+        CHECK_NO_BOOT_LOADER_SEED,
+        "absent",
+        if on_golden.boot_loader_seed { "present" } else { "absent" },
+        !on_golden.boot_loader_seed,
     ));
     checks.push(Check::new(
         CHECK_EMPTY_HOSTNAME,
@@ -294,6 +304,7 @@ pub fn identity(agent: &mut Agent) -> Result<Identity> {
 }
 
 pub const CHECK_NO_RANDOM_SEED: &str = "golden image: no systemd random seed (/var/lib/systemd/random-seed)";
+pub const CHECK_NO_BOOT_LOADER_SEED: &str = "golden image: no boot loader random seed (ESP /loader/random-seed)";
 pub const CHECK_EMPTY_HOSTNAME: &str = "golden image: /etc/hostname names no host (not the build VM's)";
 pub const CHECK_NO_JOURNAL: &str = "golden image: no journal (/var/log/journal empty, not the build VM's)";
 
@@ -303,6 +314,8 @@ pub struct DiskScan {
     pub secrets: usize,
     /// Whether `/var/lib/systemd/random-seed` exists.
     pub random_seed: bool,
+    /// Whether the EFI system partition has systemd-boot's `/loader/random-seed`.
+    pub boot_loader_seed: bool,
     /// `/etc/hostname`'s size, if it exists.
     pub hostname_bytes: Option<u64>,
     /// What `/var/log/journal` holds (a directory per machine-id whose journal was kept).
@@ -312,11 +325,13 @@ pub struct DiskScan {
 impl DiskScan {
     fn describe(&self) -> String {
         let seed = if self.random_seed { "random seed present" } else { "no random seed" };
+        let boot_seed =
+            if self.boot_loader_seed { "boot loader random seed present" } else { "no boot loader random seed" };
         let hostname = match self.hostname_bytes {
             Some(n) => format!("/etc/hostname {n} bytes"),
             None => "no /etc/hostname".to_string(),
         };
-        format!("{seed}, {hostname}, {}", self.journal_description())
+        format!("{seed}, {boot_seed}, {hostname}, {}", self.journal_description())
     }
 
     fn journal_description(&self) -> String {
@@ -346,7 +361,8 @@ pub fn scan_disk(image: &Path, secrets: &[String], scratch: &Path) -> Result<Dis
             .map(|e| e.name)
             .filter(|name| name != "." && name != "..")
             .collect();
-        Ok(DiskScan { secrets, random_seed, hostname_bytes, journals })
+        let boot_loader_seed = crate::disk::esp_paths(&raw)?.iter().any(|p| p == crate::disk::ESP_RANDOM_SEED);
+        Ok(DiskScan { secrets, random_seed, boot_loader_seed, hostname_bytes, journals })
     })();
     fs::remove_file(&raw).with_context(|| format!("removing {}", raw.display()))?;
     scanned

@@ -541,6 +541,10 @@ rm -f /etc/ssh/ssh_host_*              # cloud-init's ssh module makes new ones 
 # starts without a seed it shares with the others.
 systemctl stop systemd-random-seed.service
 rm -f /var/lib/systemd/random-seed /var/lib/systemd/credential.secret
+# The boot loader's seed, which systemd-boot-random-seed.service wrote to the ESP when the build VM booted
+# (and only then): systemd-boot would hand it to every instance's kernel at its first boot. The ESP is
+# mounted at one of the places systemd's boot loader specification names.
+for esp in /efi /boot /boot/efi; do rm -f "$esp/loader/random-seed"; done
 # The build VM's name goes: cloud-init names each instance at its first boot.
 truncate -s 0 /etc/hostname
 apt-get clean

@@ -19,12 +19,9 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use base64::Engine as _;
 
 use crate::cloud_config::CloudConfig;
+use crate::effects::partitions;
 use crate::effects::process::{die_with_parent, on_path, run};
 use crate::templates::shell_quote;
-
-/// The GPT types a root filesystem has: the discoverable-partitions x86-64 root (kiln's images), then
-/// plain "Linux filesystem" (Debian's and Ubuntu's cloud images).
-const ROOT_TYPES: [&str; 2] = ["4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "0FC63DAF-8483-4772-8E79-3D69D8477DE4"];
 
 /// The programs the install runs on the host, each with the Debian package that has it.
 const PROGRAMS: [(&str, &str); 5] = [
@@ -49,42 +46,6 @@ pub fn unavailable() -> Option<String> {
     let missing: Vec<String> =
         PROGRAMS.iter().filter(|(p, _)| !on_path(p)).map(|(p, package)| format!("{p} ({package})")).collect();
     (!missing.is_empty()).then(|| format!("programs missing from PATH: {}", missing.join(", ")))
-}
-
-/// The root filesystem's byte offset and length in a disk image, from `sfdisk --json`'s table.
-pub fn root_partition(sfdisk_json: &str) -> Result<(u64, u64)> {
-    #[derive(serde::Deserialize)]
-    struct Dump {
-        partitiontable: Table,
-    }
-    #[derive(serde::Deserialize)]
-    struct Table {
-        label: String,
-        sectorsize: Option<u64>,
-        partitions: Vec<Partition>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Partition {
-        start: u64,
-        size: u64,
-        #[serde(rename = "type")]
-        kind: String,
-    }
-    let dump: Dump = serde_json::from_str(sfdisk_json).context("reading sfdisk's JSON")?;
-    let table = dump.partitiontable;
-    if table.label != "gpt" {
-        bail!("the base image has a `{}` partition table; kiln finds the root filesystem by GPT type", table.label);
-    }
-    let sector = table.sectorsize.unwrap_or(512);
-    for wanted in ROOT_TYPES {
-        let found: Vec<&Partition> = table.partitions.iter().filter(|p| p.kind.eq_ignore_ascii_case(wanted)).collect();
-        match found.as_slice() {
-            [] => continue,
-            [root] => return Ok((root.start * sector, root.size * sector)),
-            _ => bail!("the base image has {} partitions of type {wanted}: which is the root is unclear", found.len()),
-        }
-    }
-    bail!("the base image has no partition of a root filesystem's GPT type ({})", ROOT_TYPES.join(" or "))
 }
 
 /// apt-get's exit status when an operation fails (a package not found, a maintainer script failing):
@@ -118,8 +79,7 @@ pub fn install(base: &Path, install: &Install, work_dir: &Path) -> Result<PathBu
     let mut convert = Command::new("qemu-img");
     convert.args(["convert", "-O", "raw"]).arg(base).arg(&disk);
     run(die_with_parent(&mut convert), "qemu-img convert (the base image to a raw disk for the chroot)")?;
-    let table = run(Command::new("sfdisk").arg("--json").arg(&disk), "sfdisk --json (the base image's partitions)")?;
-    let (offset, size) = root_partition(&String::from_utf8_lossy(&table.stdout))?;
+    let root_fs = partitions::read(&disk)?.root()?;
     let staged = work_dir.join("native-files");
     let root = work_dir.join("native-root");
     for dir in [&staged, &root] {
@@ -130,8 +90,8 @@ pub fn install(base: &Path, install: &Install, work_dir: &Path) -> Result<PathBu
     child
         .args(["--mount", "--propagation", "private", "--", "bash", "-c", &script, "kiln-chroot-install"])
         .arg(&disk)
-        .arg(offset.to_string())
-        .arg(size.to_string())
+        .arg(root_fs.offset.to_string())
+        .arg(root_fs.size.to_string())
         .arg(&root)
         // Nothing of kiln's environment reaches the image's maintainer scripts.
         .env_clear()
@@ -238,59 +198,6 @@ fi
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `sfdisk --json` (util-linux 2.38.1) on kiln's Debian 13 base image converted to raw, as `install` runs it.
-    const KILN_BASE: &str = r#"{
-   "partitiontable": {
-      "label": "gpt",
-      "id": "6A1F0B4E-5D2C-4F0E-9B7A-3C8D2E1F4A51",
-      "device": "/var/tmp/native-probe/native.raw",
-      "unit": "sectors",
-      "firstlba": 2048,
-      "lastlba": 8388574,
-      "sectorsize": 512,
-      "partitions": [
-         {
-            "node": "/var/tmp/native-probe/native.raw1",
-            "start": 2048,
-            "size": 522240,
-            "type": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-            "uuid": "5E1D7A2C-0B3F-4C6E-8A9D-1F2E3D4C5C01",
-            "name": "esp"
-         },{
-            "node": "/var/tmp/native-probe/native.raw2",
-            "start": 524288,
-            "size": 7862272,
-            "type": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709",
-            "uuid": "5E1D7A2C-0B3F-4C6E-8A9D-1F2E3D4C5C02",
-            "name": "root"
-         }
-      ]
-   }
-}"#;
-
-    #[test]
-    fn the_root_filesystem_is_found_by_its_gpt_type() {
-        assert_eq!(root_partition(KILN_BASE).unwrap(), (524288 * 512, 7862272 * 512));
-        // A cloud image's plain "Linux filesystem" root, with 4 KiB sectors.
-        let cloud = KILN_BASE
-            .replace("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "0fc63daf-8483-4772-8e79-3d69d8477de4")
-            .replace("\"sectorsize\": 512", "\"sectorsize\": 4096");
-        assert_eq!(root_partition(&cloud).unwrap(), (524288 * 4096, 7862272 * 4096));
-    }
-
-    #[test]
-    fn a_table_without_one_clear_root_is_refused_with_the_reason() {
-        let none = KILN_BASE.replace("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "E6D6D379-F507-44C2-A23C-238F2A3DF928");
-        assert!(
-            root_partition(&none).unwrap_err().to_string().contains("no partition of a root filesystem's GPT type")
-        );
-        let two = KILN_BASE.replace("C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709");
-        assert!(root_partition(&two).unwrap_err().to_string().contains("2 partitions of type"));
-        let mbr = KILN_BASE.replace("\"gpt\"", "\"dos\"");
-        assert!(root_partition(&mbr).unwrap_err().to_string().contains("`dos` partition table"));
-        assert!(root_partition("not json").is_err());
-    }
 
     /// A stand-in for the image's apt-get: it logs its arguments and refuses to run unless services cannot
     /// start (policy-rc.d there, no `/run/systemd/system`), and fails as apt does for a missing package.
