@@ -10,7 +10,7 @@ use super::{load_printed, output_is_not_an_input};
 use crate::cli::{BakeArgs, ImageBuildArgs, TestArgs, TestFormat};
 use crate::effects::fs::write_atomic;
 use crate::effects::vm::bake::{self, BakeError, BakeRequest, BaseImage, Outcome};
-use crate::effects::vm::{accel, harness, tunnel};
+use crate::effects::vm::{accel, chroot_install, harness, qemu, tunnel};
 use crate::effects::{image, interrupt};
 use crate::failure::Failure;
 use crate::lower::Stage;
@@ -100,6 +100,17 @@ pub fn bake(args: &BakeArgs) -> Result<(), Failure> {
         }
         Err(e) => {
             if work.path().join("console.log").is_file() {
+                // The build VM's disk (its overlay, and the chroot's raw copy of the base under it) is gigabytes
+                // the message does not promise: only the logs are kept.
+                for disk in [qemu::OVERLAY, chroot_install::NATIVE_DISK] {
+                    let path = work.path().join(disk);
+                    match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            eprintln!("kiln bake: could not remove {}: {e}", path.display())
+                        }
+                        _ => {}
+                    }
+                }
                 let kept = work.keep();
                 eprintln!("kiln bake: the build VM's console log is kept: {}", kept.join("console.log").display());
             }

@@ -86,7 +86,8 @@ struct Options {
     only: Vec<String>,
 }
 
-const USAGE: &str = "usage: vm-scenarios bench [--runs N] [--dir DIR] [--only kiln-image,mkosi,kiln-bake,packer]";
+const USAGE: &str =
+    "usage: vm-scenarios bench [--runs N] [--dir DIR] [--only kiln-image,mkosi,kiln-bake,kiln-bake-in-vm,packer]";
 
 pub fn main(root: &Path, args: &[String]) -> ExitCode {
     let options = match parse(args) {
@@ -109,7 +110,7 @@ fn parse(args: &[String]) -> Result<Options> {
     let mut options = Options {
         runs: 2,
         dir: PathBuf::from("/var/tmp/kiln-bench"),
-        only: ["kiln-image", "mkosi", "kiln-bake", "packer"].map(String::from).to_vec(),
+        only: ["kiln-image", "mkosi", "kiln-bake", "kiln-bake-in-vm", "packer"].map(String::from).to_vec(),
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -147,11 +148,14 @@ fn bench(root: &Path, options: &Options) -> Result<()> {
             keep(&mut runs, mkosi(root, &options.dir, n)?)?;
         }
     }
-    if wanted("kiln-bake") || wanted("packer") {
+    if wanted("kiln-bake") || wanted("kiln-bake-in-vm") || wanted("packer") {
         let golden = Golden::prepare(root, &kiln, &options.dir)?;
         for n in 1..=options.runs {
             if wanted("kiln-bake") {
-                keep(&mut runs, golden.kiln_bake(n)?)?;
+                keep(&mut runs, golden.kiln_bake(n, false)?)?;
+            }
+            if wanted("kiln-bake-in-vm") {
+                keep(&mut runs, golden.kiln_bake(n, true)?)?;
             }
             if wanted("packer") {
                 keep(&mut runs, golden.packer(n)?)?;
@@ -248,12 +252,15 @@ impl Golden {
         Ok(Golden { base: base.to_path_buf(), profile, model, user_data, dir: dir.to_path_buf(), server })
     }
 
-    /// What `kiln bake` runs (`bake::bake`), with the mirror the CLI cannot be given.
-    fn kiln_bake(&self, n: usize) -> Result<Run> {
-        let output = self.dir.join(format!("kiln-bake-{n}.qcow2"));
-        let work_dir = self.dir.join(format!("kiln-bake-{n}.work"));
+    /// What `kiln bake` runs (`bake::bake`), with the mirror the CLI cannot be given; `in_vm` as with
+    /// `--packages-in-vm` (the packages installed in the build VM, as Packer does, instead of in a chroot).
+    fn kiln_bake(&self, n: usize, in_vm: bool) -> Result<Run> {
+        let (tool, name) =
+            if in_vm { ("kiln bake --packages-in-vm", "kiln-bake-in-vm") } else { ("kiln bake", "kiln-bake") };
+        let output = self.dir.join(format!("{name}-{n}.qcow2"));
+        let work_dir = self.dir.join(format!("{name}-{n}.work"));
         remove_dir(&work_dir)?;
-        eprintln!("bench: kiln bake (run {n})");
+        eprintln!("bench: {tool} (run {n})");
         let started = Instant::now();
         let base = BaseImage::check(&self.base)?;
         let request = BakeRequest {
@@ -266,7 +273,7 @@ impl Golden {
             accel: Choice::Tcg,
             started,
             mirror_port: Some(self.server.port()),
-            packages_in_vm: false,
+            packages_in_vm: in_vm,
             force: true,
             verbose: false,
             timeout: BUILD_TIMEOUT,
@@ -277,7 +284,7 @@ impl Golden {
         let phases: Vec<String> =
             manifest.timings.iter().filter(|(k, _)| *k != "total").map(|(k, v)| format!("{k} {v:.0} s")).collect();
         Ok(Run {
-            tool: "kiln bake".into(),
+            tool: tool.into(),
             task: "golden".into(),
             seconds,
             bytes: manifest.output.bytes,

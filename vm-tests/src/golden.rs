@@ -92,8 +92,10 @@ pub fn bake_golden(golden: &GoldenBake) -> Result<Baked> {
         accel: golden.accel.into(),
         started: std::time::Instant::now(),
         mirror_port: Some(golden.mirror_port),
+        // The bake that fails installs its packages in the build VM, as `kiln bake` does without root: CI's
+        // run of that path. The golden bake takes the chroot, as it does as root.
+        packages_in_vm: golden.failing_step.is_some(),
         // A test bakes every time: the cache would skip exactly what is under test.
-        packages_in_vm: false,
         force: true,
         verbose: false,
         timeout: golden.timeout,
@@ -169,13 +171,24 @@ fn image_checks(request: &BakeRequest, manifest: &bake::Manifest, partial_left: 
 }
 
 /// A bake meant to fail: the error names the failing step, and nothing is written.
+/// cloud-init's module for `packages`, as its errors name it.
+const PACKAGE_MODULE: &str = "package_update_upgrade_install";
+
 fn failure_checks(output: &Path, detail: &str, step: &str, partial_left: bool) -> Baked {
     let named = detail.contains(&format!("kiln step failed: {step}"));
+    // cloud-init names a failed module by its name; the packages were installed in the build VM.
+    let packages_failed = detail.contains(PACKAGE_MODULE);
     let exists = |path: &Path| if path.exists() { "exists" } else { "absent" };
     Baked::Failed {
         message: format!("kiln bake said: provisioning failed in the build VM: {detail}"),
         checks: vec![
             Check::new("bake: the error names the failing step", step, detail, named),
+            Check::new(
+                "bake (packages installed in the build VM): cloud-init's package module had no error",
+                format!("no {PACKAGE_MODULE} error"),
+                if packages_failed { format!("{PACKAGE_MODULE} failed") } else { "none".to_string() },
+                !packages_failed,
+            ),
             Check::new(
                 "bake: no image and no manifest are written",
                 "neither exists",
@@ -207,7 +220,7 @@ pub fn instance_proofs(
     let mut checks = Vec::new();
     // The control first: the scan must find the values where they are (the instance's disk), and the
     // instance's own random seed and host name.
-    let on_instance = scan_disk(&run_dir.join("overlay.qcow2"), secret_values, run_dir)?;
+    let on_instance = scan_disk(&run_dir.join(kiln::effects::vm::qemu::OVERLAY), secret_values, run_dir)?;
     checks.push(Check::new(
         "control: the disk scan finds the test secrets on an instance's disk",
         "at least one found",

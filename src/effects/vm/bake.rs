@@ -495,7 +495,7 @@ fn place(request: &BakeRequest, mut manifest: Manifest, progress: &Progress) -> 
     progress.say(&format!("converting to {}", request.format.name()));
     let started = Instant::now();
     interrupt::remove_on_interrupt(&partial);
-    let placed = convert(&request.work_dir.join("overlay.qcow2"), &partial, request.format).and_then(|_| {
+    let placed = convert(&request.work_dir.join(super::qemu::OVERLAY), &partial, request.format).and_then(|_| {
         manifest.timings.insert("convert".to_string(), started.elapsed().as_secs_f64());
         manifest.timings.insert("total".to_string(), progress.elapsed());
         manifest.output = Output {

@@ -7,9 +7,10 @@
 //! packages installed and the provisioning script starts what the bake starts, so everything the
 //! image holds is still applied and checked by cloud-init in the real guest.
 //!
-//! Everything mounted lives in a private mount namespace (`unshare --mount`) that dies with the child:
-//! no mount outlives kiln, however it ends, and removing the work directory on Ctrl-C can never reach
-//! through a mount into the host's /dev or into the image.
+//! Everything mounted lives in a private mount namespace (`unshare --mount`) that dies with the child, and
+//! every process in a PID namespace killed with kiln: no mount and no dpkg outlives kiln, however it ends,
+//! and removing the work directory on Ctrl-C can never reach through a mount into the host's /dev or
+//! into the image.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,10 @@ use crate::cloud_config::CloudConfig;
 use crate::effects::partitions;
 use crate::effects::process::{die_with_parent, on_path, run};
 use crate::templates::shell_quote;
+
+/// The raw copy of the base the packages are installed into, in the work directory: the build VM's
+/// overlay sits on it.
+pub const NATIVE_DISK: &str = "native.raw";
 
 /// The programs the install runs on the host, each with the Debian package that has it.
 const PROGRAMS: [(&str, &str); 5] = [
@@ -75,7 +80,7 @@ pub struct Install<'a> {
 /// disk the build VM then boots (through an overlay, like any base).
 pub fn install(base: &Path, install: &Install, work_dir: &Path) -> Result<PathBuf, InstallError> {
     fs::create_dir_all(work_dir).with_context(|| format!("creating {}", work_dir.display()))?;
-    let disk = work_dir.join("native.raw");
+    let disk = work_dir.join(NATIVE_DISK);
     let mut convert = Command::new("qemu-img");
     convert.args(["convert", "-O", "raw"]).arg(base).arg(&disk);
     run(die_with_parent(&mut convert), "qemu-img convert (the base image to a raw disk for the chroot)")?;
@@ -88,7 +93,10 @@ pub fn install(base: &Path, install: &Install, work_dir: &Path) -> Result<PathBu
     let script = script(install.config, &staged, install.mirror_port)?;
     let mut child = Command::new("unshare");
     child
-        .args(["--mount", "--propagation", "private", "--", "bash", "-c", &script, "kiln-chroot-install"])
+        // A mount namespace for the mounts, and a PID namespace whose first process unshare kills when it
+        // dies (and unshare dies with kiln): apt and dpkg, the script's children, cannot outlive kiln either.
+        .args(["--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--"])
+        .args(["bash", "-c", &script, "kiln-chroot-install"])
         .arg(&disk)
         .arg(root_fs.offset.to_string())
         .arg(root_fs.size.to_string())

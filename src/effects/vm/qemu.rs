@@ -15,6 +15,9 @@ use anyhow::{Context, Result, bail};
 
 use super::qga::Agent;
 
+/// The instance's writable disk in its run directory: a qcow2 overlay on the base, which is never written.
+pub const OVERLAY: &str = "overlay.qcow2";
+
 pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +125,7 @@ impl Instance {
         let base =
             config.base_image.canonicalize().with_context(|| format!("base image {}", config.base_image.display()))?;
         let format = image_format(&base)?;
-        let overlay = config.run_dir.join("overlay.qcow2");
+        let overlay = config.run_dir.join(OVERLAY);
         let _ = fs::remove_file(&overlay);
         let status = Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", &format, "-b"])
