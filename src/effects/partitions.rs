@@ -32,6 +32,8 @@ impl Span {
 pub struct Table {
     label: String,
     sectorsize: Option<u64>,
+    /// sfdisk leaves the field out for a table with no partitions.
+    #[serde(default)]
     partitions: Vec<Partition>,
 }
 

@@ -582,14 +582,16 @@ fn test_joins_a_wireguard_profiles_tunnel_or_says_why_it_cannot_before_anything_
 /// `kiln bake` of a disk that boots nowhere (a partition table and nothing else), bounded by `--timeout 5`:
 /// on a pseudo-terminal (`script`) the phase stays on a live line that redraws (a spinner, the seconds);
 /// with stderr piped the same run writes the plain phase lines only, nothing redrawn. Both end exit 7 (the
-/// build VM never finishes), having written no image.
+/// build VM never finishes), having written no image. `--packages-in-vm` takes it to the build VM: installing
+/// natively, as root, the same disk is refused first (below).
 #[test]
 fn bake_progress_is_live_on_a_terminal_and_plain_lines_elsewhere() {
     let dir = tempfile::tempdir().unwrap();
     let base = disk_of_release(dir.path(), "nowhere.raw", "13.8");
     let profile = repo_root().join("profiles/app.yaml").display().to_string();
     let output = dir.path().join("golden.qcow2").display().to_string();
-    let args = ["bake", &profile, "--base", &base, "-o", &output, "--timeout", "5", "--accel", "tcg"];
+    let args =
+        ["bake", &profile, "--base", &base, "-o", &output, "--timeout", "5", "--accel", "tcg", "--packages-in-vm"];
     let kiln = env!("CARGO_BIN_EXE_kiln");
     // Piped: the plain lines, as in every CI log.
     let piped = kiln_in(dir.path(), &args);
@@ -616,4 +618,15 @@ fn bake_progress_is_live_on_a_terminal_and_plain_lines_elsewhere() {
         "a live line redraws on a terminal ({redraws} redraws): {screen:?}"
     );
     assert!(!Path::new(&output).exists(), "no image is written");
+    // Where packages are installed natively (root, as in CI), the same disk has no root file system to install
+    // into: exit 3 for the base image, before anything boots.
+    if kiln::effects::vm::chroot_install::unavailable().is_none() {
+        let native = kiln_in(dir.path(), &args[..args.len() - 1]);
+        let stderr = text(&native.stderr);
+        assert_eq!(native.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains("installing 9 packages natively"), "{stderr}");
+        assert!(stderr.contains("`dos` partition table; kiln finds its partitions by GPT type"), "{stderr}");
+        assert!(!stderr.contains("booting the build VM"), "{stderr}");
+        assert!(!Path::new(&output).exists(), "no image is written");
+    }
 }

@@ -368,6 +368,9 @@ fn native_packages(
         chroot_install::InstallError::Packages(said) => {
             BakeError::Provisioning { detail: format!("installing the packages: {said}"), console_tail: String::new() }
         }
+        chroot_install::InstallError::Base(reason) => {
+            BakeError::Base { path: request.base_image.path.display().to_string(), reason }
+        }
         chroot_install::InstallError::Other(e) => BakeError::Harness(e),
     })?;
     timings.insert("install packages (chroot)".to_string(), started.elapsed().as_secs_f64());

@@ -37,9 +37,10 @@ const PROGRAMS: [(&str, &str); 5] = [
     ("chroot", "coreutils"),
 ];
 
-/// Where the image's files that apt and dpkg read live: the only files written before the build VM boots
-/// (cloud-init writes them again, the same, at boot).
-const APT_TREES: [&str; 2] = ["/etc/apt/", "/etc/dpkg/"];
+/// Where the image's files that apt and dpkg read live, and needrestart's, which apt runs after every
+/// install (unasked, on Ubuntu, it would ask which services to restart): the only files written before the
+/// build VM boots (cloud-init writes them again, the same, at boot).
+const APT_TREES: [&str; 3] = ["/etc/apt/", "/etc/dpkg/", "/etc/needrestart/"];
 
 /// What keeps this process from installing natively, if anything: mounting an image and chrooting
 /// need root, and every program in `PROGRAMS` must be on PATH.
@@ -63,6 +64,9 @@ pub enum InstallError {
     /// apt or dpkg refused: the profile's packages or repositories (what apt said last).
     #[error("apt-get in a chroot of the base image failed:\n{0}")]
     Packages(String),
+    /// The base image has no root file system to install into (its partitions).
+    #[error("{0}")]
+    Base(String),
     /// Anything else: converting, mounting, this machine.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
@@ -84,7 +88,8 @@ pub fn install(base: &Path, install: &Install, work_dir: &Path) -> Result<PathBu
     let mut convert = Command::new("qemu-img");
     convert.args(["convert", "-O", "raw"]).arg(base).arg(&disk);
     run(die_with_parent(&mut convert), "qemu-img convert (the base image to a raw disk for the chroot)")?;
-    let root_fs = partitions::read(&disk)?.root()?;
+    let root_fs =
+        partitions::read(&disk).and_then(|table| table.root()).map_err(|e| InstallError::Base(format!("{e:#}")))?;
     let staged = work_dir.join("native-files");
     let root = work_dir.join("native-root");
     for dir in [&staged, &root] {
@@ -290,17 +295,24 @@ chmod "$mode" "$2"
         text.split_whitespace().skip_while(|w| *w != "Mode:").nth(1).map(str::to_string)
     }
 
-    #[test]
-    fn the_chroot_gets_the_apt_files_and_packages_and_no_service_can_start_in_it() {
+    /// The tiny base in a fresh directory and the example profile's bake stage; None (the test is skipped,
+    /// and says so) where this process cannot install natively.
+    fn fixture() -> Option<(tempfile::TempDir, PathBuf, CloudConfig)> {
         if let Some(why) = unavailable() {
             eprintln!("skipped: {why} (CI runs this as root)");
-            return;
+            return None;
         }
         let dir = tempfile::tempdir().unwrap();
         let base = tiny_base(dir.path());
         let model = crate::lower::tests::example_model();
         let config =
             crate::lower::lower_stage(&model, &crate::secrets::placeholders(&model), crate::lower::Stage::Bake);
+        Some((dir, base, config))
+    }
+
+    #[test]
+    fn the_chroot_gets_the_apt_files_and_packages_and_no_service_can_start_in_it() {
+        let Some((dir, base, config)) = fixture() else { return };
         let work = dir.path().join("work");
         let disk = install(&base, &Install { config: &config, mirror_port: Some(8123) }, &work).unwrap();
 
@@ -329,15 +341,7 @@ chmod "$mode" "$2"
 
     #[test]
     fn a_package_apt_cannot_find_is_the_profiles_fault_with_apts_words() {
-        if let Some(why) = unavailable() {
-            eprintln!("skipped: {why} (CI runs this as root)");
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let base = tiny_base(dir.path());
-        let model = crate::lower::tests::example_model();
-        let mut config =
-            crate::lower::lower_stage(&model, &crate::secrets::placeholders(&model), crate::lower::Stage::Bake);
+        let Some((dir, base, mut config)) = fixture() else { return };
         config.packages.push("missing-package".into());
         let err =
             install(&base, &Install { config: &config, mirror_port: None }, &dir.path().join("work")).unwrap_err();
