@@ -77,7 +77,7 @@ pub struct BakeArgs {
     /// Stream the build VM's console to stderr.
     #[arg(short, long)]
     pub verbose: bool,
-    /// Seconds the build VM may take to boot and provision.
+    /// Seconds the build VM may take to boot and provision (and, before it, the native package install).
     #[arg(long, default_value_t = 1800)]
     pub timeout: u64,
     /// QEMU's accelerator: `auto` uses KVM if a guest boots with it here (probed once per machine boot),

@@ -360,10 +360,14 @@ fn native_packages(
         return Ok(None);
     }
     let config = crate::lower::lower_stage(request.model, secrets, Stage::Bake);
+    if config.packages.is_empty() {
+        return Ok(None);
+    }
     progress.say(&format!("installing {} packages natively, in a chroot of a copy of the base", config.packages.len()));
     fs::create_dir_all(request.work_dir).with_context(|| format!("creating {}", request.work_dir.display()))?;
     let started = Instant::now();
-    let install = chroot_install::Install { config: &config, mirror_port: request.mirror_port };
+    let install =
+        chroot_install::Install { config: &config, mirror_port: request.mirror_port, timeout: request.timeout };
     let disk = chroot_install::install(&request.base_image.path, &install, request.work_dir).map_err(|e| match e {
         chroot_install::InstallError::Packages(said) => {
             BakeError::Provisioning { detail: format!("installing the packages: {said}"), console_tail: String::new() }

@@ -15,6 +15,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use base64::Engine as _;
@@ -22,6 +23,7 @@ use base64::Engine as _;
 use crate::cloud_config::CloudConfig;
 use crate::effects::partitions;
 use crate::effects::process::{die_with_parent, on_path, run};
+use crate::effects::vm::wait::wait_until;
 use crate::templates::shell_quote;
 
 /// The raw copy of the base the packages are installed into, in the work directory: the build VM's
@@ -78,7 +80,12 @@ pub struct Install<'a> {
     /// The loopback package mirror (tests, benchmark): apt in the chroot reaches it as a proxy, which
     /// serves every repository URL the guest uses by its path.
     pub mirror_port: Option<u16>,
+    /// How long the whole install may take (the bake's `--timeout`, which bounds provisioning).
+    pub timeout: Duration,
 }
+
+/// How often the running install is looked at.
+const WAIT_POLL: Duration = Duration::from_millis(200);
 
 /// Converts `base` to a raw disk in `work_dir`, installs the packages into it and returns its path: the
 /// disk the build VM then boots (through an overlay, like any base).
@@ -110,18 +117,40 @@ pub fn install(base: &Path, install: &Install, work_dir: &Path) -> Result<PathBu
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("LANG", "C.UTF-8");
-    let out = die_with_parent(&mut child).stdin(Stdio::null()).output().context("running unshare")?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut running = die_with_parent(&mut child)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running unshare")?;
+    // Read as it comes, so a chatty apt never blocks on a full pipe while the wait below polls.
+    let mut stderr_pipe = running.stderr.take().context("unshare's stderr")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut stderr_pipe, &mut text).map(|_| text)
+    });
+    let status = wait_until(install.timeout, WAIT_POLL, || Ok(running.try_wait()?))?;
+    let Some(status) = status else {
+        // unshare's death kills everything in its PID namespace (`--kill-child`), apt and dpkg included.
+        running.kill().context("stopping the chroot install")?;
+        running.wait().context("reaping the chroot install")?;
+        return Err(InstallError::Other(anyhow!(
+            "installing the packages in a chroot took longer than {} s (--timeout)",
+            install.timeout.as_secs()
+        )));
+    };
+    let stderr = reader
+        .join()
+        .map_err(|_| anyhow!("reading the chroot's stderr panicked"))?
+        .context("reading the chroot's stderr")?;
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
         let tail = tail.join("\n");
-        return Err(if out.status.code() == Some(APT_FAILED) {
+        return Err(if status.code() == Some(APT_FAILED) {
             InstallError::Packages(tail)
         } else {
-            InstallError::Other(anyhow!(
-                "installing the packages in a chroot of the base image: {}: {tail}",
-                out.status
-            ))
+            InstallError::Other(anyhow!("installing the packages in a chroot of the base image: {status}: {tail}"))
         });
     }
     fs::remove_dir_all(&staged).with_context(|| format!("removing {}", staged.display()))?;
@@ -184,9 +213,14 @@ mount -t sysfs sysfs "$root/sys"
 mount --rbind /dev "$root/dev"
 mount -t tmpfs -o mode=0755 tmpfs "$root/run"
 if [ -L "$root/etc/resolv.conf" ]; then
-  mkdir -p "$root/run/systemd/resolve"
-  cp /etc/resolv.conf "$root/run/systemd/resolve/stub-resolv.conf"
-  cp /etc/resolv.conf "$root/run/systemd/resolve/resolv.conf"
+  # Where the link leads, resolved inside the image (systemd-resolved's stub, resolvconf's file, ...).
+  target=$(chroot "$root" readlink -m /etc/resolv.conf)
+  case "$target" in
+    /run/*)
+      mkdir -p "$root$(dirname "$target")"
+      cp /etc/resolv.conf "$root$target"
+      ;;
+  esac
 elif [ -f "$root/etc/resolv.conf" ]; then
   mount --bind /etc/resolv.conf "$root/etc/resolv.conf"
 fi
@@ -219,6 +253,7 @@ echo "$*" >> /var/log/fake-apt-get.log
 [ -x /usr/sbin/policy-rc.d ] || { echo "E: policy-rc.d is missing" >&2; exit 1; }
 [ ! -e /run/systemd/system ] || { echo "E: systemd looks alive" >&2; exit 1; }
 case "$*" in *missing-package*) echo "E: Unable to locate package missing-package" >&2; exit 100;; esac
+case "$*" in *hanging-package*) sleep 3141;; esac
 exit 0
 "#;
 
@@ -250,7 +285,7 @@ chmod "$mode" "$2"
             fs::create_dir_all(tree.join(d)).unwrap();
         }
         fs::copy("/bin/busybox", tree.join("bin/busybox")).unwrap();
-        for applet in ["sh", "env", "rm", "cat", "mkdir", "chmod", "chown", "dirname"] {
+        for applet in ["sh", "env", "rm", "cat", "mkdir", "chmod", "chown", "dirname", "sleep"] {
             std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).unwrap();
         }
         fs::write(tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
@@ -314,7 +349,12 @@ chmod "$mode" "$2"
     fn the_chroot_gets_the_apt_files_and_packages_and_no_service_can_start_in_it() {
         let Some((dir, base, config)) = fixture() else { return };
         let work = dir.path().join("work");
-        let disk = install(&base, &Install { config: &config, mirror_port: Some(8123) }, &work).unwrap();
+        let disk = install(
+            &base,
+            &Install { config: &config, mirror_port: Some(8123), timeout: Duration::from_secs(60) },
+            &work,
+        )
+        .unwrap();
 
         let log = read_back(&disk, "/var/log/fake-apt-get.log");
         let proxy = "-o Acquire::http::Proxy=http://127.0.0.1:8123";
@@ -343,9 +383,36 @@ chmod "$mode" "$2"
     fn a_package_apt_cannot_find_is_the_profiles_fault_with_apts_words() {
         let Some((dir, base, mut config)) = fixture() else { return };
         config.packages.push("missing-package".into());
-        let err =
-            install(&base, &Install { config: &config, mirror_port: None }, &dir.path().join("work")).unwrap_err();
+        let err = install(
+            &base,
+            &Install { config: &config, mirror_port: None, timeout: Duration::from_secs(60) },
+            &dir.path().join("work"),
+        )
+        .unwrap_err();
         let InstallError::Packages(said) = err else { panic!("not apt's failure: {err}") };
         assert!(said.contains("E: Unable to locate package missing-package"), "{said}");
+    }
+
+    #[test]
+    fn a_hung_install_is_stopped_at_the_timeout_and_leaves_no_process_behind() {
+        let Some((dir, base, mut config)) = fixture() else { return };
+        config.packages.push("hanging-package".into());
+        let timeout = Duration::from_secs(3);
+        let started = std::time::Instant::now();
+        let err = install(&base, &Install { config: &config, mirror_port: None, timeout }, &dir.path().join("work"))
+            .unwrap_err();
+        assert!(err.to_string().contains("took longer than 3 s"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(30), "stopped at the timeout: {:?}", started.elapsed());
+        // The stand-in's `sleep 3141` ran in the PID namespace that dies with unshare: the kernel kills its
+        // processes as soon as the namespace's first process (killed with unshare) is gone, moments later.
+        let left = || {
+            fs::read_dir("/proc")
+                .unwrap()
+                .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
+                .filter(|c| c.starts_with(b"sleep\x003141"))
+                .count()
+        };
+        let gone = wait_until(Duration::from_secs(10), Duration::from_millis(100), || Ok((left() == 0).then_some(())));
+        assert!(gone.unwrap().is_some(), "a process of the install outlived it by 10 s: {} left", left());
     }
 }
