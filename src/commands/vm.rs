@@ -23,7 +23,7 @@ impl From<BakeError> for Failure {
     fn from(error: BakeError) -> Failure {
         match error {
             BakeError::Base { .. } => Failure::io(error),
-            BakeError::Provisioning { .. } => Failure::Provisioning(error.to_string()),
+            BakeError::Provisioning { .. } | BakeError::Packages(_) => Failure::Provisioning(error.to_string()),
             BakeError::Harness(e) => Failure::Harness(e),
         }
     }

@@ -125,6 +125,9 @@ pub enum BakeError {
     Base { path: String, reason: String },
     #[error("provisioning failed in the build VM: {detail}\nconsole tail:\n{console_tail}")]
     Provisioning { detail: String, console_tail: String },
+    /// apt refused the packages in the chroot, before any build VM: what apt said.
+    #[error("{0}")]
+    Packages(String),
     #[error(transparent)]
     Harness(#[from] anyhow::Error),
 }
@@ -369,9 +372,7 @@ fn native_packages(
     let install =
         chroot_install::Install { config: &config, mirror_port: request.mirror_port, timeout: request.timeout };
     let disk = chroot_install::install(&request.base_image.path, &install, request.work_dir).map_err(|e| match e {
-        chroot_install::InstallError::Packages(said) => {
-            BakeError::Provisioning { detail: format!("installing the packages: {said}"), console_tail: String::new() }
-        }
+        e @ chroot_install::InstallError::Packages(_) => BakeError::Packages(e.to_string()),
         chroot_install::InstallError::Base(reason) => {
             BakeError::Base { path: request.base_image.path.display().to_string(), reason }
         }
