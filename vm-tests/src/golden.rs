@@ -170,10 +170,11 @@ fn image_checks(request: &BakeRequest, manifest: &bake::Manifest, partial_left: 
     Baked::Image { path: output.to_path_buf(), checks, timings, note }
 }
 
-/// A bake meant to fail: the error names the failing step, and nothing is written.
 /// cloud-init's module for `packages`, as its errors name it.
 const PACKAGE_MODULE: &str = "package_update_upgrade_install";
 
+/// A bake meant to fail: the error names the failing step, the packages (installed in the build VM) were
+/// not what failed, and nothing is written.
 fn failure_checks(output: &Path, detail: &str, step: &str, partial_left: bool) -> Baked {
     let named = detail.contains(&format!("kiln step failed: {step}"));
     // cloud-init names a failed module by its name; the packages were installed in the build VM.
