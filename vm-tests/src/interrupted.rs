@@ -87,6 +87,9 @@ fn start_bake(kiln: &Path, profile: &Path, base: &Path, output: &Path) -> Result
         .arg(base)
         .arg("-o")
         .arg(output)
+        // The command line has no mirror for a chroot's apt, and this machine no internet: the packages go to
+        // the build VM, which the signal stops before it installs any.
+        .arg("--packages-in-vm")
         .env("KILN_ACCEL", "tcg")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -105,13 +108,19 @@ fn start_bake(kiln: &Path, profile: &Path, base: &Path, output: &Path) -> Result
 
 /// Whether kiln said it is booting its build VM within `BUILD_VM_START`.
 fn reached_build_vm(stderr_lines: &Receiver<String>) -> Result<bool> {
-    // Each attempt waits for a line itself (up to a second): no pause between attempts.
+    // Each attempt waits for a line itself (up to a second): no pause between attempts. What kiln said is
+    // kept for the error if it exits first.
+    let mut said = Vec::new();
     let booting =
         wait_until(BUILD_VM_START, Duration::ZERO, || match stderr_lines.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => Ok(line.contains("booting the build VM").then_some(())),
+            Ok(line) => {
+                let booting = line.contains("booting the build VM");
+                said.push(line);
+                Ok(booting.then_some(()))
+            }
             Err(RecvTimeoutError::Timeout) => Ok(None),
             Err(RecvTimeoutError::Disconnected) => {
-                bail!("kiln bake never reached the boot of its build VM (it exited)")
+                bail!("kiln bake never reached the boot of its build VM (it exited):\n{}", said.join("\n"))
             }
         })?;
     Ok(booting.is_some())
