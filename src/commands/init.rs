@@ -5,7 +5,6 @@ use std::io::{BufRead, IsTerminal as _, Write};
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::ValueEnum as _;
 
 use crate::cli::InitArgs;
 use crate::effects::fs::{write_atomic, write_new_atomic};
@@ -126,6 +125,20 @@ fn choose<T>(
     }
 }
 
+/// `choose` for one of a flag's values: the question lists them and the answer is read as the flag is,
+/// both from the flag's own value names.
+fn choose_value<T: clap::ValueEnum + Clone>(
+    terminal: &mut Option<Terminal>,
+    topic: &str,
+    given: Option<T>,
+    default: T,
+) -> anyhow::Result<T> {
+    let name = |value: &T| value.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default();
+    let names: Vec<String> = T::value_variants().iter().map(name).collect();
+    let shown = name(&default);
+    choose(terminal, &format!("{topic} ({})", names.join(", ")), given, (default, &shown), |a| T::from_str(a, true))
+}
+
 /// Each choice the flags left open: asked on `terminal` if there is one, else its default.
 fn ask_missing(args: &InitArgs, mut terminal: Option<Terminal>) -> anyhow::Result<Asked> {
     let releases: Vec<&str> = crate::model::release::FACTS.iter().map(|f| f.name).collect();
@@ -140,20 +153,8 @@ fn ask_missing(args: &InitArgs, mut terminal: Option<Terminal>) -> anyhow::Resul
         choose(&mut terminal, "Host name", args.hostname.clone(), (DEFAULT_HOSTNAME.into(), DEFAULT_HOSTNAME), |a| {
             Ok(a.to_string())
         })?;
-    let vpn = choose(
-        &mut terminal,
-        "VPN for SSH (tailscale, wireguard, none)",
-        args.vpn,
-        (Vpn::Tailscale, "tailscale"),
-        |a| Vpn::from_str(a, true),
-    )?;
-    let tunnel = choose(
-        &mut terminal,
-        "Tunnel for HTTP (cloudflared, none)",
-        args.tunnel,
-        (Tunnel::Cloudflared, "cloudflared"),
-        |a| Tunnel::from_str(a, true),
-    )?;
+    let vpn = choose_value(&mut terminal, "VPN for SSH", args.vpn, Vpn::Tailscale)?;
+    let tunnel = choose_value(&mut terminal, "Tunnel for HTTP", args.tunnel, Tunnel::Cloudflared)?;
     let mut wireguard_peers = args.wireguard_peer.clone();
     if let (Vpn::Wireguard, true, Some(terminal)) = (vpn, wireguard_peers.is_empty(), terminal.as_mut()) {
         // At least one: a WireGuard host nobody can reach is a lockout.

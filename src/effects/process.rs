@@ -26,9 +26,7 @@ pub fn die_with_parent(command: &mut Command) -> &mut Command {
 pub fn run(cmd: &mut Command, what: &str) -> anyhow::Result<Output> {
     let out = cmd.stdin(Stdio::null()).output().with_context(|| what.to_string())?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-        bail!("{what}: {}: {}", out.status, tail.join("\n"));
+        bail!("{what}: {}: {}", out.status, tail(&out.stderr));
     }
     Ok(out)
 }
@@ -42,4 +40,45 @@ pub fn on_path(program: &str) -> bool {
             .metadata()
             .is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
     })
+}
+
+/// The last lines of a tool's stderr, where tools say what went wrong.
+pub fn tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let last: Vec<&str> = text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+    last.join("\n")
+}
+
+/// The programs of `programs` (each with the Debian package that has it) missing from PATH, as
+/// `program (package)`, each named once.
+pub fn missing_programs(programs: &[(&str, &str)]) -> Vec<String> {
+    let mut missing: Vec<String> = programs
+        .iter()
+        .filter(|(program, _)| !on_path(program))
+        .map(|(p, package)| format!("{p} ({package})"))
+        .collect();
+    missing.dedup();
+    missing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_is_found_only_where_path_points() {
+        // `sh` is on every PATH this runs under; a program name nobody has is not.
+        assert!(on_path("sh"));
+        assert!(!on_path("kiln-no-such-program"));
+        let programs = [("sh", "dash"), ("kiln-no-such-program", "nothing"), ("kiln-no-such-program", "nothing")];
+        assert_eq!(missing_programs(&programs), ["kiln-no-such-program (nothing)"]);
+    }
+
+    #[test]
+    fn the_tail_is_the_last_twenty_lines() {
+        let text: String = (1..=25).map(|n| format!("line {n}\n")).collect();
+        let tail = tail(text.as_bytes());
+        assert!(tail.starts_with("line 6\n") && tail.ends_with("line 25"), "{tail}");
+        assert_eq!(tail.lines().count(), 20);
+    }
 }

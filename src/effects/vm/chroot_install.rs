@@ -22,7 +22,7 @@ use base64::Engine as _;
 
 use crate::cloud_config::CloudConfig;
 use crate::effects::partitions;
-use crate::effects::process::{die_with_parent, on_path, run};
+use crate::effects::process::{die_with_parent, missing_programs, run, tail};
 use crate::effects::vm::wait::wait_until;
 use crate::templates::shell_quote;
 
@@ -51,8 +51,7 @@ pub fn unavailable() -> Option<String> {
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root (mounting the image and chrooting need it)".into());
     }
-    let missing: Vec<String> =
-        PROGRAMS.iter().filter(|(p, _)| !on_path(p)).map(|(p, package)| format!("{p} ({package})")).collect();
+    let missing = missing_programs(&PROGRAMS);
     (!missing.is_empty()).then(|| format!("programs missing from PATH: {}", missing.join(", ")))
 }
 
@@ -144,9 +143,7 @@ pub fn install(base: &Path, install: &Install, work_dir: &Path) -> Result<PathBu
         .map_err(|_| anyhow!("reading the chroot's stderr panicked"))?
         .context("reading the chroot's stderr")?;
     if !status.success() {
-        let stderr = String::from_utf8_lossy(&stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-        let tail = tail.join("\n");
+        let tail = tail(&stderr);
         return Err(if status.code() == Some(APT_FAILED) {
             InstallError::Packages(tail)
         } else {

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::effects::process::on_path;
+use crate::effects::process::missing_programs;
 
 pub use self::peer::TunnelPeer;
 use super::harness::{Extension, Finished, Network};
@@ -43,12 +43,7 @@ pub fn wanted(model: &Model) -> bool {
 /// What keeps this machine from joining, if anything: the peer's network namespace and the guest's tap
 /// device need root, and every program in `PROGRAMS` must be on PATH.
 pub fn cannot_join() -> Option<String> {
-    let mut missing: Vec<String> = PROGRAMS
-        .iter()
-        .filter(|(program, _)| !on_path(program))
-        .map(|(p, package)| format!("{p} ({package})"))
-        .collect();
-    missing.dedup();
+    let missing = missing_programs(PROGRAMS);
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     match (root, missing.is_empty()) {
@@ -108,17 +103,5 @@ impl Extension for JoinTunnel {
     fn after_rounds(&mut self, _finished: Finished<'_>, verdict: &mut Verdict) -> Result<()> {
         verdict.timings.extend(self.peer.iter().flat_map(TunnelPeer::timings));
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_program_is_found_only_where_path_points() {
-        // `sh` is on every PATH this runs under; a program name nobody has is not.
-        assert!(on_path("sh"));
-        assert!(!on_path("kiln-no-such-program"));
     }
 }
