@@ -84,7 +84,9 @@ impl Terminal<'_> {
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> anyhow::Result<T> {
         loop {
-            write!(self.output, "{question} [{default}]: ")?;
+            // One write: a person typing ahead is echoed by the terminal between writes, so a prompt written
+            // in pieces could be split by their own answer.
+            self.output.write_all(format!("{question} [{default}]: ").as_bytes())?;
             self.output.flush()?;
             let mut line = String::new();
             if self.input.read_line(&mut line)? == 0 {
