@@ -130,6 +130,57 @@ cleanup() {
 trap cleanup EXIT
 [ ! -e "$rootfs" ] || rm -rf "$rootfs"
 
+# The image's dpkg filters, for every install from the bootstrap's on (apt in the guest, a bake's packages).
+{
+  echo "# kiln base image: what dpkg leaves out of every package (images/*/recipe.toml, dpkg_path_*)."
+  echo "# Delete this file to have later installs carry documentation, manual pages and translations."
+  printf '%s\n' "${DPKG_FILTERS[@]}"
+} > "$workdir/kiln-minimal"
+# mmdebstrap's extract hook (run with the root as $1, after tar extracted the Essential packages and before
+# dpkg installs them): the filters file in place, and the tree as dpkg's filters would have unpacked it.
+# The rules are dpkg's (src/main/filters.c, as mmdebstrap's mmtarfilter restates them): the last pattern
+# that matches decides, `*` matches `/` too (fnmatch without FNM_PATHNAME), and a directory or symlink an
+# exclude would drop stays when it starts with the fixed part of an include (the path to what it keeps).
+cat > "$workdir/extract-hook" <<'PY'
+#!/usr/bin/python3
+import fnmatch, os, re, shutil, sys
+root = sys.argv[1]
+config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kiln-minimal")
+target = os.path.join(root, "etc/dpkg/dpkg.cfg.d/kiln-minimal")
+os.makedirs(os.path.dirname(target), exist_ok=True)
+shutil.copyfile(config, target)
+os.chmod(target, 0o644)
+filters = []
+for line in open(config):
+    kind, _, pattern = line.strip().partition("=")
+    if kind in ("path-exclude", "path-include"):
+        filters.append((kind == "path-include", re.compile(fnmatch.translate(pattern)), pattern))
+def skip(path, keepable):
+    excluded = False
+    for include, regex, _ in filters:
+        if regex.match(path):
+            excluded = not include
+    if excluded and keepable:
+        for include, _, pattern in filters:
+            if include and path.startswith(pattern[: len(re.split(r"[*?\[\\]", pattern)[0])]):
+                return False
+    return excluded
+for top, dirs, files in os.walk(root, topdown=False):
+    rel = "/" + os.path.relpath(top, root) if top != root else ""
+    for name in files:
+        full = os.path.join(top, name)
+        if skip(f"{rel}/{name}", os.path.islink(full)):
+            os.remove(full)
+    for name in dirs:
+        full = os.path.join(top, name)
+        if os.path.islink(full):
+            if skip(f"{rel}/{name}", True):
+                os.remove(full)
+        elif skip(f"{rel}/{name}", True) and not os.listdir(full):
+            os.rmdir(full)
+PY
+chmod 0755 "$workdir/extract-hook"
+
 # ---- 1. rootfs with mmdebstrap ---------------------------------------------------------------
 phase mmdebstrap
 mmdebstrap_args=(
@@ -144,10 +195,13 @@ mmdebstrap_args=(
   # the host's resolv.conf and hostname are copied in for the build; replaced below
   --customize-hook='rm -f "$1/etc/hostname"'
 )
-# The recipe's dpkg filters apply from the first package unpacked (through mmdebstrap's own
-# dpkg.cfg.d/99mmdebstrap, which it leaves in the tree: replaced below by the image's own file).
-for filter in "${DPKG_FILTERS[@]}"; do mmdebstrap_args+=(--dpkgopt="$filter"); done
+# The recipe's dpkg filters, in the image's own file, from the first package dpkg unpacks: the extract hook
+# puts the file in place and removes what the filters exclude from the Essential packages mmdebstrap has
+# just extracted (with tar, not dpkg). Not through `--dpkgopt`: mmdebstrap then pipes each Essential
+# package through mmtarfilter, a Python process per package, which made the bootstrap 13 s slower
+# (1.9 s -> 15.0 s to extract bookworm's, measured on 2026-12-01).
 mmdebstrap_args+=(
+  --extract-hook="$workdir/extract-hook"
   # dpkg/apt logs carry wall-clock times; mmdebstrap drops some with SOURCE_DATE_EPOCH set
   --customize-hook='rm -f "$1/var/log/alternatives.log" "$1/var/log/bootstrap.log" "$1/var/cache/debconf/"*-old "$1/var/lib/dpkg/"*-old'
 )
@@ -182,14 +236,6 @@ EOF
 ln -sfn ../run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
 echo 'LANG=C.UTF-8' > "$rootfs/etc/default/locale"
 
-# The same dpkg filters for every later install (apt in the guest, a bake's packages), in the image's own
-# file: mmdebstrap leaves its copy (99mmdebstrap), which would say the same thing twice.
-rm "$rootfs/etc/dpkg/dpkg.cfg.d/99mmdebstrap"
-{
-  echo "# kiln base image: what dpkg leaves out of every package (images/*/recipe.toml, dpkg_path_*)."
-  echo "# Delete this file to have later installs carry documentation, manual pages and translations."
-  printf '%s\n' "${DPKG_FILTERS[@]}"
-} > "$rootfs/etc/dpkg/dpkg.cfg.d/kiln-minimal"
 
 # No host keys baked in: cloud-init's ssh module generates them per instance.
 rm -f "$rootfs"/etc/ssh/ssh_host_*
