@@ -136,50 +136,8 @@ trap cleanup EXIT
   echo "# Delete this file to have later installs carry documentation, manual pages and translations."
   printf '%s\n' "${DPKG_FILTERS[@]}"
 } > "$workdir/kiln-minimal"
-# mmdebstrap's extract hook (run with the root as $1, after tar extracted the Essential packages and before
-# dpkg installs them): the filters file in place, and the tree as dpkg's filters would have unpacked it.
-# The rules are dpkg's (src/main/filters.c, as mmdebstrap's mmtarfilter restates them): the last pattern
-# that matches decides, `*` matches `/` too (fnmatch without FNM_PATHNAME), and a directory or symlink an
-# exclude would drop stays when it starts with the fixed part of an include (the path to what it keeps).
-cat > "$workdir/extract-hook" <<'PY'
-#!/usr/bin/python3
-import fnmatch, os, re, shutil, sys
-root = sys.argv[1]
-config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kiln-minimal")
-target = os.path.join(root, "etc/dpkg/dpkg.cfg.d/kiln-minimal")
-os.makedirs(os.path.dirname(target), exist_ok=True)
-shutil.copyfile(config, target)
-os.chmod(target, 0o644)
-filters = []
-for line in open(config):
-    kind, _, pattern = line.strip().partition("=")
-    if kind in ("path-exclude", "path-include"):
-        filters.append((kind == "path-include", re.compile(fnmatch.translate(pattern)), pattern))
-def skip(path, keepable):
-    excluded = False
-    for include, regex, _ in filters:
-        if regex.match(path):
-            excluded = not include
-    if excluded and keepable:
-        for include, _, pattern in filters:
-            if include and path.startswith(pattern[: len(re.split(r"[*?\[\\]", pattern)[0])]):
-                return False
-    return excluded
-for top, dirs, files in os.walk(root, topdown=False):
-    rel = "/" + os.path.relpath(top, root) if top != root else ""
-    for name in files:
-        full = os.path.join(top, name)
-        if skip(f"{rel}/{name}", os.path.islink(full)):
-            os.remove(full)
-    for name in dirs:
-        full = os.path.join(top, name)
-        if os.path.islink(full):
-            if skip(f"{rel}/{name}", True):
-                os.remove(full)
-        elif skip(f"{rel}/{name}", True) and not os.listdir(full):
-            os.rmdir(full)
-PY
-chmod 0755 "$workdir/extract-hook"
+# mmdebstrap's extract hook (images/dpkg-filter-hook.py says what it does), beside the filter file it installs.
+install -m 0755 "$here/dpkg-filter-hook.py" "$workdir/extract-hook"
 
 # ---- 1. rootfs with mmdebstrap ---------------------------------------------------------------
 phase mmdebstrap

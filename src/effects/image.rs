@@ -33,17 +33,27 @@ impl Recipe {
 /// One build script for every release (`images/build.sh`): what differs between releases is data in each
 /// recipe.toml. It reads the recipe.toml beside it, which is how [`build`] lays the two out.
 const BUILD_SCRIPT: &str = include_str!("../../images/build.sh");
+/// The build script's mmdebstrap extract hook: the image's dpkg filters applied to the extracted tree.
+const DPKG_FILTER_HOOK: &str = include_str!("../../images/dpkg-filter-hook.py");
 
 pub const RECIPES: &[Recipe] = &[
     Recipe {
         release: Release::Debian12,
         summary: "Debian 12 (bookworm) cloud base image: UEFI, cloud-init 22.4, netplan + systemd-networkd",
-        files: &[("recipe.toml", include_str!("../../images/debian-12/recipe.toml")), ("build.sh", BUILD_SCRIPT)],
+        files: &[
+            ("recipe.toml", include_str!("../../images/debian-12/recipe.toml")),
+            ("build.sh", BUILD_SCRIPT),
+            ("dpkg-filter-hook.py", DPKG_FILTER_HOOK),
+        ],
     },
     Recipe {
         release: Release::Debian13,
         summary: "Debian 13 (trixie) cloud base image: UEFI, cloud-init 25.1, netplan + systemd-networkd",
-        files: &[("recipe.toml", include_str!("../../images/debian-13/recipe.toml")), ("build.sh", BUILD_SCRIPT)],
+        files: &[
+            ("recipe.toml", include_str!("../../images/debian-13/recipe.toml")),
+            ("build.sh", BUILD_SCRIPT),
+            ("dpkg-filter-hook.py", DPKG_FILTER_HOOK),
+        ],
     },
 ];
 
@@ -479,5 +489,124 @@ Description: Debian base system miscellaneous files
         assert_eq!(debian_major("12.4+deb12u11"), Some(12));
         assert_eq!(debian_major("1:13.8"), Some(13));
         assert_eq!(debian_major("+x"), None);
+    }
+
+    /// Runs `program` with `args`, failing the test with its stderr unless it succeeds; its stdout.
+    fn succeed(program: &str, args: &[&std::ffi::OsStr], stdin: Option<&str>) -> String {
+        use std::io::Write as _;
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        child.stdin.take().unwrap().write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Every path under `root` with its type (`f`, `d`, `l`), leaving out dpkg's own database.
+    fn tree(root: &Path) -> Vec<String> {
+        let listing = succeed(
+            "find",
+            &[root.as_os_str(), "-mindepth".as_ref(), "1".as_ref(), "-printf".as_ref(), "%P %y\\n".as_ref()],
+            None,
+        );
+        // Not dpkg's database, nor the directories the test made for it.
+        let mut paths: Vec<String> = listing
+            .lines()
+            .filter(|l| !l.starts_with("var/lib/dpkg") && !l.starts_with("var ") && !l.starts_with("var/lib "))
+            .map(String::from)
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    /// build.sh's extract hook leaves the tree dpkg itself unpacks with the recipe's filters: a package with
+    /// documentation (its copyright kept), a symlink among it, a manual page, a translation, an info page and
+    /// program files, installed by the real dpkg with the filters, against the same package extracted with tar
+    /// (as mmdebstrap extracts the Essential packages) and then given to the hook. The control: before the hook,
+    /// the tar-extracted tree is not dpkg's.
+    #[test]
+    fn the_extract_hook_leaves_the_tree_dpkg_unpacks_with_the_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |p: &str| dir.path().join(p);
+        let package = at("pkg");
+        for (path, body) in [
+            (
+                "DEBIAN/control",
+                "Package: tool\nVersion: 1\nArchitecture: all\nMaintainer: k <k@example.org>\nDescription: t\n",
+            ),
+            ("usr/bin/tool", "program"),
+            ("usr/share/tool/data", "data"),
+            ("usr/share/doc/tool/README", "readme"),
+            ("usr/share/doc/tool/copyright", "copyright"),
+            ("usr/share/man/man1/tool.1.gz", "manual"),
+            ("usr/share/locale/de/LC_MESSAGES/tool.mo", "translation"),
+            ("usr/share/locale/de/LC_TIME/tool", "kept: not a .mo"),
+            ("usr/share/info/tool.info.gz", "info"),
+            ("usr/share/lintian/overrides/tool", "overrides"),
+        ] {
+            std::fs::create_dir_all(package.join(path).parent().unwrap()).unwrap();
+            std::fs::write(package.join(path), body).unwrap();
+        }
+        std::os::unix::fs::symlink("tool", package.join("usr/share/doc/tool-data")).unwrap();
+        let deb = at("tool.deb");
+        succeed(
+            "dpkg-deb",
+            &["--root-owner-group".as_ref(), "--build".as_ref(), package.as_os_str(), deb.as_os_str()],
+            None,
+        );
+
+        let recipe = RECIPES.iter().find(|r| r.release == Release::Debian13).unwrap();
+        let toml = recipe.files.iter().find(|(name, _)| *name == "recipe.toml").unwrap().1;
+        let read = "import sys, tomllib\nb = tomllib.loads(sys.stdin.read())['bootstrap']\n\
+                    print('\\n'.join([f'path-exclude={p}' for p in b['dpkg_path_exclude']] + \
+                    [f'path-include={p}' for p in b['dpkg_path_include']]))";
+        let filters = succeed("python3", &["-c".as_ref(), read.as_ref()], Some(toml));
+        assert!(filters.contains("path-exclude=/usr/share/doc/*\n"), "{filters}");
+
+        // dpkg, the oracle.
+        let by_dpkg = at("dpkg");
+        std::fs::create_dir_all(by_dpkg.join("var/lib/dpkg/updates")).unwrap();
+        std::fs::create_dir_all(by_dpkg.join("var/lib/dpkg/info")).unwrap();
+        std::fs::write(by_dpkg.join("var/lib/dpkg/status"), "").unwrap();
+        let mut args: Vec<std::ffi::OsString> = vec![format!("--root={}", by_dpkg.display()).into()];
+        args.extend(["--force-not-root", "--force-script-chrootless", "--log=/dev/null"].map(Into::into));
+        args.extend(filters.lines().map(|f| format!("--{f}").into()));
+        args.extend(["--unpack".into(), deb.clone().into_os_string()]);
+        succeed("dpkg", &args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(), None);
+
+        // tar, then the hook, with the filter file beside it as build.sh lays them out.
+        let by_hook = at("hook");
+        std::fs::create_dir_all(&by_hook).unwrap();
+        let extract = format!("dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}'", deb.display(), by_hook.display());
+        succeed("sh", &["-c".as_ref(), extract.as_ref()], None);
+        assert_ne!(tree(&by_hook), tree(&by_dpkg), "the control: unfiltered, the trees differ");
+        std::fs::write(at("extract-hook"), DPKG_FILTER_HOOK).unwrap();
+        std::fs::write(at("kiln-minimal"), &filters).unwrap();
+        succeed("python3", &[at("extract-hook").as_os_str(), by_hook.as_os_str()], None);
+
+        let installed = by_hook.join("etc/dpkg/dpkg.cfg.d/kiln-minimal");
+        assert_eq!(std::fs::read_to_string(&installed).unwrap(), filters);
+        assert_eq!(std::fs::metadata(&installed).unwrap().permissions().mode() & 0o7777, 0o644);
+        std::fs::remove_dir_all(by_hook.join("etc")).unwrap();
+        let kept = tree(&by_hook);
+        assert_eq!(kept, tree(&by_dpkg));
+        for path in
+            ["usr/share/doc/tool/copyright f", "usr/share/doc/tool-data l", "usr/share/locale/de/LC_TIME/tool f"]
+        {
+            assert!(kept.contains(&path.to_string()), "{path}: {kept:?}");
+        }
+        for gone in [
+            "usr/share/doc/tool/README",
+            "usr/share/man/man1",
+            "usr/share/info/tool.info.gz",
+            "usr/share/lintian/overrides",
+        ] {
+            assert!(kept.iter().all(|p| !p.starts_with(gone)), "{gone}: {kept:?}");
+        }
     }
 }
