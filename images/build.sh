@@ -7,7 +7,8 @@
 # straight into its partition (mkfs.ext4 -d -E offset=); the GPT comes from sfdisk on the file.
 #
 # usage: build.sh OUTPUT.qcow2 [--recipe FILE] [--workdir DIR] [--keep-workdir]
-#   --recipe: default recipe.toml beside this script (how `kiln image build` lays the two out);
+#   --recipe: default recipe.toml beside this script (how `kiln image build` lays them out, with
+#   dpkg-filter-hook.py, which must be beside this script);
 #   from the repository: images/build.sh --recipe images/debian-13/recipe.toml OUT.qcow2
 # needs: root (mmdebstrap --mode=root and a rootfs tree owned by real uids for mkfs.ext4 -d),
 #        mmdebstrap, e2fsprogs, dosfstools, mtools, fdisk (sfdisk), qemu-utils, python3 >= 3.11.
@@ -25,7 +26,7 @@ workdir=
 keep_workdir=0
 output=
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -198,7 +199,6 @@ ff02::2		ip6-allrouters
 EOF
 ln -sfn ../run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
 echo 'LANG=C.UTF-8' > "$rootfs/etc/default/locale"
-
 
 # No host keys baked in: cloud-init's ssh module generates them per instance.
 rm -f "$rootfs"/etc/ssh/ssh_host_*
