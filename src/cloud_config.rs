@@ -103,6 +103,22 @@ impl WriteFile {
             content: Content(content.into()),
         }
     }
+
+    /// The bytes cloud-init writes, decoded as its write_files module reads `encoding` (cc_write_files'
+    /// `canonicalize_extraction`: lower-cased and trimmed; none and `text/plain` as they are, `b64` and
+    /// `base64` decoded). kiln writes no compressed file, so the gzip forms are refused, not guessed at.
+    pub fn bytes(&self) -> anyhow::Result<Vec<u8>> {
+        use anyhow::Context as _;
+        use base64::Engine as _;
+        let encoding = self.encoding.as_deref().map(|e| e.trim().to_ascii_lowercase());
+        match encoding.as_deref() {
+            None | Some("" | "text/plain") => Ok(self.content.0.clone().into_bytes()),
+            Some("b64" | "base64") => base64::engine::general_purpose::STANDARD
+                .decode(&self.content.0)
+                .with_context(|| format!("{}: its content is not base64", self.path)),
+            Some(other) => anyhow::bail!("{}: encoding `{other}` is not one kiln writes", self.path),
+        }
+    }
 }
 
 /// The first line cloud-init requires, then kiln's header comments, then the YAML body.
@@ -121,4 +137,25 @@ pub fn emit(config: &CloudConfig, header: &[String]) -> Result<String, serde_sap
         out.push('\n');
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_files_bytes_are_decoded_as_cloud_init_decodes_them() {
+        let mut file = WriteFile::new("/etc/apt/keyrings/x.gpg", 0o644, "a\u{0}text");
+        assert_eq!(file.bytes().unwrap(), b"a\0text");
+        file.content = Content("AAEC/w==".into());
+        for encoding in ["b64", "base64", " B64 "] {
+            file.encoding = Some(encoding.into());
+            assert_eq!(file.bytes().unwrap(), [0, 1, 2, 255], "{encoding}");
+        }
+        file.encoding = Some("gz+b64".into());
+        assert!(file.bytes().unwrap_err().to_string().contains("`gz+b64` is not one kiln writes"));
+        file.encoding = Some("b64".into());
+        file.content = Content("not base64!".into());
+        assert!(file.bytes().is_err());
+    }
 }

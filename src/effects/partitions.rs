@@ -21,12 +21,6 @@ pub struct Span {
     pub size: u64,
 }
 
-impl Span {
-    pub fn span(self) -> (u64, u64) {
-        (self.offset, self.size)
-    }
-}
-
 /// A GPT partition table.
 #[derive(Debug, serde::Deserialize)]
 pub struct Table {
@@ -129,12 +123,15 @@ mod tests {
 
     #[test]
     fn the_root_filesystem_is_found_by_its_gpt_type() {
-        assert_eq!(Table::parse(KILN_BASE).unwrap().root().unwrap().span(), (524288 * 512, 7862272 * 512));
+        assert_eq!(
+            Table::parse(KILN_BASE).unwrap().root().unwrap(),
+            Span { offset: 524288 * 512, size: 7862272 * 512 }
+        );
         // A cloud image's plain "Linux filesystem" root, with 4 KiB sectors.
         let cloud = KILN_BASE
             .replace("4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "0fc63daf-8483-4772-8e79-3d69d8477de4")
             .replace("\"sectorsize\": 512", "\"sectorsize\": 4096");
-        assert_eq!(Table::parse(&cloud).unwrap().root().unwrap().span(), (524288 * 4096, 7862272 * 4096));
+        assert_eq!(Table::parse(&cloud).unwrap().root().unwrap(), Span { offset: 524288 * 4096, size: 7862272 * 4096 });
     }
 
     #[test]
@@ -157,6 +154,6 @@ mod tests {
 
     #[test]
     fn the_esp_is_found_by_its_gpt_type() {
-        assert_eq!(Table::parse(KILN_BASE).unwrap().esp().unwrap().span(), (2048 * 512, 522240 * 512));
+        assert_eq!(Table::parse(KILN_BASE).unwrap().esp().unwrap(), Span { offset: 2048 * 512, size: 522240 * 512 });
     }
 }

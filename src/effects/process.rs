@@ -49,6 +49,25 @@ pub fn tail(stderr: &[u8]) -> String {
     last.join("\n")
 }
 
+/// What keeps this process from running `programs` (each with the Debian package that has it) with root's
+/// rights, if anything: not being root (`root_for` says what needs it), programs missing from PATH, or both.
+pub fn root_and_programs(root_for: &str, programs: &[(&str, &str)]) -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    what_is_missing(root, root_for, &missing_programs(programs))
+}
+
+/// [`root_and_programs`]'s sentence, from whether this is root and the programs missing.
+fn what_is_missing(root: bool, root_for: &str, missing: &[String]) -> Option<String> {
+    let programs = (!missing.is_empty()).then(|| format!("programs missing from PATH: {}", missing.join(", ")));
+    match (root, programs) {
+        (true, None) => None,
+        (true, Some(programs)) => Some(programs),
+        (false, None) => Some(format!("it needs root ({root_for})")),
+        (false, Some(programs)) => Some(format!("it needs root ({root_for}) and {programs}")),
+    }
+}
+
 /// The programs of `programs` (each with the Debian package that has it) missing from PATH, as
 /// `program (package)`, each named once.
 pub fn missing_programs(programs: &[(&str, &str)]) -> Vec<String> {
@@ -72,6 +91,21 @@ mod tests {
         assert!(!on_path("kiln-no-such-program"));
         let programs = [("sh", "dash"), ("kiln-no-such-program", "nothing"), ("kiln-no-such-program", "nothing")];
         assert_eq!(missing_programs(&programs), ["kiln-no-such-program (nothing)"]);
+    }
+
+    #[test]
+    fn what_is_missing_names_root_and_the_programs() {
+        let missing = ["mount (mount)".to_string()];
+        assert_eq!(what_is_missing(true, "a tap device", &[]), None);
+        assert_eq!(
+            what_is_missing(true, "a tap device", &missing).unwrap(),
+            "programs missing from PATH: mount (mount)"
+        );
+        assert_eq!(what_is_missing(false, "a tap device", &[]).unwrap(), "it needs root (a tap device)");
+        assert_eq!(
+            what_is_missing(false, "a tap device", &missing).unwrap(),
+            "it needs root (a tap device) and programs missing from PATH: mount (mount)"
+        );
     }
 
     #[test]

@@ -18,11 +18,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use base64::Engine as _;
 
 use crate::cloud_config::CloudConfig;
 use crate::effects::partitions;
-use crate::effects::process::{die_with_parent, missing_programs, run, tail};
+use crate::effects::process::{die_with_parent, root_and_programs, run, tail};
 use crate::effects::vm::wait::wait_until;
 use crate::templates::shell_quote;
 
@@ -47,12 +46,7 @@ const APT_TREES: [&str; 3] = ["/etc/apt/", "/etc/dpkg/", "/etc/needrestart/"];
 /// What keeps this process from installing natively, if anything: mounting an image and chrooting
 /// need root, and every program in `PROGRAMS` must be on PATH.
 pub fn unavailable() -> Option<String> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root (mounting the image and chrooting need it)".into());
-    }
-    let missing = missing_programs(&PROGRAMS);
-    (!missing.is_empty()).then(|| format!("programs missing from PATH: {}", missing.join(", ")))
+    root_and_programs("to mount the image and chroot into it", &PROGRAMS)
 }
 
 /// apt-get's exit status when an operation fails (a package not found, a maintainer script failing):
@@ -163,13 +157,7 @@ fn script(config: &CloudConfig, staged: &Path, mirror_port: Option<u16>) -> Resu
         if file.owner != "root:root" {
             bail!("{} is owned by {}, and the chroot writes only root's files", file.path, file.owner);
         }
-        let bytes = match file.encoding.as_deref() {
-            None => file.content.0.clone().into_bytes(),
-            Some("b64") => base64::engine::general_purpose::STANDARD
-                .decode(&file.content.0)
-                .with_context(|| format!("decoding {}", file.path))?,
-            Some(other) => bail!("{} has encoding {other}, which the chroot does not write", file.path),
-        };
+        let bytes = file.bytes()?;
         let source = staged.join(n.to_string());
         fs::write(&source, bytes)?;
         // Written by the image's own `install`, inside the chroot: a symlink in the image resolves there.
@@ -364,7 +352,7 @@ chmod "$mode" "$2"
             config.write_files.iter().filter(|f| APT_TREES.iter().any(|t| f.path.starts_with(t))).collect();
         assert!(apt_files.len() >= 5, "the example's apt and dpkg files: {}", apt_files.len());
         for file in apt_files {
-            assert_eq!(read_back(&disk, &file.path), file.content.0, "{}", file.path);
+            assert_eq!(read_back(&disk, &file.path).into_bytes(), file.bytes().unwrap(), "{}", file.path);
             assert_eq!(mode_of(&disk, &file.path).as_deref(), Some(&file.permissions[..]), "{}", file.path);
         }
         assert_eq!(mode_of(&disk, "/usr/sbin/policy-rc.d"), None, "the policy is gone once the install ends");

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::Result;
 
-use crate::effects::process::missing_programs;
+use crate::effects::process::root_and_programs;
 
 pub use self::peer::TunnelPeer;
 use super::harness::{Extension, Finished, Network};
@@ -43,18 +43,7 @@ pub fn wanted(model: &Model) -> bool {
 /// What keeps this machine from joining, if anything: the peer's network namespace and the guest's tap
 /// device need root, and every program in `PROGRAMS` must be on PATH.
 pub fn cannot_join() -> Option<String> {
-    let missing = missing_programs(PROGRAMS);
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    match (root, missing.is_empty()) {
-        (true, true) => None,
-        (true, false) => Some(format!("programs missing from PATH: {}", missing.join(", "))),
-        (false, true) => Some("it needs root (a network namespace and a tap device for the guest)".into()),
-        (false, false) => Some(format!(
-            "it needs root (a network namespace and a tap device for the guest) and programs missing from PATH: {}",
-            missing.join(", ")
-        )),
-    }
+    root_and_programs("a network namespace and a tap device for the guest", PROGRAMS)
 }
 
 /// The harness as the profile's first WireGuard peer: SSH through the tunnel, Kamal's `ssh -R`, which
