@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use super::{load_printed, output_is_not_an_input};
 use crate::cli::{BakeArgs, ImageBuildArgs, TestArgs, TestFormat};
-use crate::effects::fs::write_atomic;
+use crate::effects::fs::{remove_if_present, write_atomic};
 use crate::effects::vm::bake::{self, BakeError, BakeRequest, BaseImage, Outcome};
 use crate::effects::vm::{accel, chroot_install, harness, qemu, tunnel};
 use crate::effects::{image, interrupt};
@@ -103,12 +103,8 @@ pub fn bake(args: &BakeArgs) -> Result<(), Failure> {
                 // The build VM's disk (its overlay, and the chroot's raw copy of the base under it) is gigabytes
                 // the message does not promise: only the logs are kept.
                 for disk in [qemu::OVERLAY, chroot_install::NATIVE_DISK] {
-                    let path = work.path().join(disk);
-                    match std::fs::remove_file(&path) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                            eprintln!("kiln bake: could not remove {}: {e}", path.display())
-                        }
-                        _ => {}
+                    if let Err(e) = remove_if_present(&work.path().join(disk)) {
+                        eprintln!("kiln bake: {e:#}");
                     }
                 }
                 let kept = work.keep();

@@ -7,6 +7,16 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+/// Removes the file at `path` if there is one; any failure but its absence is an error.
+pub fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Writes `bytes` to `path` so that readers see either the old file or the complete new one, never a
 /// partial write, and the file never exists with looser permissions than `mode`.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
@@ -121,6 +131,20 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remove_if_present_ignores_only_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("overlay.qcow2");
+        fs::write(&file, b"x").unwrap();
+        remove_if_present(&file).unwrap();
+        assert!(!file.exists());
+        remove_if_present(&file).unwrap();
+        // Not a file kiln may remove this way: an error, not a silent success.
+        let err = remove_if_present(dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("removing"), "{err:#}");
+        assert!(dir.path().exists());
+    }
 
     #[test]
     fn writes_with_exact_mode_and_replaces() {

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
+use crate::effects::fs::remove_if_present;
 use crate::effects::vm::progress::Progress;
 use crate::model::Release;
 
@@ -299,15 +300,6 @@ fn verify_cached(cached: &Path) -> Result<()> {
 fn remove_cached(cached: &Path) -> Result<()> {
     remove_if_present(cached)?;
     SIDECARS.iter().try_for_each(|s| remove_if_present(&sidecar(cached, s)))
-}
-
-fn remove_if_present(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", path.display()))
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

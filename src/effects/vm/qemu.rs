@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::qga::Agent;
+use crate::effects::fs::remove_if_present;
 
 /// The instance's writable disk in its run directory: a qcow2 overlay on the base, which is never written.
 pub const OVERLAY: &str = "overlay.qcow2";
@@ -126,7 +127,7 @@ impl Instance {
             config.base_image.canonicalize().with_context(|| format!("base image {}", config.base_image.display()))?;
         let format = image_format(&base)?;
         let overlay = config.run_dir.join(OVERLAY);
-        let _ = fs::remove_file(&overlay);
+        remove_if_present(&overlay)?;
         let status = Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", &format, "-b"])
             .arg(&base)
@@ -221,14 +222,9 @@ impl Drop for Instance {
 /// Starts QEMU on an existing overlay. With `-no-reboot` a guest reboot ends QEMU and the harness
 /// starts it again, a cold boot: OVMF's warm reset under TCG spent 100-200 s here before the kernel.
 fn spawn(config: &QemuConfig, overlay: &Path, console: &Path, qga_socket: &Path) -> Result<Child> {
-    let _ = fs::remove_file(qga_socket);
+    remove_if_present(qga_socket)?;
     // A console left by an earlier run would be read as this boot's before QEMU truncates it.
-    match fs::remove_file(console) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("removing the old {}", console.display()));
-        }
-        _ => {}
-    }
+    remove_if_present(console)?;
     let mut netdev = String::from(if config.internet { "user,id=n0" } else { "user,id=n0,restrict=on" });
     if let Some(port) = config.mirror_port {
         // One `nc` per connection: a plain tcp chardev would serve a single connection only.
