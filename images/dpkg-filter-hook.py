@@ -7,7 +7,9 @@ Installs the image's dpkg filter file (kiln-minimal, beside this script) as /etc
 so dpkg applies it from the first package it installs, and removes from the tree what those filters exclude.
 The rules are dpkg's (src/main/filters.c, as mmdebstrap's mmtarfilter restates them): the last pattern that
 matches a path decides; `*` matches `/` too (fnmatch without FNM_PATHNAME); a directory or symlink an exclude
-would drop stays when it starts with the fixed part of an include (it is on the way to what that keeps).
+would drop stays when it starts with the fixed part of an include, that part's trailing slashes left out (it is
+on the way to what that include keeps). dpkg reads a backslash as an escape, and Python's fnmatch as a character,
+so a pattern with one is refused rather than judged otherwise than dpkg would.
 """
 import fnmatch
 import os
@@ -17,13 +19,16 @@ import sys
 
 
 def read_filters(config):
-    """(is_include, compiled pattern, the pattern's fixed part before its first wildcard), in the file's order."""
+    """(is_include, compiled pattern, the pattern's fixed part before its first wildcard without trailing slashes),
+    in the file's order."""
     filters = []
     with open(config) as lines:
         for line in lines:
             kind, _, pattern = line.strip().partition("=")
             if kind in ("path-exclude", "path-include"):
-                fixed = re.split(r"[*?\[\\]", pattern)[0]
+                if "\\" in pattern:
+                    sys.exit(f"dpkg-filter-hook: {line.strip()}: a backslash escape is not read here as dpkg reads it")
+                fixed = re.split(r"[*?\[\\]", pattern)[0].rstrip("/")
                 filters.append((kind == "path-include", re.compile(fnmatch.translate(pattern)), fixed))
     return filters
 
@@ -41,11 +46,11 @@ def excluded(filters, path, dir_or_link):
 
 def main(root):
     config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kiln-minimal")
+    filters = read_filters(config)
     target = os.path.join(root, "etc/dpkg/dpkg.cfg.d/kiln-minimal")
     os.makedirs(os.path.dirname(target), exist_ok=True)
     shutil.copyfile(config, target)
     os.chmod(target, 0o644)
-    filters = read_filters(config)
     # Bottom-up, so a directory is judged after what was in it: one dpkg drops stays if anything in it stays.
     for top, dirs, files in os.walk(root, topdown=False):
         inside = "/" + os.path.relpath(top, root) if top != root else ""

@@ -483,29 +483,15 @@ Description: Debian base system miscellaneous files
         assert_eq!(debian_major("+x"), None);
     }
 
-    /// Runs `program` with `args`, failing the test with its stderr unless it succeeds; its stdout.
-    fn succeed(program: &str, args: &[&std::ffi::OsStr], stdin: Option<&str>) -> String {
-        use std::io::Write as _;
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        child.stdin.take().unwrap().write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    /// `command`'s stdout; the test fails with its stderr unless it succeeds.
+    fn stdout_of(command: &mut Command) -> String {
+        let out = crate::effects::process::run(command, "a program the test runs").unwrap_or_else(|e| panic!("{e:#}"));
         String::from_utf8(out.stdout).unwrap()
     }
 
     /// Every path under `root` with its type (`f`, `d`, `l`), leaving out dpkg's own database.
     fn tree(root: &Path) -> Vec<String> {
-        let listing = succeed(
-            "find",
-            &[root.as_os_str(), "-mindepth".as_ref(), "1".as_ref(), "-printf".as_ref(), "%P %y\\n".as_ref()],
-            None,
-        );
+        let listing = stdout_of(Command::new("find").arg(root).args(["-mindepth", "1", "-printf", "%P %y\\n"]));
         // Not dpkg's database, nor the directories the test made for it.
         let mut paths: Vec<String> = listing
             .lines()
@@ -516,16 +502,10 @@ Description: Debian base system miscellaneous files
         paths
     }
 
-    /// build.sh's extract hook leaves the tree dpkg itself unpacks with the recipe's filters: a package with
-    /// documentation (its copyright kept), a symlink among it, a manual page, a translation, an info page and
-    /// program files, installed by the real dpkg with the filters, against the same package extracted with tar
-    /// (as mmdebstrap extracts the Essential packages) and then given to the hook. The control: before the hook,
-    /// the tar-extracted tree is not dpkg's.
-    #[test]
-    fn the_extract_hook_leaves_the_tree_dpkg_unpacks_with_the_filters() {
-        let dir = tempfile::tempdir().unwrap();
-        let at = |p: &str| dir.path().join(p);
-        let package = at("pkg");
+    /// A package with documentation (its copyright kept), a symlink among it, a manual page, a translation, an
+    /// info page, program files, and a directory whose name begins as the documentation's does.
+    fn package(dir: &Path) -> PathBuf {
+        let package = dir.join("pkg");
         for (path, body) in [
             (
                 "DEBIAN/control",
@@ -535,6 +515,7 @@ Description: Debian base system miscellaneous files
             ("usr/share/tool/data", "data"),
             ("usr/share/doc/tool/README", "readme"),
             ("usr/share/doc/tool/copyright", "copyright"),
+            ("usr/share/docs-extra/tool", "not documentation to the recipe's filters"),
             ("usr/share/man/man1/tool.1.gz", "manual"),
             ("usr/share/locale/de/LC_MESSAGES/tool.mo", "translation"),
             ("usr/share/locale/de/LC_TIME/tool", "kept: not a .mo"),
@@ -545,48 +526,63 @@ Description: Debian base system miscellaneous files
             std::fs::write(package.join(path), body).unwrap();
         }
         std::os::unix::fs::symlink("tool", package.join("usr/share/doc/tool-data")).unwrap();
-        let deb = at("tool.deb");
-        succeed(
-            "dpkg-deb",
-            &["--root-owner-group".as_ref(), "--build".as_ref(), package.as_os_str(), deb.as_os_str()],
-            None,
+        let deb = dir.join("tool.deb");
+        stdout_of(Command::new("dpkg-deb").args(["--root-owner-group", "--build"]).arg(&package).arg(&deb));
+        deb
+    }
+
+    /// The tree the real dpkg unpacks `deb` to with `filters` (lines of `path-exclude=`/`path-include=`), and the
+    /// tree the extract hook leaves of the same package extracted with tar (as mmdebstrap extracts the Essential
+    /// packages), the filter file beside the hook as build.sh lays them out. The control: before the hook, the
+    /// tar-extracted tree is not dpkg's.
+    fn by_dpkg_and_by_hook(dir: &Path, deb: &Path, filters: &str) -> (Vec<String>, Vec<String>) {
+        let by_dpkg = tempfile::tempdir_in(dir).unwrap();
+        std::fs::create_dir_all(by_dpkg.path().join("var/lib/dpkg/updates")).unwrap();
+        std::fs::create_dir_all(by_dpkg.path().join("var/lib/dpkg/info")).unwrap();
+        std::fs::write(by_dpkg.path().join("var/lib/dpkg/status"), "").unwrap();
+        stdout_of(
+            Command::new("dpkg")
+                .arg(format!("--root={}", by_dpkg.path().display()))
+                .args(["--force-not-root", "--force-script-chrootless", "--log=/dev/null"])
+                .args(filters.lines().map(|f| format!("--{f}")))
+                .arg("--unpack")
+                .arg(deb),
         );
 
-        let recipe = RECIPES.iter().find(|r| r.release == Release::Debian13).unwrap();
-        let toml = recipe.files.iter().find(|(name, _)| *name == "recipe.toml").unwrap().1;
-        let read = "import sys, tomllib\nb = tomllib.loads(sys.stdin.read())['bootstrap']\n\
-                    print('\\n'.join([f'path-exclude={p}' for p in b['dpkg_path_exclude']] + \
-                    [f'path-include={p}' for p in b['dpkg_path_include']]))";
-        let filters = succeed("python3", &["-c".as_ref(), read.as_ref()], Some(toml));
-        assert!(filters.contains("path-exclude=/usr/share/doc/*\n"), "{filters}");
-
-        // dpkg, the oracle.
-        let by_dpkg = at("dpkg");
-        std::fs::create_dir_all(by_dpkg.join("var/lib/dpkg/updates")).unwrap();
-        std::fs::create_dir_all(by_dpkg.join("var/lib/dpkg/info")).unwrap();
-        std::fs::write(by_dpkg.join("var/lib/dpkg/status"), "").unwrap();
-        let mut args: Vec<std::ffi::OsString> = vec![format!("--root={}", by_dpkg.display()).into()];
-        args.extend(["--force-not-root", "--force-script-chrootless", "--log=/dev/null"].map(Into::into));
-        args.extend(filters.lines().map(|f| format!("--{f}").into()));
-        args.extend(["--unpack".into(), deb.clone().into_os_string()]);
-        succeed("dpkg", &args.iter().map(|a| a.as_os_str()).collect::<Vec<_>>(), None);
-
-        // tar, then the hook, with the filter file beside it as build.sh lays them out.
-        let by_hook = at("hook");
-        std::fs::create_dir_all(&by_hook).unwrap();
+        let hook_dir = tempfile::tempdir_in(dir).unwrap();
+        let by_hook = hook_dir.path().join("root");
+        std::fs::create_dir(&by_hook).unwrap();
         let extract = format!("dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}'", deb.display(), by_hook.display());
-        succeed("sh", &["-c".as_ref(), extract.as_ref()], None);
-        assert_ne!(tree(&by_hook), tree(&by_dpkg), "the control: unfiltered, the trees differ");
-        std::fs::write(at("extract-hook"), DPKG_FILTER_HOOK).unwrap();
-        std::fs::write(at("kiln-minimal"), &filters).unwrap();
-        succeed("python3", &[at("extract-hook").as_os_str(), by_hook.as_os_str()], None);
+        stdout_of(Command::new("sh").args(["-c", &extract]));
+        assert_ne!(tree(&by_hook), tree(by_dpkg.path()), "the control: unfiltered, the trees differ");
+        let hook = hook_dir.path().join("extract-hook");
+        std::fs::write(&hook, DPKG_FILTER_HOOK).unwrap();
+        std::fs::write(hook_dir.path().join("kiln-minimal"), filters).unwrap();
+        stdout_of(Command::new("python3").arg(&hook).arg(&by_hook));
 
         let installed = by_hook.join("etc/dpkg/dpkg.cfg.d/kiln-minimal");
         assert_eq!(std::fs::read_to_string(&installed).unwrap(), filters);
         assert_eq!(std::fs::metadata(&installed).unwrap().permissions().mode() & 0o7777, 0o644);
         std::fs::remove_dir_all(by_hook.join("etc")).unwrap();
-        let kept = tree(&by_hook);
-        assert_eq!(kept, tree(&by_dpkg));
+        (tree(by_dpkg.path()), tree(&by_hook))
+    }
+
+    /// build.sh's extract hook leaves the tree dpkg itself unpacks with the recipe's filters.
+    #[test]
+    fn the_extract_hook_leaves_the_tree_dpkg_unpacks_with_the_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = package(dir.path());
+        let recipe = RECIPES.iter().find(|r| r.release == Release::Debian13).unwrap();
+        let toml = recipe.files.iter().find(|(name, _)| *name == "recipe.toml").unwrap().1;
+        std::fs::write(dir.path().join("recipe.toml"), toml).unwrap();
+        let read = "import sys, tomllib\nb = tomllib.load(open(sys.argv[1], 'rb'))['bootstrap']\n\
+                    print('\\n'.join([f'path-exclude={p}' for p in b['dpkg_path_exclude']] + \
+                    [f'path-include={p}' for p in b['dpkg_path_include']]))";
+        let filters = stdout_of(Command::new("python3").args(["-c", read]).arg(dir.path().join("recipe.toml")));
+        assert!(filters.contains("path-exclude=/usr/share/doc/*\n"), "{filters}");
+
+        let (by_dpkg, kept) = by_dpkg_and_by_hook(dir.path(), &deb, &filters);
+        assert_eq!(kept, by_dpkg);
         for path in
             ["usr/share/doc/tool/copyright f", "usr/share/doc/tool-data l", "usr/share/locale/de/LC_TIME/tool f"]
         {
@@ -600,5 +596,39 @@ Description: Debian base system miscellaneous files
         ] {
             assert!(kept.iter().all(|p| !p.starts_with(gone)), "{gone}: {kept:?}");
         }
+    }
+
+    /// dpkg keeps a directory an exclude drops when its path begins with an include's fixed part, that part's
+    /// trailing slashes left out (src/main/filters.c): so `/usr/share/docs-extra` stays, empty, when
+    /// `/usr/share/doc*` is excluded and `/usr/share/doc/*/copyright` included. The hook does as dpkg does.
+    #[test]
+    fn the_extract_hook_keeps_the_directories_dpkg_keeps_for_an_include() {
+        let dir = tempfile::tempdir().unwrap();
+        let deb = package(dir.path());
+        let filters = "path-exclude=/usr/share/doc*\npath-include=/usr/share/doc/*/copyright\n";
+        let (by_dpkg, kept) = by_dpkg_and_by_hook(dir.path(), &deb, filters);
+        assert!(by_dpkg.contains(&"usr/share/docs-extra d".to_string()), "{by_dpkg:?}");
+        assert!(!by_dpkg.contains(&"usr/share/docs-extra/tool f".to_string()), "{by_dpkg:?}");
+        assert_eq!(kept, by_dpkg);
+    }
+
+    /// dpkg reads a backslash in a pattern as an escape, and Python's fnmatch as a character: the hook refuses such
+    /// a pattern rather than judge it otherwise than dpkg would.
+    #[test]
+    fn the_extract_hook_refuses_a_pattern_it_would_read_otherwise_than_dpkg() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("root")).unwrap();
+        std::fs::write(dir.path().join("extract-hook"), DPKG_FILTER_HOOK).unwrap();
+        std::fs::write(dir.path().join("kiln-minimal"), "path-exclude=/usr/share/doc/\\*\n").unwrap();
+        let out = Command::new("python3")
+            .arg(dir.path().join("extract-hook"))
+            .arg(dir.path().join("root"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("/usr/share/doc/\\*") && stderr.contains("backslash"), "{stderr}");
+        assert!(!dir.path().join("root/etc").exists(), "nothing installed: {stderr}");
     }
 }

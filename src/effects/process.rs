@@ -71,12 +71,13 @@ fn what_is_missing(root: bool, root_for: &str, missing: &[String]) -> Option<Str
 /// The programs of `programs` (each with the Debian package that has it) missing from PATH, as
 /// `program (package)`, each named once.
 pub fn missing_programs(programs: &[(&str, &str)]) -> Vec<String> {
-    let mut missing: Vec<String> = programs
-        .iter()
-        .filter(|(program, _)| !on_path(program))
-        .map(|(p, package)| format!("{p} ({package})"))
-        .collect();
-    missing.dedup();
+    let mut missing: Vec<String> = Vec::new();
+    for (program, package) in programs.iter().filter(|(program, _)| !on_path(program)) {
+        let named = format!("{program} ({package})");
+        if !missing.contains(&named) {
+            missing.push(named);
+        }
+    }
     missing
 }
 
@@ -89,8 +90,14 @@ mod tests {
         // `sh` is on every PATH this runs under; a program name nobody has is not.
         assert!(on_path("sh"));
         assert!(!on_path("kiln-no-such-program"));
-        let programs = [("sh", "dash"), ("kiln-no-such-program", "nothing"), ("kiln-no-such-program", "nothing")];
-        assert_eq!(missing_programs(&programs), ["kiln-no-such-program (nothing)"]);
+        // Named once, even where a list names it twice apart.
+        let programs = [
+            ("kiln-no-such-program", "nothing"),
+            ("sh", "dash"),
+            ("kiln-no-such-other", "nothing"),
+            ("kiln-no-such-program", "nothing"),
+        ];
+        assert_eq!(missing_programs(&programs), ["kiln-no-such-program (nothing)", "kiln-no-such-other (nothing)"]);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::progress::Progress;
 use super::qemu::{Accel, Instance, QemuConfig, image_format};
 use super::qga::Agent;
 use super::wait::{self, wait_until};
-use crate::effects::fs::{sha256_file, write_atomic};
+use crate::effects::fs::{remove_if_present, sha256_file, write_atomic};
 use crate::effects::interrupt;
 use crate::effects::process::die_with_parent;
 use crate::lower::Stage;
@@ -302,7 +302,7 @@ pub fn bake(request: &BakeRequest) -> Result<(Outcome, Manifest), BakeError> {
     }
     for stale in [partial_path(request.output), manifest_partial_path(request.output)] {
         // Left by a bake that was killed with SIGKILL, the one signal nothing can clean up after.
-        let _ = fs::remove_file(stale);
+        remove_if_present(&stale)?;
     }
     // Decided only now: an up-to-date image needs no accelerator, and no probe.
     let decision = accel::decide(request.accel, &base.path, request.work_dir).map_err(|e| anyhow!(e))?;
@@ -521,8 +521,12 @@ fn place(request: &BakeRequest, mut manifest: Manifest, progress: &Progress) -> 
     });
     interrupt::forget(&partial);
     if let Err(e) = placed {
-        let _ = fs::remove_file(&partial);
-        let _ = fs::remove_file(&manifest_partial);
+        // The conversion's error is the one to return; a file that cannot be removed is said, not hidden.
+        for left in [&partial, &manifest_partial] {
+            if let Err(cleanup) = remove_if_present(left) {
+                progress.println(&format!("kiln bake: {cleanup:#}"));
+            }
+        }
         return Err(e.into());
     }
     Ok(manifest)

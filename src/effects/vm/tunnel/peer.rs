@@ -20,6 +20,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::effects::fs::remove_if_present;
 use crate::effects::process::{die_with_parent, run};
 use crate::effects::vm::boot::reported_public_key;
 use crate::effects::vm::harness::Network;
@@ -717,11 +718,15 @@ impl Drop for TunnelPeer {
             let _ = daemon.kill();
             let _ = daemon.wait();
         }
-        // SIGKILL leaves wireguard-go no chance to remove its control socket.
-        let _ = std::fs::remove_file(format!("/var/run/wireguard/{}.sock", self.interface));
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
-        let _ = std::fs::remove_file(&self.key_file);
-        let _ = std::fs::remove_file(&self.wrong_key_file);
+        // SIGKILL leaves wireguard-go no chance to remove its control socket. The keys are private: one that
+        // stays is said, not hidden (a drop can return no error).
+        let socket = PathBuf::from(format!("/var/run/wireguard/{}.sock", self.interface));
+        for file in [&socket, &self.key_file, &self.wrong_key_file] {
+            if let Err(e) = remove_if_present(file) {
+                eprintln!("kiln: the WireGuard peer's cleanup: {e:#}");
+            }
+        }
     }
 }
 
