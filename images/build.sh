@@ -11,7 +11,7 @@
 #   dpkg-filter-hook.py, which must be beside this script);
 #   from the repository: images/build.sh --recipe images/debian-13/recipe.toml OUT.qcow2
 # needs: root (mmdebstrap --mode=root and a rootfs tree owned by real uids for mkfs.ext4 -d),
-#        mmdebstrap, e2fsprogs, dosfstools, mtools, fdisk (sfdisk), qemu-utils, python3 >= 3.11.
+#        mmdebstrap, e2fsprogs, dosfstools, mtools, fdisk (sfdisk), qemu-utils, python3 >= 3.11, runuser (util-linux).
 # writes: OUTPUT.qcow2, OUTPUT.manifest (dpkg-query of the image), OUTPUT.dpkg-status, OUTPUT.sha256,
 #         OUTPUT.digests (rootfs content digest, ESP sha256, kernel version: stable across builds)
 # default work directory: a new /var/tmp/kiln-image/build.XXXXXX, removed on success.
@@ -46,7 +46,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "build.sh: must run as root (mmdebstrap --mode=root; mkfs.ext4 -d copies file owners as they are)" >&2
   exit 1
 fi
-for tool in mmdebstrap mkfs.ext4 mkfs.vfat mcopy mmd sfdisk qemu-img /usr/bin/python3 systemctl; do
+for tool in mmdebstrap mkfs.ext4 mkfs.vfat mcopy mmd sfdisk qemu-img /usr/bin/python3 systemctl runuser; do
   command -v "$tool" >/dev/null || { echo "build.sh: missing tool: $tool" >&2; exit 1; }
 done
 
@@ -118,10 +118,19 @@ export LC_ALL=C.UTF-8 TZ=UTC
 if [ -z "$workdir" ]; then
   mkdir -p /var/tmp/kiln-image
   workdir=$(mktemp -d /var/tmp/kiln-image/build.XXXXXX)
+  # mktemp makes it 0700; apt's download sandbox user must be able to reach the rootfs inside (below).
+  chmod 0755 "$workdir"
 else
   mkdir -p "$workdir"
 fi
 workdir=$(cd "$workdir" && pwd)
+# apt downloads as its sandbox user _apt, who must be able to reach the rootfs. Where it cannot, apt downloads
+# as root instead and leaves its partial directories root's, not _apt's: another image from the same recipe
+# (seen with a 0700 work directory). So a work directory _apt cannot search is refused, not built from.
+if id _apt >/dev/null 2>&1 && ! runuser -u _apt -- test -x "$workdir"; then
+  echo "build.sh: apt's sandbox user _apt cannot search $workdir (or a directory above it): give a --workdir that others can search" >&2
+  exit 1
+fi
 rootfs=$workdir/rootfs
 cleanup() {
   local rc=$?

@@ -631,4 +631,40 @@ Description: Debian base system miscellaneous files
         assert!(stderr.contains("/usr/share/doc/\\*") && stderr.contains("backslash"), "{stderr}");
         assert!(!dir.path().join("root/etc").exists(), "nothing installed: {stderr}");
     }
+
+    /// build.sh refuses a work directory apt's sandbox user `_apt` cannot search: apt would download as root and
+    /// leave its partial directories root's, another image from the same recipe. The control: a searchable work
+    /// directory gets past that check, to the next step, which fails here because the hook is not beside build.sh.
+    /// Needs root, as build.sh does (CI's test run is root's).
+    #[test]
+    fn build_sh_refuses_a_work_directory_apt_cannot_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipe = RECIPES.iter().find(|r| r.release == Release::Debian13).unwrap();
+        for (name, body) in recipe.files.iter().filter(|(name, _)| *name != "dpkg-filter-hook.py") {
+            std::fs::write(dir.path().join(name), body).unwrap();
+        }
+        let build = |workdir: &Path| {
+            let out = Command::new("bash")
+                .arg(dir.path().join("build.sh"))
+                .arg(dir.path().join("out.qcow2"))
+                .arg("--workdir")
+                .arg(workdir)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(!out.status.success());
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        let private = dir.path().join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let refused = build(&private.join("work"));
+        assert!(refused.contains("_apt cannot search"), "{refused}");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let searchable = build(&dir.path().join("work"));
+        assert!(
+            !searchable.contains("_apt cannot search") && searchable.contains("dpkg-filter-hook.py"),
+            "{searchable}"
+        );
+    }
 }
